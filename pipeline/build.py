@@ -1,0 +1,72 @@
+"""The graph, read top to bottom as the story of one document:
+
+    read -> (fetch) -> extract -> clean -> fingerprint -> topic -> window + cluster -> write
+
+Every stage hands documents it cannot handle to a ``failed`` side output; all of them end in
+``failures/`` so that ``inputs == articles + filtered + failed`` holds in summary.json.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import apache_beam as beam
+
+from pipeline.config import Config
+from transforms.clean import CleanText
+from transforms.extract import ExtractMainText
+from transforms.fingerprint import Fingerprint
+from transforms.sinks import WriteOutputs
+from transforms.sources import ReadDocuments
+from transforms.stories import AssignTopics, GroupStories, load_topics
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What one run reads and where it writes, decided before the graph is built."""
+
+    config: Config
+    files: tuple[str, ...]  # expanded file URLs (warc/jsonl/text) or feed inputs (feeds)
+    output: str
+    run_id: str
+    fetched_at: datetime
+    poll_interval_s: float | None = None
+    stop_after: int | None = None
+
+
+def read_documents(p: beam.Pipeline, plan: RunPlan):
+    """PBegin -> result with ``.ok`` (Document) and ``.failed`` (Failure)."""
+    cfg = plan.config
+    if cfg.run.source == "feeds":
+        from transforms.feeds import ReadFeeds
+
+        return p | "ReadFeeds" >> ReadFeeds(
+            list(plan.files),
+            cfg.fetch,
+            cfg.feeds,
+            poll_interval_s=plan.poll_interval_s,
+            stop_after=plan.stop_after,
+            output_root=plan.output,
+        )
+    return p | "ReadDocuments" >> ReadDocuments(cfg.run.source, list(plan.files), cfg.sources, plan.fetched_at)
+
+
+def build_pipeline(p: beam.Pipeline, plan: RunPlan):
+    """Assemble the whole graph on ``p``; returns the one-element summary PCollection."""
+    cfg = plan.config
+    read = read_documents(p, plan)
+    extracted = read.ok | "ExtractMainText" >> ExtractMainText(cfg.extract)
+    cleaned = extracted.ok | "CleanText" >> CleanText(cfg.clean)
+    fingerprinted = cleaned.ok | "Fingerprint" >> Fingerprint(cfg.fingerprint)
+    with_topics = fingerprinted | "AssignTopics" >> AssignTopics(load_topics(cfg.stories.topics_file))
+    grouped = with_topics | "GroupStories" >> GroupStories(cfg.stories, output_root=plan.output)
+
+    failures = (read.failed, extracted.failed, cleaned.failed) | "AllFailures" >> beam.Flatten()
+    inputs = (read.ok, read.failed) | "AllInputs" >> beam.Flatten()
+    return {
+        "articles": grouped["articles"],
+        "stories": grouped["stories"],
+        "failures": failures,
+        "inputs": inputs,
+    } | "WriteOutputs" >> WriteOutputs(plan.output, plan.run_id, cfg.sink)

@@ -1,0 +1,156 @@
+"""``python -m pipeline.main`` / ``storybeam``: parse flags, load config, build, run, report.
+
+Exit status: 0 when the run finished; 2 for usage/config/input errors (one clear line, no
+traceback); 3 when the share of failed documents exceeds ``run.max_failure_ratio``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+import uuid
+from datetime import datetime
+
+from pipeline.config import Config, ConfigError, load_config
+from pipeline.options import UsageError, parse_args
+
+LOG = logging.getLogger("storybeam")
+
+EXIT_USAGE = 2
+EXIT_TOO_MANY_FAILURES = 3
+
+LOCAL_RUNNERS = (None, "", "DirectRunner", "FnApiRunner", "direct")
+
+
+def new_run_id(now: datetime) -> str:
+    """Sortable and unique: UTC time to the second plus 6 random hex digits."""
+    return now.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+def choose_runner(runner_name: str | None, streaming: bool):
+    """The default local runner never tries to download Prism: batch runs on the FnApiRunner
+    (honours --direct_num_workers / --direct_running_mode); streaming on the Python
+    BundleBasedDirectRunner, which supports unbounded sources and TestStream."""
+    if runner_name in LOCAL_RUNNERS:
+        if streaming:
+            from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
+
+            return BundleBasedDirectRunner()
+        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+        return FnApiRunner()
+    return runner_name
+
+
+def plan_run(argv: list[str]):
+    """Flags + config -> (RunPlan, PipelineOptions). Raises UsageError/ConfigError/InputError."""
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+    from pipeline.build import RunPlan
+    from transforms.sources import default_fetched_at, expand_inputs
+
+    args = parse_args(argv)
+    cfg: Config = load_config(args.config)
+    if args.source:
+        cfg = cfg.replace("run", source=args.source)
+    if args.inputs:
+        cfg = cfg.replace("run", inputs=args.inputs)
+    if args.output:
+        cfg = cfg.replace("run", output=args.output)
+    if args.allow_hosts:
+        cfg = cfg.replace("fetch", allow_hosts=tuple(cfg.fetch.allow_hosts) + args.allow_hosts)
+    if args.resume:
+        cfg = cfg.replace("sink", mode="append")
+    if not cfg.run.inputs:
+        raise UsageError("no input: give --input (or run.inputs in the config)")
+    if cfg.run.source == "feeds":
+        files = tuple(cfg.run.inputs)
+    else:
+        files = tuple(expand_inputs(cfg.run.inputs))
+    output = cfg.run.output
+    if "://" not in output:
+        output = os.path.abspath(output)
+    options = PipelineOptions(list(args.beam_args))
+    fetched_at = default_fetched_at()
+    plan = RunPlan(
+        config=cfg,
+        files=files,
+        output=output,
+        run_id=new_run_id(fetched_at),
+        fetched_at=fetched_at,
+        poll_interval_s=args.poll_interval,
+        stop_after=args.stop_after,
+    )
+    return plan, options, options.view_as(StandardOptions)
+
+
+def read_summary(output: str) -> dict:
+    import fsspec
+
+    with fsspec.open(output.rstrip("/") + "/summary.json", "r") as handle:
+        return json.load(handle)
+
+
+def run(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("apache_beam", "trafilatura", "urllib3", "htmldate", "courlan", "fsspec", "gcsfs"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv):
+        from pipeline.options import make_parser
+
+        make_parser().print_help()
+        return 0
+    from transforms.sources import InputError
+
+    try:
+        plan, options, standard = plan_run(argv)
+    except (UsageError, ConfigError, InputError) as err:
+        print(f"storybeam: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+    import apache_beam as beam
+
+    from pipeline.build import build_pipeline
+
+    runner = choose_runner(standard.runner, bool(standard.streaming))
+    started = time.monotonic()
+    LOG.info("run %s: %s input(s) from %s -> %s", plan.run_id, len(plan.files), plan.config.run.source, plan.output)
+    pipeline = beam.Pipeline(runner=runner, options=options)
+    build_pipeline(pipeline, plan)
+    result = pipeline.run()
+    result.wait_until_finish()
+    elapsed = time.monotonic() - started
+
+    try:
+        summary = read_summary(plan.output)
+    except (OSError, ValueError) as err:  # remote runners may not have finished writing
+        print(f"storybeam: run finished, but no summary.json yet under {plan.output}: {err}")
+        return 0
+    counts = ", ".join(f"{k} {summary.get(k, 0)}" for k in ("inputs", "articles", "duplicates", "stories", "filtered", "failed"))
+    rate = summary.get("inputs", 0) / elapsed if elapsed > 0 else 0.0
+    print(f"storybeam: wrote {plan.output} in {elapsed:.1f}s ({rate:.1f} docs/s): {counts}")
+    if summary.get("failures_by_reason"):
+        top = sorted(summary["failures_by_reason"].items(), key=lambda kv: -kv[1])[:8]
+        print("storybeam: failures/filtered by reason: " + ", ".join(f"{k} {v}" for k, v in top))
+    inputs = summary.get("inputs", 0)
+    ratio = summary.get("failed", 0) / inputs if inputs else 0.0
+    if ratio > plan.config.run.max_failure_ratio:
+        print(
+            f"storybeam: error: {summary.get('failed', 0)} of {inputs} documents failed ({ratio:.0%}), "
+            f"more than run.max_failure_ratio {plan.config.run.max_failure_ratio:.0%}; see {plan.output}/failures/",
+            file=sys.stderr,
+        )
+        return EXIT_TOO_MANY_FAILURES
+    return 0
+
+
+def main() -> None:
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()

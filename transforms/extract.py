@@ -1,0 +1,674 @@
+"""ExtractMainText: Document (HTML bytes or plain text) -> Article with main text and metadata.
+
+The work is done by the pure function :func:`extract_document`; the PTransform around it only
+routes results to the ``ok`` output and failures to the ``failed`` output.
+
+Extraction of HTML pages:
+
+1. Guards before any parsing: not HTML (content type or binary sniff) -> ``not_html``; empty
+   bytes -> ``empty_page``; more than ``max_html_bytes`` -> ``too_large``.
+2. Decoding: declared charset (HTTP/WARC) -> byte-order mark -> ``<meta charset>`` -> strict
+   UTF-8 -> charset detection -> cp1252 with replacement (never fails).
+3. Main text: trafilatura (``deduplicate=False, include_comments=False``, metadata on). When
+   its text is missing or short compared with the page, the JSON-LD ``articleBody`` or a
+   recall-oriented second pass of trafilatura is used instead (see :func:`_choose_text`).
+4. Metadata precedence (title, date, author, language): structured page metadata
+   (JSON-LD / OpenGraph / ``<html lang>``) first, then the document's own (feed entry, WARC,
+   JSON record), then trafilatura's heuristics. Published dates from trafilatura carry no time
+   of day, so a feed timestamp is preferred over them.
+
+Time limit. trafilatura has no timeout and pure-Python/lxml work cannot be interrupted from
+another thread, so a worker thread would keep burning CPU after a "timeout". Two strategies:
+
+* ``signal`` (used when running on the main thread, e.g. benchmarks and tests): a SIGALRM
+  ``setitimer`` raises inside the extraction; no overhead.
+* ``process`` (Beam workers run DoFns on non-main threads): extraction runs in a long-lived
+  child process fed through a pipe; on timeout the child is killed and restarted. The child
+  also runs under an address-space limit (``max_memory_mb``), which bounds memory for
+  pathological pages (very deep nesting, huge trees); a child that dies is reported as
+  ``extract_error`` and replaced. Overhead measured at ~1 ms per page (pickling the HTML).
+
+``isolation='auto'`` picks ``signal`` on the main thread and ``process`` elsewhere.
+"""
+
+from __future__ import annotations
+
+import codecs
+import html as html_lib
+import json
+import multiprocessing
+import re
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterator
+from urllib.parse import urlsplit
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+
+from transforms import records
+from transforms.records import Article, Document, Failure
+
+STAGE = "extract"
+_ISOLATION_MODES = ("auto", "signal", "process", "none")
+
+
+@dataclass(frozen=True)
+class ExtractSettings:
+    """Settings of the extract stage (YAML section ``extract``)."""
+
+    # Seconds one page may take before it goes to failures with reason 'timeout'. Typical news
+    # pages take 20-200 ms; 20 s only catches runaway pages.
+    timeout_s: float = 20.0
+    # Larger pages go to failures ('too_large') unread. Real articles are < 2 MB of HTML.
+    max_html_bytes: int = 5_000_000
+    # Extracted text shorter than this (characters) is 'no_text': nothing worth cleaning.
+    min_text_chars: int = 25
+    # Keep table text (trafilatura include_tables); news tables (results, figures) are content.
+    include_tables: bool = True
+    # Use JSON-LD / OpenGraph / <html lang> metadata and JSON-LD articleBody.
+    use_structured_data: bool = True
+    # When the main text is shorter than this share of the page's visible text and shorter
+    # than fallback_max_chars, try JSON-LD articleBody and a recall-oriented trafilatura pass.
+    fallback_min_share: float = 0.1
+    # Pages whose main text is already this long (characters) never trigger the fallback.
+    fallback_max_chars: int = 1500
+    # How the time limit is enforced: auto (signal on the main thread, else process),
+    # signal, process, none (no limit; tests only).
+    isolation: str = "auto"
+    # Address-space limit of the extraction child process (process isolation), in MiB.
+    max_memory_mb: int = 2048
+
+    def __post_init__(self) -> None:
+        if not self.timeout_s > 0:
+            raise ValueError("timeout_s: must be > 0 seconds")
+        if self.max_html_bytes <= 0:
+            raise ValueError("max_html_bytes: must be > 0")
+        if self.min_text_chars < 0:
+            raise ValueError("min_text_chars: must be >= 0")
+        if not 0.0 <= self.fallback_min_share <= 1.0:
+            raise ValueError("fallback_min_share: must be between 0 and 1")
+        if self.fallback_max_chars < 0:
+            raise ValueError("fallback_max_chars: must be >= 0")
+        if self.isolation not in _ISOLATION_MODES:
+            raise ValueError(f"isolation: must be one of {', '.join(_ISOLATION_MODES)}")
+        if self.max_memory_mb < 256:
+            raise ValueError("max_memory_mb: must be >= 256 (trafilatura needs ~150 MiB)")
+
+
+class ExtractTimeout(Exception):
+    """Raised inside an extraction that ran past its time limit."""
+
+
+class _ExtractFailed(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers: host, guards, decoding
+# ---------------------------------------------------------------------------------------------
+
+
+def source_host(url: str) -> str:
+    """Publisher host of ``url``: lower-case, without port and a leading ``www.``."""
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        host = ""
+    host = host.lower().rstrip(".")
+    return host[4:] if host.startswith("www.") else host
+
+
+_HTML_TYPES = ("html", "xml", "text/plain")
+_BINARY_MAGIC = (b"%PDF", b"\x89PNG", b"GIF8", b"\xff\xd8\xff", b"PK\x03\x04", b"\x1f\x8b")
+
+
+def _not_html_reason(doc: Document) -> str | None:
+    ctype = (doc.content_type or "").split(";")[0].strip().lower()
+    if ctype and not any(t in ctype for t in _HTML_TYPES):
+        return f"content type {ctype}"
+    head = doc.html[:1024] if doc.html else b""
+    if head.startswith(_BINARY_MAGIC):
+        return "binary content"
+    if head.count(b"\x00") > 16 and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "binary content"
+    return None
+
+
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def _try_decode(data: bytes, charset: str | None) -> str | None:
+    if not charset:
+        return None
+    try:
+        name = codecs.lookup(charset.strip().strip("\"'")).name
+    except LookupError:
+        return None
+    if name in ("latin-1", "iso8859-1", "ascii"):
+        name = "cp1252"  # what browsers do for these labels (WHATWG encoding standard)
+    try:
+        return data.decode(name)
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+def decode_html(data: bytes, declared: str | None = None) -> str:
+    """Bytes -> text: declared charset, BOM, <meta charset>, UTF-8, detection, cp1252."""
+    for bom, name in _BOMS:
+        if data.startswith(bom):
+            text = _try_decode(data, name)
+            if text is not None:
+                return text.lstrip("\ufeff")
+    for candidate in (declared, *_META_CHARSET.findall(data[:8192])[:1]):
+        if isinstance(candidate, bytes):
+            candidate = candidate.decode("ascii", "ignore")
+        text = _try_decode(data, candidate)
+        if text is not None:
+            return text
+    text = _try_decode(data, "utf-8")
+    if text is not None:
+        return text
+    try:
+        from charset_normalizer import from_bytes
+
+        best = from_bytes(data[:200_000]).best()
+        if best is not None:
+            text = _try_decode(data, best.encoding)
+            if text is not None:
+                return text
+    except ImportError:  # pragma: no cover - charset_normalizer comes with trafilatura
+        pass
+    return data.decode("cp1252", errors="replace")
+
+
+# ---------------------------------------------------------------------------------------------
+# Structured metadata: JSON-LD, OpenGraph, <html lang>
+# ---------------------------------------------------------------------------------------------
+
+_JSONLD = re.compile(
+    r"<script[^>]+type\s*=\s*[\"']?application/ld\+json[\"']?[^>]*>(.*?)</script>", re.I | re.S
+)
+_META_TAG = re.compile(r"<meta\s[^>]*>", re.I)
+_ATTR = re.compile(r"""([a-zA-Z:_-]+)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""")
+_HTML_LANG = re.compile(r"<html[^>]*\blang\s*=\s*[\"']?([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]+)?", re.I)
+_ARTICLE_TYPES = {
+    "article",
+    "newsarticle",
+    "reportagenewsarticle",
+    "analysisnewsarticle",
+    "opinionnewsarticle",
+    "backgroundnewsarticle",
+    "reviewnewsarticle",
+    "blogposting",
+    "liveblogposting",
+    "socialmediaposting",
+    "report",
+    "scholarlyarticle",
+    "techarticle",
+}
+_TAG = re.compile(r"<[^>]+>")
+
+
+@dataclass(frozen=True)
+class PageMeta:
+    """Metadata a page states explicitly (JSON-LD, OpenGraph, <html lang>)."""
+
+    title: str | None = None
+    published: str | None = None
+    author: str | None = None
+    language: str | None = None
+    body: str | None = None  # JSON-LD articleBody
+    section: str | None = None
+
+
+def _walk_jsonld(node: Any) -> Iterator[dict]:
+    if isinstance(node, list):
+        for item in node:
+            yield from _walk_jsonld(item)
+    elif isinstance(node, dict):
+        yield node
+        for key in ("@graph", "mainEntity", "mainEntityOfPage", "itemListElement"):
+            if key in node:
+                yield from _walk_jsonld(node[key])
+
+
+def _types(node: dict) -> set[str]:
+    value = node.get("@type", ())
+    values = value if isinstance(value, list) else [value]
+    return {str(v).lower().rsplit("/", 1)[-1] for v in values}
+
+
+def _person_name(value: Any) -> str | None:
+    if isinstance(value, list):
+        names = [n for n in (_person_name(v) for v in value) if n]
+        return "; ".join(dict.fromkeys(names)) or None
+    if isinstance(value, dict):
+        value = value.get("name")
+    if isinstance(value, str):
+        value = " ".join(value.split())
+        if value and not value.startswith("http") and len(value) < 120:
+            return value
+    return None
+
+
+def _text_value(value: Any) -> str | None:
+    if isinstance(value, list):
+        value = next((v for v in value if isinstance(v, str)), None)
+    if isinstance(value, str):
+        value = html_lib.unescape(_TAG.sub(" ", value)) if "<" in value else value
+        value = " ".join(value.split())
+        return value or None
+    return None
+
+
+def _body_value(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    if "<" in value:
+        value = re.sub(r"(?i)</?(p|br|div|h[1-6]|li)\b[^>]*>", "\n", value)
+        value = html_lib.unescape(_TAG.sub(" ", value))
+    lines = [" ".join(line.split()) for line in value.splitlines()]
+    return "\n".join(line for line in lines if line) or None
+
+
+def page_metadata(html: str) -> PageMeta:
+    """Explicit metadata of a page: JSON-LD article objects first, then OpenGraph/meta tags."""
+    found: dict[str, str | None] = {}
+    for raw in _JSONLD.findall(html):
+        try:
+            data = json.loads(raw.strip().rstrip(";"), strict=False)
+        except ValueError:
+            continue
+        for node in _walk_jsonld(data):
+            if not _types(node) & _ARTICLE_TYPES:
+                continue
+            found.setdefault("title", _text_value(node.get("headline") or node.get("name")))
+            found.setdefault("published", _text_value(node.get("datePublished")))
+            found.setdefault("author", _person_name(node.get("author")))
+            found.setdefault("language", _text_value(node.get("inLanguage")))
+            found.setdefault("body", _body_value(node.get("articleBody")))
+            found.setdefault("section", _text_value(node.get("articleSection")))
+            found = {k: v for k, v in found.items() if v}
+    meta: dict[str, str] = {}
+    for tag in _META_TAG.findall(html[:300_000]):
+        attrs = {m[0].lower(): m[1] or m[2] or m[3] for m in _ATTR.findall(tag)}
+        key = (attrs.get("property") or attrs.get("name") or attrs.get("itemprop") or "").lower()
+        if key and attrs.get("content") and key not in meta:
+            meta[key] = html_lib.unescape(attrs["content"]).strip()
+    lang = _HTML_LANG.search(html[:5000])
+    return PageMeta(
+        title=found.get("title") or meta.get("og:title") or meta.get("twitter:title"),
+        published=found.get("published")
+        or meta.get("article:published_time")
+        or meta.get("datepublished")
+        or meta.get("pubdate"),
+        author=found.get("author") or meta.get("author") or meta.get("article:author"),
+        language=found.get("language")
+        or (lang.group(1) if lang else None)
+        or meta.get("og:locale")
+        or meta.get("language"),
+        body=found.get("body"),
+        section=found.get("section") or meta.get("article:section"),
+    )
+
+
+def parse_datetime(value: str | None) -> datetime | None:
+    """ISO-8601 (or YYYY-MM-DD) text -> tz-aware UTC datetime; naive values are taken as UTC."""
+    if not value:
+        return None
+    value = value.strip().replace("Z", "+00:00")
+    value = re.sub(r"([+-]\d\d)(\d\d)$", r"\1:\2", value)  # +0100 -> +01:00
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        match = re.match(r"(\d{4})-(\d{2})-(\d{2})", value)
+        if not match:
+            return None
+        try:
+            parsed = datetime(*map(int, match.groups()))
+        except ValueError:
+            return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    if not 1990 <= parsed.year <= 2100:
+        return None
+    return parsed.astimezone(timezone.utc)
+
+
+def language_code(value: str | None) -> str | None:
+    """'en-US', 'de_DE', 'fr' -> ISO 639-1 two-letter code, else None."""
+    if not value:
+        return None
+    code = re.split(r"[-_ ]", value.strip().lower(), maxsplit=1)[0]
+    return code if re.fullmatch(r"[a-z]{2}", code) else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Main text
+# ---------------------------------------------------------------------------------------------
+
+
+def _visible_text_chars(html: str) -> int:
+    """Rough size of the page's visible text (for the 'too short' fallback test)."""
+    body = re.sub(r"(?is)<(script|style|noscript|template|svg)\b.*?</\1\s*>", " ", html)
+    body = re.sub(r"(?s)<!--.*?-->", " ", body)
+    return len(" ".join(html_lib.unescape(_TAG.sub(" ", body)).split()))
+
+
+def _trafilatura(html: str, url: str, settings: ExtractSettings, **mode: bool) -> Any:
+    import trafilatura
+
+    return trafilatura.bare_extraction(
+        html,
+        url=url or None,
+        include_comments=False,
+        include_tables=settings.include_tables,
+        include_formatting=False,
+        deduplicate=False,
+        with_metadata=True,
+        **mode,
+    )
+
+
+def _choose_text(html: str, url: str, settings: ExtractSettings, main: str, meta: PageMeta):
+    """Main text, or a fallback when trafilatura's text is short compared with the page.
+
+    Returns (text, extractor name)."""
+    if len(main) >= settings.fallback_max_chars:
+        return main, "trafilatura"
+    page_chars = _visible_text_chars(html)
+    if page_chars and len(main) >= settings.fallback_min_share * page_chars and main:
+        return main, "trafilatura"
+    candidates = [(main, "trafilatura")]
+    if meta.body:
+        candidates.append((meta.body, "jsonld"))
+    recall = _trafilatura(html, url, settings, favor_recall=True)
+    if recall is not None and recall.text:
+        candidates.append((recall.text, "trafilatura_recall"))
+    # Longest wins, but an alternative must beat the main text clearly (x1.5) to replace it.
+    best_text, best_name = main, "trafilatura"
+    for text, name in candidates[1:]:
+        if len(text) > 1.5 * len(best_text):
+            best_text, best_name = text, name
+    return best_text, best_name
+
+
+def extract_html(html: str, url: str, settings: ExtractSettings) -> dict[str, Any]:
+    """Decoded HTML -> plain dict of text and metadata (picklable, crosses process borders)."""
+    meta = page_metadata(html) if settings.use_structured_data else PageMeta()
+    result = _trafilatura(html, url, settings)
+    main = (result.text if result is not None else None) or ""
+    text, extractor = _choose_text(html, url, settings, main, meta)
+    categories = []
+    if result is not None:
+        categories = [c for c in (result.categories or []) if isinstance(c, str)]
+    if meta.section and meta.section not in categories:
+        categories.append(meta.section)
+    return {
+        "text": text,
+        "extractor": extractor,
+        "title": meta.title or (result.title if result is not None else None),
+        "title_fallback": result.title if result is not None else None,
+        "published": meta.published,
+        "date_heuristic": result.date if result is not None else None,
+        "author": meta.author or (result.author if result is not None else None),
+        "language": meta.language or (result.language if result is not None else None),
+        "categories": categories,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Time limit: SIGALRM on the main thread, a killable child process elsewhere
+# ---------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _alarm(seconds: float) -> Iterator[None]:
+    """Raise ExtractTimeout in this (main) thread after ``seconds``. An outer itimer (e.g.
+    pytest-timeout) is re-armed afterwards with its remaining time."""
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise ExtractTimeout(f"extraction took more than {seconds:g} s")
+
+    previous_handler = signal.signal(signal.SIGALRM, on_alarm)
+    started = time.monotonic()
+    previous_delay, previous_interval = signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous_handler)
+        if previous_delay > 0:
+            remaining = max(previous_delay - (time.monotonic() - started), 0.001)
+            signal.setitimer(signal.ITIMER_REAL, remaining, previous_interval)
+
+
+def _child_main(conn: Any, max_memory_mb: int) -> None:
+    """Loop of the extraction child: (html, url, settings) in, ('ok'|'error', value) out."""
+    try:
+        import resource
+
+        limit = max_memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    except (ImportError, ValueError, OSError):  # pragma: no cover - non-POSIX
+        pass
+    conn.send(("ready", None))
+    while True:
+        try:
+            html, url, settings = conn.recv()
+        except EOFError:
+            return
+        try:
+            conn.send(("ok", extract_html(html, url, settings)))
+        except MemoryError:
+            conn.send(("error", "memory limit exceeded"))
+        except Exception as exc:  # noqa: BLE001 - any extractor bug becomes a Failure value
+            conn.send(("error", f"{type(exc).__name__}: {exc}"[:500]))
+
+
+class ProcessExtractor:
+    """A long-lived child process that runs :func:`extract_html`; killed and restarted when a
+    page exceeds its time limit or the child dies (memory limit). One per DoFn instance."""
+
+    def __init__(self, max_memory_mb: int) -> None:
+        self._max_memory_mb = max_memory_mb
+        self._proc: Any = None
+        self._conn: Any = None
+        self._lock = threading.Lock()
+
+    def _start(self) -> None:
+        ctx = multiprocessing.get_context("forkserver" if hasattr(signal, "SIGKILL") else "spawn")
+        parent, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_child_main, args=(child, self._max_memory_mb), daemon=True)
+        self._proc.start()
+        child.close()
+        self._conn = parent
+        if not parent.poll(120) or parent.recv()[0] != "ready":
+            self.close()
+            raise _ExtractFailed("extract_error", "extraction worker did not start")
+
+    def close(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.join(5)
+        if self._conn is not None:
+            self._conn.close()
+        self._proc = self._conn = None
+
+    def run(self, html: str, url: str, settings: ExtractSettings) -> dict[str, Any]:
+        with self._lock:
+            if self._proc is None or not self._proc.is_alive():
+                self._start()
+            self._conn.send((html, url, settings))
+            if not self._conn.poll(settings.timeout_s):
+                self.close()
+                raise ExtractTimeout(f"extraction took more than {settings.timeout_s:g} s")
+            try:
+                status, value = self._conn.recv()
+            except (EOFError, OSError):
+                self.close()
+                raise _ExtractFailed("extract_error", "extraction worker died (memory limit?)")
+        if status != "ok":
+            raise _ExtractFailed("extract_error", value)
+        return value
+
+
+_thread_state = threading.local()
+
+
+def _default_process_extractor(settings: ExtractSettings) -> ProcessExtractor:
+    extractor = getattr(_thread_state, "extractor", None)
+    if extractor is None:
+        extractor = _thread_state.extractor = ProcessExtractor(settings.max_memory_mb)
+    return extractor
+
+
+def _run_guarded(
+    html: str, url: str, settings: ExtractSettings, process: ProcessExtractor | None
+) -> dict[str, Any]:
+    mode = settings.isolation
+    on_main = threading.current_thread() is threading.main_thread()
+    if mode == "auto":
+        mode = "signal" if on_main and hasattr(signal, "setitimer") else "process"
+    if mode == "signal" and not on_main:
+        mode = "process"  # signals are only delivered to the main thread
+    if mode == "none":
+        return extract_html(html, url, settings)
+    if mode == "signal":
+        with _alarm(settings.timeout_s):
+            return extract_html(html, url, settings)
+    return (process or _default_process_extractor(settings)).run(html, url, settings)
+
+
+# ---------------------------------------------------------------------------------------------
+# The stage function
+# ---------------------------------------------------------------------------------------------
+
+
+def _failure(doc: Document, reason: str, detail: str) -> Failure:
+    return Failure(doc.url, STAGE, reason, detail[:500], doc.fetched_at)
+
+
+def extract_document(
+    doc: Document, settings: ExtractSettings, *, process: ProcessExtractor | None = None
+) -> Article | Failure:
+    """Document -> Article (main text + metadata) or Failure(stage 'extract').
+
+    Plain-text documents (``doc.text``) pass through unchanged. ``process`` lets a DoFn share
+    one extraction child across calls; by default one per thread is created when needed."""
+    base = dict(
+        url=doc.url,
+        fetched_at=doc.fetched_at,
+        source=source_host(doc.url),
+        categories=tuple(doc.categories),
+        feed_url=doc.feed_url,
+        topic_hint=doc.topic_hint,
+    )
+    if doc.text is not None and doc.html is None:
+        text = doc.text.strip()
+        if len(text) < max(settings.min_text_chars, 1):
+            return _failure(doc, "no_text", f"{len(text)} characters of text")
+        return Article(
+            text=text,
+            title=doc.title,
+            published_at=doc.published_at,
+            language=language_code(doc.language),
+            author=doc.author,
+            extractor="text",
+            **base,
+        )
+    if doc.html is None:
+        return _failure(doc, "not_html", "document has neither html nor text")
+    reason = _not_html_reason(doc)
+    if reason:
+        return _failure(doc, "not_html", reason)
+    if len(doc.html) > settings.max_html_bytes:
+        return _failure(
+            doc, "too_large", f"{len(doc.html)} bytes > max_html_bytes {settings.max_html_bytes}"
+        )
+    if not doc.html.strip():
+        return _failure(doc, "empty_page", "no bytes")
+    html = decode_html(doc.html, doc.charset)
+    if not html.strip():
+        return _failure(doc, "empty_page", "no content after decoding")
+    try:
+        found = _run_guarded(html, doc.url, settings, process)
+    except ExtractTimeout as exc:
+        return _failure(doc, "timeout", str(exc))
+    except _ExtractFailed as exc:
+        return _failure(doc, exc.reason, exc.detail)
+    except Exception as exc:  # noqa: BLE001 - extractor bugs become Failure values
+        return _failure(doc, "extract_error", f"{type(exc).__name__}: {exc}")
+    text = (found["text"] or "").strip()
+    if len(text) < max(settings.min_text_chars, 1):
+        if not _visible_text_chars(html):
+            return _failure(doc, "empty_page", "page has no visible text")
+        return _failure(doc, "no_text", f"{len(text)} characters of main text")
+    published = (
+        parse_datetime(found["published"])
+        or doc.published_at
+        or parse_datetime(found["date_heuristic"])
+    )
+    categories = tuple(dict.fromkeys([*doc.categories, *found["categories"]]))
+    return Article(
+        text=text,
+        title=found["title"] or doc.title or found["title_fallback"],
+        published_at=published,
+        language=language_code(found["language"]) or language_code(doc.language),
+        author=found["author"] or doc.author,
+        extractor=found["extractor"],
+        **{**base, "categories": categories},
+    )
+
+
+class _ExtractDoFn(beam.DoFn):
+    def __init__(self, settings: ExtractSettings) -> None:
+        self._settings = settings
+        self._process: ProcessExtractor | None = None
+
+    def setup(self) -> None:
+        if self._settings.isolation in ("auto", "process"):
+            self._process = ProcessExtractor(self._settings.max_memory_mb)
+
+    def process(self, doc: Document):
+        result = extract_document(doc, self._settings, process=self._process)
+        if isinstance(result, Failure):
+            Metrics.counter(records.METRICS_NAMESPACE, f"{result.stage}_{result.reason}").inc()
+            yield TaggedOutput(records.FAILED, result)
+        else:
+            yield result
+
+    def teardown(self) -> None:
+        if self._process is not None:
+            self._process.close()
+
+
+class ExtractMainText(beam.PTransform):
+    """PCollection[Document] -> outputs ``ok``: PCollection[Article] (main text + metadata)
+    and ``failed``: PCollection[Failure] (stage 'extract': not_html, empty_page, too_large,
+    timeout, extract_error, no_text)."""
+
+    def __init__(self, settings: ExtractSettings) -> None:
+        super().__init__()
+        self._settings = settings
+
+    def expand(self, documents):
+        return documents | "Extract" >> beam.ParDo(_ExtractDoFn(self._settings)).with_outputs(
+            records.FAILED, main="ok"
+        )
