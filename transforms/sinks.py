@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import posixpath
 import zlib
 from collections.abc import Iterable
@@ -30,6 +31,7 @@ from typing import Any
 import apache_beam as beam
 import fsspec
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 
 from transforms.records import FILTER_STAGE, SCHEMAS, Article, Failure, Story, to_table
 
@@ -164,7 +166,7 @@ def commit_outputs(root: str, run_id: str, written: list[tuple[str, str, str]], 
     if settings.mode == "replace":
         for kind in KINDS:
             for path in fs.find(posixpath.join(base, kind)):
-                if path.endswith(".parquet") and path not in finals and _strip(fs, path) not in finals:
+                if path.endswith(".parquet") and path not in finals:
                     fs.rm(path)
             _remove_empty_dirs(fs, posixpath.join(base, kind))
     if fs.exists(posixpath.join(base, "_tmp", run_id)):
@@ -178,18 +180,11 @@ def commit_outputs(root: str, run_id: str, written: list[tuple[str, str, str]], 
     return summary
 
 
-def _strip(fs, path: str) -> str:
-    return fs._strip_protocol(path)
-
-
 def _remove_empty_dirs(fs, top: str) -> None:
-    if not hasattr(fs, "local_file") and fs.protocol not in ("file", "local", ("file", "local")):
+    if not isinstance(fs, LocalFileSystem):
         return  # object stores have no empty directories
-    import os
-
-    local = fs._strip_protocol(top)
-    for dirpath, dirnames, filenames in os.walk(local, topdown=False):
-        if dirpath != local and not dirnames and not filenames:
+    for dirpath, dirnames, filenames in os.walk(top, topdown=False):
+        if dirpath != top and not dirnames and not filenames:
             os.rmdir(dirpath)
 
 

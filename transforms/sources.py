@@ -253,7 +253,7 @@ def read_warc_file(
     from fastwarc.warc import ArchiveIterator, WarcRecordType
 
     counts = counts if counts is not None else WarcCounts()
-    wanted = {getattr(WarcRecordType, t) for t in settings.warc_record_types}
+    wanted = [getattr(WarcRecordType, t) for t in settings.warc_record_types]  # enum is unhashable
     lo = parse_datetime(settings.date_from)
     hi = parse_datetime(settings.date_to)
     position = 0
@@ -264,7 +264,7 @@ def read_warc_file(
                 target = record.headers.get("WARC-Target-URI") or f"{url}#{position}"
                 date = record.record_date
                 date = date.astimezone(UTC) if date is not None else None
-                if record.record_type not in wanted or not _record_date_ok(date, lo, hi):
+                if not any(record.record_type == w for w in wanted) or not _record_date_ok(date, lo, hi):
                     counts.skipped += 1
                     continue
                 if not _host_ok(host_of(target), settings.hosts_allow, settings.hosts_deny):

@@ -1,0 +1,121 @@
+"""The sink's commit protocol: complete files only, re-runs replace, failed runs leave no trace."""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from datetime import datetime, timezone
+
+import fsspec
+import pyarrow.dataset as ds
+import pytest
+
+from transforms.records import ARTICLE_SCHEMA, Article, Failure
+from transforms.sinks import SinkSettings, SummaryFn, commit_outputs, shard_key, write_table
+
+T = datetime(2026, 3, 10, 9, tzinfo=timezone.utc)
+
+
+def article(i: int, **kw) -> Article:
+    return Article(url=f"https://a.example/{i}", fetched_at=T, text=f"text {i}", article_id=f"{i:016x}", **kw)
+
+
+def stage_run(root: str, run_id: str, rows: list[Article], settings=SinkSettings(shards=2)):
+    """Write a run's shards to _tmp the way _WriteShard does; returns the written list."""
+    fs, base = fsspec.core.url_to_fs(root)
+    groups: dict = {}
+    for row in rows:
+        groups.setdefault(shard_key("articles", row, settings), []).append(row)
+    written = []
+    for (kind, part, shard), recs in sorted(groups.items()):
+        name = f"part-{run_id}-{shard:05d}.parquet"
+        tmp = posixpath.join(base, "_tmp", run_id, kind, part, name)
+        write_table(fs, tmp, kind, recs, settings.compression)
+        written.append((kind, tmp, posixpath.join(base, kind, part, name)))
+    return written
+
+
+def read_articles(root: str):
+    return ds.dataset(f"{root}/articles", format="parquet", partitioning="hive").to_table()
+
+
+def summary(n: int) -> dict:
+    return {"inputs": n, "articles": n, "duplicates": 0, "stories": 0, "filtered": 0, "failed": 0}
+
+
+def test_rerun_replaces_earlier_files(tmp_path):
+    root = str(tmp_path / "out")
+    settings = SinkSettings(shards=2)
+    commit_outputs(root, "run1", stage_run(root, "run1", [article(i) for i in range(5)]), summary(5), settings)
+    commit_outputs(root, "run2", stage_run(root, "run2", [article(i) for i in range(3)]), summary(3), settings)
+    table = read_articles(root)
+    assert sorted(table.column("article_id").to_pylist()) == [f"{i:016x}" for i in range(3)]
+    files = [p.name for p in (tmp_path / "out" / "articles").rglob("*.parquet")]
+    assert files and all("run2" in f for f in files)
+    assert not (tmp_path / "out" / "_tmp" / "run2").exists()
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["run_id"] == "run2"
+
+
+def test_append_mode_keeps_earlier_files(tmp_path):
+    root = str(tmp_path / "out")
+    commit_outputs(root, "run1", stage_run(root, "run1", [article(1)]), summary(1), SinkSettings(shards=2))
+    commit_outputs(root, "run2", stage_run(root, "run2", [article(2)]), summary(1), SinkSettings(shards=2, mode="append"))
+    assert sorted(read_articles(root).column("article_id").to_pylist()) == [f"{1:016x}", f"{2:016x}"]
+
+
+def test_uncommitted_run_is_invisible_to_readers(tmp_path):
+    root = str(tmp_path / "out")
+    settings = SinkSettings(shards=2)
+    commit_outputs(root, "run1", stage_run(root, "run1", [article(i) for i in range(4)]), summary(4), settings)
+    stage_run(root, "run2", [article(i) for i in range(10, 20)])  # killed before commit
+    assert sorted(read_articles(root).column("article_id").to_pylist()) == [f"{i:016x}" for i in range(4)]
+    top = ds.dataset(root, format="parquet", partitioning="hive", exclude_invalid_files=True)
+    assert all("_tmp" not in f for f in top.files)
+
+
+def test_empty_tables_are_still_readable(tmp_path):
+    root = str(tmp_path / "out")
+    commit_outputs(root, "run1", [], summary(0), SinkSettings())
+    for kind in ("articles", "stories", "failures"):
+        table = ds.dataset(str(tmp_path / "out" / kind), format="parquet").to_table()
+        assert table.num_rows == 0
+    assert read_articles(root).schema.field("published_at").type == ARTICLE_SCHEMA.field("published_at").type
+
+
+def test_memory_filesystem(tmp_path):
+    root = "memory://sinktest/out"
+    commit_outputs(root, "r", stage_run(root, "r", [article(7)]), summary(1), SinkSettings())
+    fs = fsspec.filesystem("memory")
+    assert fs.exists("/sinktest/out/summary.json")
+    paths = [p for p in fs.find("/sinktest/out/articles") if p.endswith(".parquet")]
+    assert len(paths) == 1 and "date=2026-03-10" in paths[0]
+
+
+def test_rows_are_sharded_independently_of_order():
+    settings = SinkSettings(shards=3)
+    keys = {shard_key("articles", article(i), settings) for i in range(30)}
+    assert {k[2] for k in keys} <= {0, 1, 2} and len({k[2] for k in keys}) > 1
+    assert shard_key("articles", article(5), settings) == shard_key("articles", article(5), settings)
+
+
+def test_summary_counts_and_invariant():
+    fn = SummaryFn()
+    acc = fn.create_accumulator()
+    for mark in ["inputs"] * 4 + ["articles", "duplicates", "articles", "filtered", "reason:filter/empty_text", "failed", "reason:fetch/timeout"]:
+        acc = fn.add_input(acc, mark)
+    out = fn.extract_output(fn.merge_accumulators([acc, fn.create_accumulator()]))
+    assert out["inputs"] == 4 and out["articles"] == 2 and out["duplicates"] == 1
+    assert out["unaccounted"] == 0
+    assert out["failures_by_reason"] == {"filter/empty_text": 1, "fetch/timeout": 1}
+
+
+def test_sink_settings_validate():
+    with pytest.raises(ValueError, match="shards"):
+        SinkSettings(shards=0)
+
+
+def test_failure_rows_roundtrip(tmp_path):
+    fs = fsspec.filesystem("file")
+    path = str(tmp_path / "f.parquet")
+    write_table(fs, path, "failures", [Failure("u", "fetch", "timeout", "d", T)], "zstd")
+    assert ds.dataset(path).to_table().to_pylist()[0]["reason"] == "timeout"
