@@ -1,0 +1,120 @@
+"""Throughput of the whole pipeline against a plain loop (read WARC + trafilatura) on the same
+corpus, in the same run.
+
+    python -m benchmarks.throughput [--sizes 200 1000] [--workers 1 2] [--files 4]
+
+Prints docs/s, the pipeline/plain ratio and peak memory (max RSS of the process tree) per
+corpus size. Each measurement runs in a fresh subprocess so that peak memory is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+PLAIN_LOOP = r"""
+import sys, time, glob, trafilatura
+from fastwarc.warc import ArchiveIterator, WarcRecordType
+n = 0
+t0 = time.perf_counter()
+for path in sorted(glob.glob(sys.argv[1])):
+    with open(path, "rb") as fh:
+        for rec in ArchiveIterator(fh, record_types=WarcRecordType.response, parse_http=True):
+            html = rec.reader.read()
+            trafilatura.extract(html, include_comments=False, include_tables=True, deduplicate=False)
+            n += 1
+print(n, time.perf_counter() - t0)
+"""
+
+
+def _child_peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def run_plain(glob_pattern: str) -> tuple[int, float, float]:
+    before = _child_peak_mb()
+    out = subprocess.run([sys.executable, "-c", PLAIN_LOOP, glob_pattern], capture_output=True, text=True, check=True)
+    n, secs = out.stdout.split()
+    return int(n), float(secs), max(_child_peak_mb(), before)
+
+
+def run_pipeline(glob_pattern: str, workers: int, out_dir: str) -> tuple[int, float, float]:
+    cmd = [sys.executable, "-m", "pipeline.main", "--source", "warc", "--input", glob_pattern, "--output", out_dir]
+    if workers > 1:
+        cmd += [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = 0.0
+    while proc.poll() is None:
+        peak = max(peak, _tree_rss_mb(proc.pid))
+        time.sleep(0.2)
+    secs = time.perf_counter() - t0
+    stdout, stderr = proc.communicate()
+    if proc.returncode not in (0, 3):
+        raise SystemExit(f"pipeline failed ({proc.returncode}):\n{stderr[-3000:]}")
+    summary = json.loads(Path(out_dir, "summary.json").read_text())
+    return summary["inputs"], secs, peak
+
+
+def _tree_rss_mb(pid: int) -> float:
+    """Sum of RSS of pid and its descendants (Linux /proc)."""
+    total = 0
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    stack = [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            with open(f"/proc/{p}/statm") as fh:
+                total += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            pass
+        stack.extend(children.get(p, []))
+    return total / 2**20
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[200])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--files", type=int, default=4, help="WARC files per corpus")
+    args = parser.parse_args(argv)
+    from benchmarks.corpus import build_warc
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in args.sizes:
+            build_warc(f"{tmp}/c{size}", size, files=args.files)
+            pattern = f"{tmp}/c{size}-*.warc.gz"
+            n, secs, peak = run_plain(pattern)
+            plain_rate = n / secs
+            rows.append((size, "plain loop (fastwarc + trafilatura)", n, secs, plain_rate, 1.0, peak))
+            for workers in args.workers:
+                n2, secs2, peak2 = run_pipeline(pattern, workers, f"{tmp}/out{size}-{workers}")
+                rate = n2 / secs2
+                rows.append((size, f"storybeam, {workers} worker(s), wall incl. start-up", n2, secs2, rate, rate / plain_rate, peak2))
+    print(f"{'corpus':>7} | {'run':<45} | {'docs':>5} | {'secs':>7} | {'docs/s':>7} | {'vs plain':>8} | {'peak MB':>7}")
+    print("-" * 102)
+    for size, name, n, secs, rate, ratio, peak in rows:
+        print(f"{size:>7} | {name:<45} | {n:>5} | {secs:>7.1f} | {rate:>7.1f} | {ratio:>8.2f} | {peak:>7.0f}")
+
+
+if __name__ == "__main__":
+    main()
