@@ -41,10 +41,11 @@ import re
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import apache_beam as beam
@@ -98,7 +99,9 @@ class ExtractSettings:
         if self.isolation not in _ISOLATION_MODES:
             raise ValueError(f"isolation: must be one of {', '.join(_ISOLATION_MODES)}")
         if self.max_memory_mb < 256:
-            raise ValueError("max_memory_mb: must be >= 256 (trafilatura needs ~150 MiB)")
+            raise ValueError(
+                "max_memory_mb: must be >= 256 (trafilatura needs ~150 MiB)"
+            )
 
 
 class ExtractTimeout(Exception):
@@ -124,11 +127,18 @@ def source_host(url: str) -> str:
     except ValueError:
         host = ""
     host = host.lower().rstrip(".")
-    return host[4:] if host.startswith("www.") else host
+    return host.removeprefix("www.")
 
 
 _HTML_TYPES = ("html", "xml", "text/plain")
-_BINARY_MAGIC = (b"%PDF", b"\x89PNG", b"GIF8", b"\xff\xd8\xff", b"PK\x03\x04", b"\x1f\x8b")
+_BINARY_MAGIC = (
+    b"%PDF",
+    b"\x89PNG",
+    b"GIF8",
+    b"\xff\xd8\xff",
+    b"PK\x03\x04",
+    b"\x1f\x8b",
+)
 
 
 def _not_html_reason(doc: Document) -> str | None:
@@ -143,7 +153,9 @@ def _not_html_reason(doc: Document) -> str | None:
     return None
 
 
-_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
+_META_CHARSET = re.compile(
+    rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE
+)
 _BOMS = (
     (codecs.BOM_UTF8, "utf-8"),
     (codecs.BOM_UTF32_LE, "utf-32"),
@@ -202,11 +214,14 @@ def decode_html(data: bytes, declared: str | None = None) -> str:
 # ---------------------------------------------------------------------------------------------
 
 _JSONLD = re.compile(
-    r"<script[^>]+type\s*=\s*[\"']?application/ld\+json[\"']?[^>]*>(.*?)</script>", re.I | re.S
+    r"<script[^>]+type\s*=\s*[\"']?application/ld\+json[\"']?[^>]*>(.*?)</script>",
+    re.IGNORECASE | re.DOTALL,
 )
-_META_TAG = re.compile(r"<meta\s[^>]*>", re.I)
+_META_TAG = re.compile(r"<meta\s[^>]*>", re.IGNORECASE)
 _ATTR = re.compile(r"""([a-zA-Z:_-]+)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""")
-_HTML_LANG = re.compile(r"<html[^>]*\blang\s*=\s*[\"']?([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]+)?", re.I)
+_HTML_LANG = re.compile(
+    r"<html[^>]*\blang\s*=\s*[\"']?([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]+)?", re.IGNORECASE
+)
 _ARTICLE_TYPES = {
     "article",
     "newsarticle",
@@ -298,7 +313,9 @@ def page_metadata(html: str) -> PageMeta:
         for node in _walk_jsonld(data):
             if not _types(node) & _ARTICLE_TYPES:
                 continue
-            found.setdefault("title", _text_value(node.get("headline") or node.get("name")))
+            found.setdefault(
+                "title", _text_value(node.get("headline") or node.get("name"))
+            )
             found.setdefault("published", _text_value(node.get("datePublished")))
             found.setdefault("author", _person_name(node.get("author")))
             found.setdefault("language", _text_value(node.get("inLanguage")))
@@ -308,7 +325,9 @@ def page_metadata(html: str) -> PageMeta:
     meta: dict[str, str] = {}
     for tag in _META_TAG.findall(html[:300_000]):
         attrs = {m[0].lower(): m[1] or m[2] or m[3] for m in _ATTR.findall(tag)}
-        key = (attrs.get("property") or attrs.get("name") or attrs.get("itemprop") or "").lower()
+        key = (
+            attrs.get("property") or attrs.get("name") or attrs.get("itemprop") or ""
+        ).lower()
         if key and attrs.get("content") and key not in meta:
             meta[key] = html_lib.unescape(attrs["content"]).strip()
     lang = _HTML_LANG.search(html[:5000])
@@ -345,10 +364,10 @@ def parse_datetime(value: str | None) -> datetime | None:
         except ValueError:
             return None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     if not 1990 <= parsed.year <= 2100:
         return None
-    return parsed.astimezone(timezone.utc)
+    return parsed.astimezone(UTC)
 
 
 def language_code(value: str | None) -> str | None:
@@ -386,10 +405,14 @@ def _trafilatura(html: str, url: str, settings: ExtractSettings, **mode: bool) -
     )
 
 
-def _choose_text(html: str, url: str, settings: ExtractSettings, main: str, meta: PageMeta):
+def _choose_text(
+    html: str, url: str, settings: ExtractSettings, main: str, meta: PageMeta
+):
     """Main text, or a fallback when trafilatura's text is short compared with the page.
 
     Returns (text, extractor name)."""
+    if meta.body and " ".join(meta.body.split()) == " ".join(main.split()):
+        return meta.body, "jsonld"  # same text, but JSON-LD kept the paragraph breaks
     if len(main) >= settings.fallback_max_chars:
         return main, "trafilatura"
     page_chars = _visible_text_chars(html)
@@ -493,9 +516,13 @@ class ProcessExtractor:
         self._lock = threading.Lock()
 
     def _start(self) -> None:
-        ctx = multiprocessing.get_context("forkserver" if hasattr(signal, "SIGKILL") else "spawn")
+        ctx = multiprocessing.get_context(
+            "forkserver" if hasattr(signal, "SIGKILL") else "spawn"
+        )
         parent, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_child_main, args=(child, self._max_memory_mb), daemon=True)
+        self._proc = ctx.Process(
+            target=_child_main, args=(child, self._max_memory_mb), daemon=True
+        )
         self._proc.start()
         child.close()
         self._conn = parent
@@ -518,12 +545,16 @@ class ProcessExtractor:
             self._conn.send((html, url, settings))
             if not self._conn.poll(settings.timeout_s):
                 self.close()
-                raise ExtractTimeout(f"extraction took more than {settings.timeout_s:g} s")
+                raise ExtractTimeout(
+                    f"extraction took more than {settings.timeout_s:g} s"
+                )
             try:
                 status, value = self._conn.recv()
             except (EOFError, OSError):
                 self.close()
-                raise _ExtractFailed("extract_error", "extraction worker died (memory limit?)")
+                raise _ExtractFailed(
+                    "extract_error", "extraction worker died (memory limit?)"
+                )
         if status != "ok":
             raise _ExtractFailed("extract_error", value)
         return value
@@ -572,14 +603,14 @@ def extract_document(
 
     Plain-text documents (``doc.text``) pass through unchanged. ``process`` lets a DoFn share
     one extraction child across calls; by default one per thread is created when needed."""
-    base = dict(
-        url=doc.url,
-        fetched_at=doc.fetched_at,
-        source=source_host(doc.url),
-        categories=tuple(doc.categories),
-        feed_url=doc.feed_url,
-        topic_hint=doc.topic_hint,
-    )
+    base = {
+        "url": doc.url,
+        "fetched_at": doc.fetched_at,
+        "source": source_host(doc.url),
+        "categories": tuple(doc.categories),
+        "feed_url": doc.feed_url,
+        "topic_hint": doc.topic_hint,
+    }
     if doc.text is not None and doc.html is None:
         text = doc.text.strip()
         if len(text) < max(settings.min_text_chars, 1):
@@ -600,7 +631,9 @@ def extract_document(
         return _failure(doc, "not_html", reason)
     if len(doc.html) > settings.max_html_bytes:
         return _failure(
-            doc, "too_large", f"{len(doc.html)} bytes > max_html_bytes {settings.max_html_bytes}"
+            doc,
+            "too_large",
+            f"{len(doc.html)} bytes > max_html_bytes {settings.max_html_bytes}",
         )
     if not doc.html.strip():
         return _failure(doc, "empty_page", "no bytes")
@@ -649,7 +682,9 @@ class _ExtractDoFn(beam.DoFn):
     def process(self, doc: Document):
         result = extract_document(doc, self._settings, process=self._process)
         if isinstance(result, Failure):
-            Metrics.counter(records.METRICS_NAMESPACE, f"{result.stage}_{result.reason}").inc()
+            Metrics.counter(
+                records.METRICS_NAMESPACE, f"{result.stage}_{result.reason}"
+            ).inc()
             yield TaggedOutput(records.FAILED, result)
         else:
             yield result
@@ -669,6 +704,6 @@ class ExtractMainText(beam.PTransform):
         self._settings = settings
 
     def expand(self, documents):
-        return documents | "Extract" >> beam.ParDo(_ExtractDoFn(self._settings)).with_outputs(
-            records.FAILED, main="ok"
-        )
+        return documents | "Extract" >> beam.ParDo(
+            _ExtractDoFn(self._settings)
+        ).with_outputs(records.FAILED, main="ok")

@@ -1,0 +1,202 @@
+"""Behaviour of the extract stage on hand-written pages (tests/data/html)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from transforms import extract as extract_mod
+from transforms.extract import (
+    ExtractSettings,
+    extract_document,
+    parse_datetime,
+    source_host,
+)
+from transforms.records import Article, Document, Failure
+
+HTML_DIR = Path(__file__).resolve().parent / "data" / "html"
+T0 = datetime(2024, 3, 6, tzinfo=UTC)
+SETTINGS = ExtractSettings()
+
+
+def page(name: str, **fields) -> Document:
+    html = (HTML_DIR / name).read_bytes()
+    return Document(
+        url=f"https://www.Example.org/news/{name}", source_kind="warc", fetched_at=T0, html=html,
+        **fields,
+    )  # fmt: skip
+
+
+def test_news_page_main_text_and_structured_metadata():
+    art = extract_document(page("news_article.html"), SETTINGS)
+    assert isinstance(art, Article)
+    assert "Lowmere switched on its long-awaited tide barrier" in art.text
+    assert "survey the harbour floor every spring" in art.text
+    # User comments, related links and footer notices are not main text.
+    assert "my cellar has been wet" not in art.text
+    assert "Pier repairs delayed" not in art.text
+    assert "We use cookies" not in art.text
+    assert art.title == "Harbour town opens its new tide barrier"
+    assert art.published_at == datetime(2024, 3, 5, 8, 30, tzinfo=UTC)
+    assert art.author == "Mira Holloway"
+    assert art.language == "en"
+    assert art.source == "example.org"
+    assert "Local" in art.categories
+
+
+def test_jsonld_article_body_used_when_page_body_is_empty():
+    art = extract_document(page("jsonld_only.html"), SETTINGS)
+    assert isinstance(art, Article)
+    assert art.extractor == "jsonld"
+    assert art.text.count("\n") == 2, "paragraph breaks of articleBody kept"
+    assert art.text.startswith("Sleeper services on the northern line")
+    assert art.author == "Tomas Breck"
+    assert art.published_at == datetime(2023, 11, 20, 22, 15, tzinfo=UTC)
+
+
+def test_legacy_charset_declared_in_meta():
+    art = extract_document(page("latin1_de.html"), SETTINGS)
+    assert isinstance(art, Article)
+    assert "Fußgängerbrücke über die Wümme" in art.text
+    assert art.title == "Brückenbau in Kleinstadt"
+
+
+def test_feed_metadata_fills_gaps():
+    feed_date = datetime(2024, 1, 2, 3, 4, tzinfo=UTC)
+    doc = page(
+        "latin1_de.html", published_at=feed_date, language="de-DE", author="Feed Author"
+    )
+    art = extract_document(doc, SETTINGS)
+    assert art.published_at == feed_date
+    assert art.language == "de"
+    assert art.author == "Feed Author"
+
+
+def test_plain_text_passes_through():
+    doc = Document(
+        url="https://example.org/t", source_kind="text", fetched_at=T0,
+        text="Body line one.\nBody line two.", title="A title",
+    )  # fmt: skip
+    art = extract_document(doc, SETTINGS)
+    assert isinstance(art, Article)
+    assert (art.text, art.title, art.extractor) == (
+        "Body line one.\nBody line two.",
+        "A title",
+        "text",
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"html": b"%PDF-1.7 binary"}, "not_html"),
+        ({"html": b"<html></html>", "content_type": "image/png"}, "not_html"),
+        ({}, "not_html"),
+        ({"html": b"   \n  "}, "empty_page"),
+        (
+            {"html": b"<html><body>" + b"<p>x</p>" * 2000 + b"</body></html>"},
+            "too_large",
+        ),
+        (
+            {"html": b"<html><body><div><a href='/'>Home</a></div></body></html>"},
+            "no_text",
+        ),
+    ],
+)
+def test_bad_pages_become_failures(fields, reason):
+    doc = Document(
+        url="https://example.org/bad", source_kind="warc", fetched_at=T0, **fields
+    )
+    result = extract_document(doc, ExtractSettings(max_html_bytes=10_000))
+    assert isinstance(result, Failure)
+    assert (result.stage, result.reason) == ("extract", reason)
+
+
+def test_runaway_extraction_is_stopped_on_main_thread(monkeypatch):
+    def runaway(html, url, settings):
+        while True:
+            pass
+
+    monkeypatch.setattr(extract_mod, "extract_html", runaway)
+    started = time.monotonic()
+    result = extract_document(page("news_article.html"), ExtractSettings(timeout_s=0.3))
+    assert isinstance(result, Failure) and result.reason == "timeout"
+    assert time.monotonic() - started < 2
+
+
+def test_process_isolation_kills_slow_extraction():
+    process = extract_mod.ProcessExtractor(max_memory_mb=2048)
+    try:
+        settings = ExtractSettings(isolation="process")
+        ok = extract_document(page("news_article.html"), settings, process=process)
+        assert isinstance(ok, Article) and "tide barrier" in ok.text
+        tight = ExtractSettings(isolation="process", timeout_s=0.0005)
+        result = extract_document(page("news_article.html"), tight, process=process)
+        assert isinstance(result, Failure) and result.reason == "timeout"
+        # The worker was replaced and keeps serving pages.
+        again = extract_document(page("news_article.html"), settings, process=process)
+        assert isinstance(again, Article)
+    finally:
+        process.close()
+
+
+def test_settings_validate():
+    with pytest.raises(ValueError, match="timeout_s"):
+        ExtractSettings(timeout_s=0)
+    with pytest.raises(ValueError, match="isolation"):
+        ExtractSettings(isolation="threads")
+
+
+def test_helpers():
+    assert source_host("https://WWW.Dawn.com:443/news/1") == "dawn.com"
+    assert parse_datetime("2024-03-05T09:30:00+0100") == datetime(
+        2024, 3, 5, 8, 30, tzinfo=UTC
+    )
+    assert parse_datetime("not a date") is None
+
+
+def test_pipeline_extract_then_clean():
+    """One small offline pipeline: pages -> ExtractMainText -> CleanText, ok and failed."""
+    import apache_beam as beam
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from transforms.clean import CleanRules, CleanText
+    from transforms.extract import ExtractMainText
+
+    docs = [
+        page("news_article.html"),
+        page("latin1_de.html"),
+        Document(
+            url="https://example.org/pdf",
+            source_kind="warc",
+            fetched_at=T0,
+            html=b"%PDF-",
+        ),
+    ]
+    with TestPipeline(runner="FnApiRunner") as p:
+        extracted = (
+            p
+            | beam.Create(docs)
+            | ExtractMainText(ExtractSettings(isolation="process"))
+        )
+        cleaned = extracted.ok | CleanText(CleanRules())
+        assert_that(
+            cleaned.ok
+            | "Titles" >> beam.Map(lambda a: (a.title, "share" in a.rules_fired)),
+            equal_to(
+                [
+                    ("Harbour town opens its new tide barrier", True),
+                    ("Brückenbau in Kleinstadt", False),
+                ]
+            ),
+            label="CleanedArticles",
+        )
+        assert_that(
+            extracted.failed | beam.Map(lambda f: (f.stage, f.reason)),
+            equal_to([("extract", "not_html")]),
+            label="ExtractFailures",
+        )

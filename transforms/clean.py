@@ -1,0 +1,566 @@
+"""CleanText: Article -> Article with boilerplate lines removed, or a 'filter' Failure.
+
+The cleaner works on lines (paragraphs). Every rule has a name; an article lists the rules that
+fired (``rules_fired``) and keeps every piece of text a rule removed (``removed``), so nothing
+is lost silently. Rule groups (switch off with ``CleanRules.disabled``):
+
+* ``dateline_meta``   leading "date 2025-10-26" / "Published: ..." prefixes and lines that are
+                      only dates, times, reading times or update stamps.
+* ``nav``             previous/next navigation ("Previous Post Next Post", "Nächster Artikel").
+* ``comments``        comment counters and prompts ("Comments (0)", "Add Comment").
+* ``share``           share/follow/print bars ("Share on Facebook", "Teilen", "Partager").
+* ``newsletter``      newsletter, subscription and paywall prompts.
+* ``related``         read-more / related-content lead-ins ("Read more:", "Lesen Sie auch").
+* ``photo_credit``    photo/image credits and captions' credit lines.
+* ``legal``           cookie notices, copyright and rights lines.
+* ``advert``          advertisement markers ("Advertisement", "Anzeige").
+* ``tags``            tag/topic lists ("Tags: ...") and run-on tag strips glued without
+                      spaces ("Marco RubioPakistan - United StatesUS Secretary of State").
+* ``no_letters``      lines without any letter or digit (separators, bullets).
+* ``repeated_title``  the title repeated as one of the first body lines.
+* ``repeated_paragraph``  a paragraph that occurs again (the first is kept), or that is wholly
+                      contained in a longer paragraph (the longer one is kept).
+* ``host_boilerplate``  lines learned to recur across many articles of one host in a run.
+
+The phrase rules use word lists in English, German, French, Spanish, Italian, Portuguese,
+Dutch and Polish, and only fire on short lines made (almost) entirely of those words, so prose
+that merely mentions "comments" or "newsletter" is never touched.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+
+from transforms import records
+from transforms.records import Article, Failure
+
+RULE_GROUPS = (
+    "dateline_meta",
+    "nav",
+    "comments",
+    "share",
+    "newsletter",
+    "related",
+    "photo_credit",
+    "legal",
+    "advert",
+    "tags",
+    "no_letters",
+    "repeated_title",
+    "repeated_paragraph",
+    "host_boilerplate",
+)
+
+
+@dataclass(frozen=True)
+class CleanRules:
+    """Rules of the clean stage (YAML section ``clean``)."""
+
+    # Rule groups to switch off by name (see RULE_GROUPS); e.g. ("tags",) keeps tag lines.
+    disabled: tuple[str, ...] = ()
+    # Cleaned text shorter than this (characters) is filtered as 'too_short': a teaser or a
+    # stub page is not an article. 0 keeps everything that is not empty.
+    min_text_chars: int = 80
+    # Phrase rules only look at lines up to this many characters: boilerplate lines are short,
+    # so long prose lines are never candidates (protects prose from false positives).
+    max_boilerplate_chars: int = 200
+    # A paragraph wholly contained in a longer one is dropped only from this length on
+    # (characters); shorter lines such as sub-headings may legitimately recur inside prose.
+    min_contained_chars: int = 60
+    # Body lines among the first N that repeat the title are dropped (repeated_title).
+    title_scan_lines: int = 3
+    # Learned per-host boilerplate: a host needs at least this many articles in a run...
+    host_min_articles: int = 4
+    # ...and a line must occur in at least this share of them (and in >= 3 articles) to be
+    # treated as boilerplate of that host (menus, sign-offs, newsletter prompts).
+    host_min_share: float = 0.5
+    # Lines longer than this (characters) are never learned as host boilerplate: long repeated
+    # paragraphs are more likely syndicated prose than template text.
+    host_max_line_chars: int = 300
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.disabled) - set(RULE_GROUPS))
+        if unknown:
+            raise ValueError(
+                f"disabled: unknown rule group(s) {', '.join(unknown)}; "
+                f"known: {', '.join(RULE_GROUPS)}"
+            )
+        for name in ("min_text_chars", "max_boilerplate_chars", "min_contained_chars"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must be >= 0")
+        if self.title_scan_lines < 0:
+            raise ValueError("title_scan_lines: must be >= 0")
+        if self.host_min_articles < 2:
+            raise ValueError(
+                "host_min_articles: must be >= 2 (one article cannot recur)"
+            )
+        if not 0.0 < self.host_min_share <= 1.0:
+            raise ValueError("host_min_share: must be in (0, 1]")
+        if self.host_max_line_chars <= 0:
+            raise ValueError("host_max_line_chars: must be > 0")
+
+    def enabled(self, group: str) -> bool:
+        return group not in self.disabled
+
+
+@dataclass(frozen=True)
+class Cleaned:
+    text: str
+    title: str | None
+    rules_fired: tuple[str, ...]
+    removed: tuple[str, ...]
+
+
+# ---------------------------------------------------------------------------------------------
+# Word lists. A line is boilerplate of a group when all its words are in the group's
+# vocabulary (plus digits) and at least one is a "core" word of that group.
+# ---------------------------------------------------------------------------------------------
+
+
+def _words(text: str) -> set[str]:
+    return set(text.split())
+
+
+_NAV_CORE = _words(
+    "previous prev next older newer vorheriger vorherige vorheriges nächster nächste nächstes "
+    "zurück weiter précédent précédente suivant suivante anterior siguiente próximo próxima "
+    "poprzedni poprzednia poprzedni następny następna następne precedente successivo "
+    "successiva vorige volgende seguinte"
+)
+_NAV_VOCAB = _NAV_CORE | _words(
+    "post posts article articles story stories entry entries page item beitrag artikel "
+    "seite meldung nachricht artículo noticia entrada página artykuł wpis strona articolo "
+    "notizia pagina bericht artigo notícia go to the zum zur la le el de à a back"
+)
+
+_COMMENT_CORE = _words(
+    "comment comments kommentar kommentare kommentaren kommentieren commentaire commentaires "
+    "commenter comentario comentarios comentar commento commenti commenta komentarz komentarze "
+    "komentarzy skomentuj reactie reacties comentário comentários leserkommentare responses"
+)
+_COMMENT_VOCAB = _COMMENT_CORE | _words(
+    "add a an leave post write show view load hide all the reply replies your be first to no "
+    "yet closed are is one read see join conversation discussion schreiben jetzt anzeigen "
+    "einblenden alle lesen ajouter un une laisser voir les écrire agregar añadir dejar deja tu "
+    "ver los escribe dodaj zobacz wszystkie napisz lascia un leggi i plaats een bekijk "
+    "adicionar deixe seu ver os open close"
+)
+
+_PLATFORMS = _words(
+    "facebook twitter x linkedin whatsapp telegram email e mail print pinterest reddit tumblr "
+    "messenger xing flipboard bluesky threads instagram youtube tiktok vk viber sms pocket "
+    "mastodon copy link google"
+)
+_SHARE_CORE = _words(
+    "share shares sharing shared tweet follow teilen geteilt folgen drucken partager partagez "
+    "suivez imprimer compartir comparte síguenos síguenos imprimir udostępnij obserwuj drukuj "
+    "condividi seguici stampa delen deel volg compartilhe compartilhar siga"
+)
+_SHARE_VOCAB = (
+    _SHARE_CORE
+    | _PLATFORMS
+    | _words(
+        "this article story post page on via us our and or the in by with auf per artikel "
+        "diesen beitrag uns sur nous cet article en este artículo nos ten artykuł na nas su "
+        "questo articolo dit artikel op ons este artigo no nos link kopieren copier enlace "
+        "copiar kopiuj copia"
+    )
+)
+
+_ADVERT_VOCAB = _words(
+    "advertisement advertising ad ads sponsored anzeige werbung publicité publicite publicidad "
+    "anuncio reklama pubblicità annuncio advertentie publicidade story continues below "
+    "article text continues after scroll to continue reading content weiter nach der lesen "
+    "sie unten"
+)
+_ADVERT_CORE = _words(
+    "advertisement advertising ad ads sponsored anzeige werbung publicité publicite publicidad "
+    "anuncio reklama pubblicità annuncio advertentie publicidade"
+)
+
+_MONTHS = _words(
+    "january february march april may june july august september october november december "
+    "jan feb mar apr jun jul aug sep sept oct nov dec januar februar märz mai juni juli "
+    "oktober dezember jänner janvier février mars avril juin juillet août septembre octobre "
+    "novembre décembre enero febrero marzo abril mayo junio julio agosto septiembre octubre "
+    "noviembre diciembre stycznia lutego marca kwietnia maja czerwca lipca sierpnia września "
+    "października listopada grudnia gennaio febbraio aprile maggio giugno luglio settembre "
+    "ottobre dicembre janeiro fevereiro março maio junho julho setembro outubro dezembro"
+)
+_WEEKDAYS = _words(
+    "monday tuesday wednesday thursday friday saturday sunday mon tue wed thu fri sat sun "
+    "montag dienstag mittwoch donnerstag freitag samstag sonntag lundi mardi mercredi jeudi "
+    "vendredi samedi dimanche lunes martes miércoles jueves viernes sábado domingo "
+    "poniedziałek wtorek środa czwartek piątek sobota niedziela"
+)
+_DATE_LABELS = _words(
+    "date dated published posted updated last modified created on at am pm by uhr um stand "
+    "veröffentlicht aktualisiert zuletzt erstellt am publié le mis à jour publicado el "
+    "actualizado a las de del opublikowano aktualizacja zaktualizowano dnia pubblicato "
+    "aggiornato il alle gepubliceerd bijgewerkt om atualizado em gmt utc bst cet cest mez mesz "
+    "est edt pst pdt ist pkt ago hours hour minutes minute mins min days day seconds vor "
+    "stunden minuten tagen il y a hace horas minutos temu godzin minut time read reading "
+    "lesezeit lecture de lectura czas czytania tempo di lettura leestijd leitura minuten "
+    "minutes"
+)
+_DATE_VOCAB = _MONTHS | _WEEKDAYS | _DATE_LABELS
+_DATE_PREFIX = re.compile(
+    r"^\s*(?:(?:date|dated|published|posted|updated|last updated|veröffentlicht|aktualisiert"
+    r"|stand|publié|mis à jour|publicado|actualizado|opublikowano|pubblicato|gepubliceerd)"
+    r"(?:\s+(?:on|am|le|el|il|op))?\s*:?\s*)"
+    r"(?:\d{4}-\d{1,2}-\d{1,2}(?:[T ]\d{1,2}:\d{2}(?::\d{2})?(?:Z|[+-]\d{2}:?\d{2})?)?"
+    r"|\d{1,2}[./]\d{1,2}[./]\d{2,4}(?:,?\s+\d{1,2}:\d{2}(?:\s*uhr)?)?)\s+(?=\S)",
+    re.IGNORECASE,
+)
+
+_NEWSLETTER = re.compile(
+    r"(?:sign up (?:for|to)|subscribe (?:to|now|for|today)|"
+    r"newsletter (?:abonnieren|bestellen|anmelden|sign ?up)|already a (?:subscriber|"
+    r"member)|log ?in to (?:continue|read)|to continue reading|register to (?:read|continue)|"
+    r"become a (?:member|subscriber)|support (?:our|independent) journalism|unlock (?:this|"
+    r"full)|jetzt abonnieren|abonnieren sie|abo abschließen|abonnez-vous|inscrivez-vous|"
+    r"suscríbete|suscribirse|zapisz się|zaprenumeruj|iscriviti|abbonati|abonneer|"
+    r"assine|inscreva-se|get (?:our|the) (?:latest|daily|free)|delivered to your inbox|"
+    r"in your inbox)",
+    re.IGNORECASE,
+)
+_RELATED = re.compile(
+    r"^(?:read more|read also|also read|read next|see also|related(?: articles?| stories| "
+    r"content| news| posts?| coverage| topics?| reading)?|more on this|more from|more stories|"
+    r"more news|recommended(?: for you| stories| articles)?|you may also like|you might also "
+    r"like|you may be interested|most read|most popular|trending(?: now)?|top stories|"
+    r"lesen sie (?:auch|mehr|hier)|mehr zum thema|mehr dazu|auch interessant|das könnte sie "
+    r"(?:auch )?interessieren|weitere artikel|weiterlesen|mehr lesen|zum thema|"
+    r"lire aussi|à lire aussi|a lire aussi|voir aussi|sur le même sujet|lire la suite|"
+    r"lee también|leer más|te puede interesar|noticias relacionadas|ver también|"
+    r"czytaj (?:także|też|więcej|również)|zobacz (?:też|także|również)|polecamy|"
+    r"leggi anche|potrebbe interessarti|leggi tutto|lees ook|lees meer|leia também|"
+    r"veja também|saiba mais|continue reading|click here|hier klicken|cliquez ici|"
+    r"haga clic aquí|kliknij tutaj)\b\s*[:»›>.…-]*",
+    re.IGNORECASE,
+)
+_PHOTO_CREDIT = re.compile(
+    r"^(?:\(?(?:photo|photos|image|images|picture|pictures|foto|fotos|bild|bilder|fotografía|"
+    r"imagen|zdjęcie|zdjęcia|fot\.|immagine|afbeelding|credit|credits|crédit|crédits|"
+    r"bildquelle|quelle|source image|photo credit|image credit|image source|video)\s*"
+    r"(?::|/|by\b|©|von\b|par\b|de\b)"
+    r"|©|\(c\)\s"
+    r"|.{0,80}/(?:getty images|reuters|ap|afp|epa|dpa|shutterstock|istock|anadolu|xinhua)\)?$"
+    r"|(?:getty images|shutterstock|istock(?:photo)?)$)",
+    re.IGNORECASE,
+)
+_LEGAL = re.compile(
+    r"(?:\bcookies?\b.{0,120}\b(?:use|uses|using|accept|consent|policy|settings|einstellungen|"
+    r"verwendet|akzeptieren|utilise|utilisons|accepter|utiliza|usamos|aceptar|używa|"
+    r"akceptuj|utilizza|accetta)"
+    r"|all rights reserved|alle rechte vorbehalten|tous droits réservés|todos los derechos "
+    r"reservados|wszelkie prawa zastrzeżone|tutti i diritti riservati|alle rechten "
+    r"voorbehouden|todos os direitos reservados|^copyright\b|^©\s*\d{4}"
+    r"|^(?:privacy policy|terms of (?:use|service)|datenschutz(?:erklärung)?|impressum|"
+    r"mentions légales|aviso legal|polityka prywatności)$)",
+    re.IGNORECASE,
+)
+_TAGS = re.compile(
+    r"^(?:tags?|tagged(?: with)?|topics?|keywords|filed under|categories|category|"
+    r"schlagwörter|schlagworte|stichwörter|themen|thema|kategorie|kategorien|étiquettes|"
+    r"mots-clés|mots clés|sujets|etiquetas|temas|palabras clave|tagi|tematy|kategorie|"
+    r"argomenti|parole chiave|trefwoorden|onderwerpen|assuntos|palavras-chave)\s*:",
+    re.IGNORECASE,
+)
+# Two words glued without a space, lower->upper ("RubioPakistan", "StatesUS"): the signature
+# of tag/topic link lists whose anchors were concatenated by text extraction.
+_GLUE = re.compile(r"[a-zà-ÿ]{2}[A-ZÀ-Þ]")
+_WORD = re.compile(r"\w+")
+_TERMINAL = re.compile(r"[.!?…:;\"'”’»)]\s*$")
+
+
+def _key(line: str) -> str:
+    """Comparison form of a line: case-folded, accents kept, punctuation -> space."""
+    return " ".join(_WORD.findall(line.casefold()))
+
+
+def _vocab_match(
+    words: list[str], core: set[str], vocab: set[str], max_words: int
+) -> bool:
+    if not words or len(words) > max_words:
+        return False
+    has_core = False
+    for word in words:
+        if word.isdigit():
+            continue
+        if word not in vocab:
+            return False
+        has_core = has_core or word in core
+    return has_core
+
+
+def _is_date_line(words: list[str]) -> bool:
+    if not words or len(words) > 14:
+        return False
+    has_date = False
+    for word in words:
+        if word.isdigit() or re.fullmatch(r"\d+(?:st|nd|rd|th|h|am|pm|min)?", word):
+            has_date = True
+            continue
+        if word not in _DATE_VOCAB:
+            return False
+        has_date = has_date or word in _MONTHS or word in _WEEKDAYS
+    return (
+        has_date
+        or any(w in _DATE_LABELS for w in words)
+        and any(w.isdigit() for w in words)
+    )
+
+
+def _is_tag_run(line: str) -> bool:
+    """Run-on tag strip: short, no sentence punctuation at the end, two or more glued words."""
+    if len(line) > 160 or _TERMINAL.search(line) or line.count(",") > 1:
+        return False
+    return len(_GLUE.findall(line)) >= 2
+
+
+def line_rule(line: str, rules: CleanRules) -> str | None:
+    """Name of the phrase rule that marks ``line`` as boilerplate, or None (prose)."""
+    if len(line) > rules.max_boilerplate_chars:
+        return None
+    key = _key(line)
+    words = key.split()
+    checks = (
+        ("no_letters", lambda: not words),
+        ("nav", lambda: _vocab_match(words, _NAV_CORE, _NAV_VOCAB, 8)),
+        ("comments", lambda: _vocab_match(words, _COMMENT_CORE, _COMMENT_VOCAB, 8)),
+        (
+            "share",
+            lambda: (
+                _vocab_match(words, _SHARE_CORE, _SHARE_VOCAB, 16)
+                or (len(words) >= 2 and all(w in _PLATFORMS for w in words))
+            ),
+        ),
+        ("advert", lambda: _vocab_match(words, _ADVERT_CORE, _ADVERT_VOCAB, 10)),
+        ("dateline_meta", lambda: _is_date_line(words)),
+        (
+            "newsletter",
+            lambda: (
+                len(line) <= 160
+                and bool(_NEWSLETTER.search(line))
+                or len(words) <= 5
+                and bool(re.search(r"newsletter|\babo\b|abonnement", key))
+            ),
+        ),
+        ("related", lambda: bool(_RELATED.match(line.lstrip("•·-–—»›> ")))),
+        ("photo_credit", lambda: len(line) <= 160 and bool(_PHOTO_CREDIT.search(line))),
+        ("legal", lambda: bool(_LEGAL.search(line))),
+        ("tags", lambda: bool(_TAGS.match(line)) or _is_tag_run(line)),
+    )
+    for name, check in checks:
+        if rules.enabled(name) and check():
+            return name
+    return None
+
+
+def _normalise_line(line: str) -> str:
+    line = unicodedata.normalize("NFC", line)
+    return " ".join(line.replace("\u00ad", "").split())
+
+
+def clean_text(
+    text: str,
+    title: str | None,
+    rules: CleanRules,
+    host_boilerplate: frozenset[str] = frozenset(),
+) -> Cleaned:
+    """Remove boilerplate lines from an article's text. Pure and deterministic.
+
+    ``host_boilerplate`` holds comparison keys (see :func:`line_key`) of lines learned to be
+    template text of this article's host. Returns the kept paragraphs joined by "\\n", the
+    title (whitespace-normalised), the names of the rules that fired, in order, and the
+    removed text."""
+    fired: list[str] = []
+    removed: list[str] = []
+
+    def drop(rule: str, piece: str) -> None:
+        if rule not in fired:
+            fired.append(rule)
+        removed.append(piece)
+
+    clean_title = _normalise_line(title) if title else None
+    lines = [_normalise_line(line) for line in text.splitlines()]
+    lines = [line for line in lines if line]
+
+    # Leading dateline metadata ("date 2025-10-26 The concern comes ..."): strip the prefix
+    # from the first lines (a repeated title may come before it).
+    if rules.enabled("dateline_meta"):
+        for i in range(min(len(lines), 3)):
+            match = _DATE_PREFIX.match(lines[i])
+            if match:
+                drop("dateline_meta", match.group(0).strip())
+                lines[i] = lines[i][match.end() :]
+
+    kept: list[str] = []
+    for line in lines:
+        rule = line_rule(line, rules)
+        if (
+            rule is None
+            and host_boilerplate
+            and rules.enabled("host_boilerplate")
+            and line_key(line) in host_boilerplate
+        ):
+            rule = "host_boilerplate"
+        if rule is not None:
+            drop(rule, line)
+        else:
+            kept.append(line)
+
+    if clean_title and rules.enabled("repeated_title"):
+        title_key = _key(clean_title)
+        scan = kept[: rules.title_scan_lines]
+        for line in scan:
+            if title_key and _key(line) == title_key:
+                kept.remove(line)
+                drop("repeated_title", line)
+                break
+
+    if rules.enabled("repeated_paragraph"):
+        kept = _drop_repeats(kept, drop, rules.min_contained_chars)
+
+    return Cleaned("\n".join(kept), clean_title, tuple(fired), tuple(removed))
+
+
+def _drop_repeats(lines: list[str], drop, min_contained: int) -> list[str]:
+    seen: set[str] = set()
+    unique: list[str] = []
+    for line in lines:
+        key = _key(line)
+        if key in seen and key:
+            drop("repeated_paragraph", line)
+            continue
+        seen.add(key)
+        unique.append(line)
+    keys = [f" {_key(line)} " for line in unique]
+    result = []
+    for i, line in enumerate(unique):
+        key = keys[i]
+        if len(key) - 2 >= min_contained and any(
+            j != i and len(other) > len(key) and key in other
+            for j, other in enumerate(keys)
+        ):
+            drop("repeated_paragraph", line)
+            continue
+        result.append(line)
+    return result
+
+
+def line_key(line: str) -> str:
+    """Key under which a line is counted for per-host boilerplate learning."""
+    return _key(_normalise_line(line))
+
+
+def learn_host_boilerplate(texts: Iterable[str], rules: CleanRules) -> frozenset[str]:
+    """Keys of lines that recur in many of one host's articles (``host_min_share`` of them,
+    at least 3), given all article texts of that host in the run."""
+    texts = list(texts)
+    if len(texts) < rules.host_min_articles:
+        return frozenset()
+    counts: Counter[str] = Counter()
+    for text in texts:
+        keys = {
+            line_key(line)
+            for line in text.splitlines()
+            if line.strip() and len(line.strip()) <= rules.host_max_line_chars
+        }
+        counts.update(k for k in keys if k)
+    needed = max(3, rules.host_min_share * len(texts))
+    return frozenset(k for k, n in counts.items() if n >= needed)
+
+
+# ---------------------------------------------------------------------------------------------
+# Beam
+# ---------------------------------------------------------------------------------------------
+
+
+def clean_article(
+    article: Article, rules: CleanRules, host_boilerplate: frozenset[str] = frozenset()
+) -> Article | Failure:
+    """Article -> cleaned Article, or Failure(stage 'filter', 'empty_text' | 'too_short')."""
+    cleaned = clean_text(article.text, article.title, rules, host_boilerplate)
+    if not cleaned.text.strip():
+        return Failure(
+            article.url,
+            records.FILTER_STAGE,
+            "empty_text",
+            f"nothing left after cleaning; rules: {', '.join(cleaned.rules_fired) or '-'}",
+            article.fetched_at,
+        )
+    if len(cleaned.text) < rules.min_text_chars:
+        return Failure(
+            article.url,
+            records.FILTER_STAGE,
+            "too_short",
+            f"{len(cleaned.text)} characters < min_text_chars {rules.min_text_chars}",
+            article.fetched_at,
+        )
+    return records.replace(
+        article,
+        text=cleaned.text,
+        title=cleaned.title,
+        rules_fired=tuple(dict.fromkeys((*article.rules_fired, *cleaned.rules_fired))),
+        removed=(*article.removed, *cleaned.removed),
+    )
+
+
+class _CleanDoFn(beam.DoFn):
+    def __init__(self, rules: CleanRules) -> None:
+        self._rules = rules
+
+    def process(self, element):
+        if isinstance(element, tuple):  # (host, [articles]) after grouping by host
+            _, articles = element
+            articles = list(articles)
+            learned = learn_host_boilerplate((a.text for a in articles), self._rules)
+            if learned:
+                Metrics.counter(records.METRICS_NAMESPACE, "clean_hosts_learned").inc()
+        else:
+            articles, learned = [element], frozenset()
+        for article in articles:
+            result = clean_article(article, self._rules, learned)
+            if isinstance(result, Failure):
+                Metrics.counter(
+                    records.METRICS_NAMESPACE, f"{result.stage}_{result.reason}"
+                ).inc()
+                yield TaggedOutput(records.FAILED, result)
+            else:
+                yield result
+
+
+class CleanText(beam.PTransform):
+    """PCollection[Article] -> outputs ``ok``: PCollection[Article] with cleaned ``text``,
+    ``rules_fired`` and ``removed`` filled, and ``failed``: PCollection[Failure] (stage
+    'filter', reason 'empty_text' or 'too_short').
+
+    On bounded input the articles are grouped by host first, so lines that recur across many
+    articles of one host (templates) can be learned and removed (rule host_boilerplate).
+    Unbounded input is cleaned element by element (no grouping across an endless window)."""
+
+    def __init__(self, rules: CleanRules) -> None:
+        super().__init__()
+        self._rules = rules
+
+    def expand(self, articles):
+        learn = self._rules.enabled("host_boilerplate") and articles.is_bounded
+        if learn:
+            articles = (
+                articles
+                | "KeyByHost" >> beam.Map(lambda a: (a.source, a))
+                | "GroupByHost" >> beam.GroupByKey()
+            )
+        return articles | "Clean" >> beam.ParDo(_CleanDoFn(self._rules)).with_outputs(
+            records.FAILED, main="ok"
+        )
