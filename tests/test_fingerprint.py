@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
-from transforms.fingerprint import article_id_for, canonicalize_url, content_hash
+from transforms.fingerprint import (
+    FingerprintSettings,
+    article_id_for,
+    canonicalize_url,
+    content_hash,
+    find_duplicates,
+    fingerprint_article,
+    signature,
+)
+from transforms.records import Article
 
 
 @pytest.mark.parametrize(
@@ -72,3 +83,88 @@ def test_content_hash_ignores_case_whitespace_and_punctuation() -> None:
     assert content_hash(a) == content_hash(a.upper().replace(" ", "\t"))
     assert content_hash("Hello, world!") == content_hash("hello world")
     assert content_hash(a) != content_hash(b)  # "U.S" vs "US" are different words
+
+
+# --- near duplicates ------------------------------------------------------------------------
+
+WIRE = (
+    "The regional water authority said on Monday that reservoir levels had fallen to their "
+    "lowest point in twelve years after a dry winter and an early heatwave. Officials asked "
+    "households in the eastern valley to cut garden watering by half and warned that "
+    "restrictions on filling swimming pools could follow within a fortnight. Farmers' groups "
+    "said the cuts to irrigation quotas announced last month had already reduced the "
+    "expected harvest of vegetables and fruit, and asked for emergency support. The "
+    "authority plans to bring a mothballed desalination plant back into service by August "
+    "and to repair leaking mains that lose about a fifth of the treated water supply."
+)
+T0 = datetime(2024, 6, 3, 8, tzinfo=UTC)
+
+
+def _article(url: str, text: str, hours: float = 0.0) -> Article:
+    article = Article(url=url, fetched_at=T0 + timedelta(hours=hours), text=text)
+    return fingerprint_article(article, FingerprintSettings())
+
+
+def test_settings_validate_band_maths() -> None:
+    settings = FingerprintSettings()
+    assert settings.bands * settings.rows == settings.num_perm
+    assert 0.40 < settings.lsh_threshold < settings.near_dup_jaccard
+    with pytest.raises(ValueError, match="^num_perm:"):
+        FingerprintSettings(num_perm=100)
+    with pytest.raises(ValueError, match="^near_dup_jaccard:"):
+        FingerprintSettings(near_dup_jaccard=1.5)
+
+
+def test_signature_is_deterministic_and_tracks_similarity() -> None:
+    settings = FingerprintSettings()
+    a = signature(WIRE, settings)
+    assert len(a) == settings.num_perm and a == signature(WIRE, settings)
+    edited = signature(WIRE.replace("twelve years", "a decade"), settings)
+    other = signature(
+        "A completely different text about football and the league table.", settings
+    )
+    agree = sum(x == y for x, y in zip(a, edited, strict=True)) / len(a)
+    assert agree > 0.7
+    assert sum(x == y for x, y in zip(a, other, strict=True)) / len(a) < 0.1
+    assert signature("", settings) == ()
+
+
+def test_exact_and_near_copies_point_to_the_earliest_article() -> None:
+    original = _article("https://paper-a.example/water", WIRE, hours=2)
+    retyped = _article(
+        "https://paper-b.example/water", WIRE.upper().replace(". ", ".\n"), 5
+    )
+    edited = _article(
+        "https://paper-c.example/water",
+        "By our correspondent. "
+        + WIRE.replace("twelve years", "a decade")
+        + " More soon.",
+        hours=1,
+    )
+    teaser = _article(
+        "https://paper-d.example/water", WIRE[: len(WIRE) * 2 // 3], hours=3
+    )
+    unrelated = _article(
+        "https://paper-e.example/match",
+        "The home side won the cup final after a late penalty, ending a run of defeats.",
+    )
+    articles = [original, retyped, edited, teaser, unrelated]
+    groups = find_duplicates(articles, FingerprintSettings())
+    # the earliest published article represents the group, whatever the input order
+    assert groups == {
+        original.article_id: edited.article_id,
+        retyped.article_id: edited.article_id,
+        teaser.article_id: edited.article_id,
+    }
+    assert find_duplicates(articles[::-1], FingerprintSettings()) == groups
+
+
+def test_rewritten_coverage_is_not_a_duplicate() -> None:
+    rewrite = _article(
+        "https://paper-f.example/drought",
+        "Households in the eastern valley are being told to water their gardens half as "
+        "often. The water authority blames a dry winter for reservoirs at a twelve-year low "
+        "and is reopening a desalination plant. Farmers want emergency help.",
+    )
+    original = _article("https://paper-a.example/water", WIRE)
+    assert find_duplicates([original, rewrite], FingerprintSettings()) == {}

@@ -1,0 +1,380 @@
+"""Story clustering quality and fingerprint speed, printed as tables.
+
+    python -m benchmarks.stories [--shared ../shared] [--sweep]
+
+Datasets (third-party, read from ``../shared/data``, never copied into the repo):
+
+* ``news_search_clustering``: 20 query groups of 50 dated news items (title + meta title +
+  description), each with event-level human clusterings ``gold1`` and ``gold2``. We cluster
+  each group and report ARI and BCubed P/R/F1 per annotator, averaged over the groups,
+  beside the annotators' agreement with each other (gold2 scored against gold1), and a
+  pairwise same-story F1 where every pair is clustered on its own (two-article input, as a
+  stream sees it), for pairs on which both annotators agree.
+* ``wikiref220``: 220 full-text articles, 16 topic labels (5 major + 11 noise topics). Labels
+  are topical, coarser than stories, so this mainly checks that stories do not cross topics.
+
+Every row compares our ``cluster_stories`` with a plain TF-IDF-cosine baseline (same
+average linkage, no entities, no title or time signal) from the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+
+from transforms.fingerprint import FingerprintSettings, shingles, signature
+from transforms.records import Article
+from transforms.stories import (
+    StorySettings,
+    _average_linkage,
+    _cosine_matrix,
+    cluster_stories,
+    content_terms,
+)
+
+DEFAULT_SHARED = Path(__file__).resolve().parents[2] / "shared"
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+# --- metrics ------------------------------------------------------------------------------
+
+
+def ari(truth: Sequence[int], pred: Sequence[int]) -> float:
+    """Adjusted Rand index (Hubert & Arabie) of two labelings of the same items."""
+    n = len(truth)
+    pairs = Counter(zip(truth, pred, strict=True))
+
+    def comb2(x: float) -> float:
+        return x * (x - 1) / 2
+
+    index = sum(comb2(c) for c in pairs.values())
+    a = sum(comb2(c) for c in Counter(truth).values())
+    b = sum(comb2(c) for c in Counter(pred).values())
+    expected = a * b / comb2(n) if n > 1 else 0.0
+    maximum = (a + b) / 2
+    if maximum == expected:
+        return 1.0
+    return (index - expected) / (maximum - expected)
+
+
+def bcubed(truth: Sequence[int], pred: Sequence[int]) -> tuple[float, float, float]:
+    """BCubed precision, recall and F1 (Bagga & Baldwin; Amigo et al. 2009)."""
+    n = len(truth)
+    both = Counter(zip(truth, pred, strict=True))
+    t_size, p_size = Counter(truth), Counter(pred)
+    precision = (
+        sum(both[(t, p)] / p_size[p] for t, p in zip(truth, pred, strict=True)) / n
+    )
+    recall = sum(both[(t, p)] / t_size[t] for t, p in zip(truth, pred, strict=True)) / n
+    return precision, recall, 2 * precision * recall / (precision + recall)
+
+
+def labels_of(clusters: Sequence[Sequence[str]], ids: Sequence[str]) -> list[int]:
+    where = {a: k for k, cluster in enumerate(clusters) for a in cluster}
+    return [where[i] for i in ids]
+
+
+# --- data ---------------------------------------------------------------------------------
+
+
+def _article(key: str, title: str, text: str, published: datetime | None) -> Article:
+    return Article(
+        url=f"https://bench.invalid/{key}",
+        fetched_at=EPOCH,
+        text=text,
+        title=title,
+        published_at=published,
+        article_id=key,
+    )
+
+
+def _parse_date(text: str) -> datetime | None:
+    for parse in (datetime.fromisoformat, parsedate_to_datetime):
+        try:
+            value = parse(text.strip())
+        except (ValueError, TypeError):
+            continue
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    try:  # "Aug 22, 2017 ..." and the like
+        return datetime.strptime(text.strip()[:12], "%b %d, %Y").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def load_news_search(
+    root: Path,
+) -> list[tuple[str, list[Article], dict[str, list[int]]]]:
+    """[(query, articles, {annotator: labels})]; unlisted items are singletons."""
+    groups = []
+    for path in sorted((root / "dataset").glob("m1-*.txt")):
+        items = json.loads(path.read_text(encoding="utf-8-sig"))
+        articles = []
+        for k, item in enumerate(items):
+            meta = item.get("meta") or {}
+            title = meta.get("title") or item.get("title") or ""
+            # the search-result title often repeats the headline with a site suffix
+            extra = item.get("title") or ""
+            text = " ".join(x for x in (extra, meta.get("description") or "") if x)
+            day = _parse_date(item.get("date") or "")
+            articles.append(_article(f"{path.stem}-{k:03d}", title, text, day))
+        golds = {}
+        for annotator in ("gold1", "gold2"):
+            clusters = json.loads(
+                (root / annotator / path.name).read_text(encoding="utf-8-sig")
+            )
+            labels = [-1] * len(items)
+            for c, members in enumerate(clusters):
+                for position in members:
+                    if (
+                        labels[position - 1] == -1
+                    ):  # first assignment wins on duplicates
+                        labels[position - 1] = c
+            fresh = len(clusters)
+            for i, label in enumerate(labels):
+                if label == -1:
+                    labels[i] = fresh
+                    fresh += 1
+            golds[annotator] = labels
+        groups.append((path.stem[3:], articles, golds))
+    return groups
+
+
+def load_wikiref(root: Path) -> tuple[list[Article], list[str]]:
+    articles, topics = [], []
+    with open(root / "labels.csv", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            raw = (root / "WikiRef220" / row["file"]).read_text(
+                encoding="utf-8", errors="replace"
+            )
+            title, _, body = raw.strip().partition("\n")
+            articles.append(_article(row["file"], title.strip(), body.strip(), None))
+            topics.append(row["topic"])
+    return articles, topics
+
+
+# --- baseline -----------------------------------------------------------------------------
+
+
+def tfidf_baseline(articles: Sequence[Article], threshold: float) -> list[list[str]]:
+    """Plain TF-IDF cosine (sublinear tf, smoothed idf) + the same average linkage."""
+    docs = [Counter(content_terms(f"{a.title or ''} {a.text}")) for a in articles]
+    df = Counter(t for d in docs for t in d)
+    n = len(docs)
+    rows = [
+        {
+            t: (1 + math.log(c)) * (math.log((1 + n) / (1 + df[t])) + 1)
+            for t, c in d.items()
+        }
+        for d in docs
+    ]
+    groups = _average_linkage(_cosine_matrix(rows), threshold)
+    return [[articles[i].article_id for i in g] for g in groups]
+
+
+BASELINE_THRESHOLD = 0.3
+
+Clusterer = Callable[[list[Article]], list[list[str]]]
+
+
+def ours(settings: StorySettings) -> Clusterer:
+    return lambda articles: cluster_stories(articles, settings)
+
+
+def baseline(threshold: float = BASELINE_THRESHOLD) -> Clusterer:
+    return lambda articles: tfidf_baseline(articles, threshold)
+
+
+# --- evaluations --------------------------------------------------------------------------
+
+
+def eval_news(groups, clusterer: Clusterer) -> dict[str, float]:
+    scores: dict[str, list[float]] = {}
+    for _, articles, golds in groups:
+        ids = [a.article_id for a in articles]
+        pred = labels_of(clusterer(articles), ids)
+        for annotator, truth in golds.items():
+            p, r, f = bcubed(truth, pred)
+            for name, value in (
+                ("ari", ari(truth, pred)),
+                ("p", p),
+                ("r", r),
+                ("f1", f),
+            ):
+                scores.setdefault(f"{annotator}_{name}", []).append(value)
+    return {k: float(np.mean(v)) for k, v in scores.items()}
+
+
+def eval_annotators(groups) -> dict[str, float]:
+    rows = []
+    for _, _, golds in groups:
+        p, r, f = bcubed(golds["gold1"], golds["gold2"])
+        rows.append((ari(golds["gold1"], golds["gold2"]), p, r, f))
+    a, p, r, f = (float(np.mean(col)) for col in zip(*rows, strict=True))
+    return {"ari": a, "p": p, "r": r, "f1": f}
+
+
+def agreed_pairs(groups, limit_per_group: int = 0):
+    """Pairs both annotators label alike: (a, b, same_story)."""
+    pairs = []
+    for _, articles, golds in groups:
+        g1, g2 = golds["gold1"], golds["gold2"]
+        chosen = []
+        for i, j in combinations(range(len(articles)), 2):
+            same1, same2 = g1[i] == g1[j], g2[i] == g2[j]
+            if same1 == same2:
+                chosen.append((articles[i], articles[j], same1))
+        if limit_per_group:
+            positives = [c for c in chosen if c[2]]
+            negatives = [c for c in chosen if not c[2]][
+                : max(limit_per_group, len(positives))
+            ]
+            chosen = positives + negatives
+        pairs.extend(chosen)
+    return pairs
+
+
+def eval_pairs(pairs, clusterer: Clusterer) -> tuple[float, float, float]:
+    tp = fp = fn = 0
+    for a, b, same in pairs:
+        said = len(clusterer([a, b])) == 1
+        tp += said and same
+        fp += said and not same
+        fn += same and not said
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+
+
+def eval_wikiref(articles, topics, clusterer: Clusterer) -> dict[str, float]:
+    ids = [a.article_id for a in articles]
+    pred = labels_of(clusterer(articles), ids)
+    names = sorted(set(topics))
+    counts = Counter(topics)
+    out = {}
+    for variant, labels in (
+        ("16", [names.index(t) for t in topics]),
+        ("5+noise", [names.index(t) if counts[t] > 5 else -1 for t in topics]),
+    ):
+        out[f"ari_{variant}"] = ari(labels, pred)
+        out[f"f1_{variant}"] = bcubed(labels, pred)[2]
+    out["clusters"] = len(set(pred))
+    return out
+
+
+def speed(texts: Sequence[str]) -> list[tuple[str, float]]:
+    settings = FingerprintSettings()
+    rows = []
+    start = time.perf_counter()
+    for text in texts:
+        signature(text, settings)
+    rows.append(("signature (numpy, ours)", (time.perf_counter() - start) / len(texts)))
+    try:
+        import datasketch
+    except ImportError:
+        return rows
+    start = time.perf_counter()
+    for text in texts:
+        minhash = datasketch.MinHash(num_perm=settings.num_perm, seed=settings.seed)
+        minhash.update_batch(
+            [s.encode() for s in shingles(text, settings.shingle_size)]
+        )
+    rows.append(("datasketch update_batch", (time.perf_counter() - start) / len(texts)))
+    return rows
+
+
+# --- main ---------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", type=Path, default=DEFAULT_SHARED)
+    parser.add_argument(
+        "--sweep", action="store_true", help="also sweep cluster_threshold"
+    )
+    parser.add_argument(
+        "--pairs", type=int, default=200, help="negatives per group, 0 = all"
+    )
+    args = parser.parse_args(argv)
+    data = args.shared / "data"
+    settings = StorySettings()
+    methods = {"ours": ours(settings), "tfidf-cosine": baseline()}
+
+    groups = load_news_search(data / "news_search_clustering")
+    agree = eval_annotators(groups)
+    print("news_search_clustering: 20 groups x 50 items, mean over groups")
+    header = f"{'method':<22}{'gold':<7}{'ARI':>7}{'B3-P':>7}{'B3-R':>7}{'B3-F1':>7}"
+    print(header)
+    print("-" * len(header))
+    print(
+        f"{'annotators g1<->g2':<22}{'':<7}{agree['ari']:7.3f}{agree['p']:7.3f}"
+        f"{agree['r']:7.3f}{agree['f1']:7.3f}"
+    )
+    for name, method in methods.items():
+        start = time.perf_counter()
+        s = eval_news(groups, method)
+        took = time.perf_counter() - start
+        for g in ("gold1", "gold2"):
+            print(
+                f"{name:<22}{g:<7}{s[g + '_ari']:7.3f}{s[g + '_p']:7.3f}"
+                f"{s[g + '_r']:7.3f}{s[g + '_f1']:7.3f}"
+            )
+        print(f"{'':<22}({took:.2f} s for 1,000 items)")
+
+    pairs = agreed_pairs(groups, args.pairs)
+    positives = sum(1 for p in pairs if p[2])
+    print(
+        f"\nsame-story pairs, each clustered alone ({positives} same / {len(pairs)} pairs)"
+    )
+    print(f"{'method':<22}{'P':>7}{'R':>7}{'F1':>7}")
+    for name, method in methods.items():
+        p, r, f = eval_pairs(pairs, method)
+        print(f"{name:<22}{p:7.3f}{r:7.3f}{f:7.3f}")
+    best = max(
+        ((t, eval_pairs(pairs, baseline(t))[2]) for t in np.arange(0.05, 0.9, 0.05)),
+        key=lambda x: x[1],
+    )
+    print(
+        f"{'tfidf best threshold':<22}{'':>14}{best[1]:7.3f}  (threshold {best[0]:.2f})"
+    )
+
+    articles, topics = load_wikiref(data / "wikiref220")
+    print("\nwikiref220: 220 full texts, topic labels (16, or 5 major + noise)")
+    header = (
+        f"{'method':<22}{'ARI16':>7}{'F1-16':>7}{'ARI5+n':>7}{'F1-5+n':>7}{'#clu':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    for name, method in methods.items():
+        s = eval_wikiref(articles, topics, method)
+        print(
+            f"{name:<22}{s['ari_16']:7.3f}{s['f1_16']:7.3f}{s['ari_5+noise']:7.3f}"
+            f"{s['f1_5+noise']:7.3f}{s['clusters']:6d}"
+        )
+
+    if args.sweep:
+        print(
+            "\ncluster_threshold sweep (news_search_clustering B3-F1 g1/g2, pairs F1)"
+        )
+        for t in (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45):
+            swept = StorySettings(cluster_threshold=t)
+            s = eval_news(groups, ours(swept))
+            pf = eval_pairs(pairs, ours(swept))[2]
+            print(f"  {t:.2f}  {s['gold1_f1']:.3f} {s['gold2_f1']:.3f}  {pf:.3f}")
+
+    print("\nfingerprint speed (wikiref220 texts)")
+    for name, seconds in speed([a.text for a in articles]):
+        print(f"  {name:<26}{seconds * 1e3:7.2f} ms/article")
+
+
+if __name__ == "__main__":
+    main()

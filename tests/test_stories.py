@@ -1,0 +1,280 @@
+"""Tests of topics and stories: the seed articles form one story, ids survive windows and runs."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from transforms.fingerprint import FingerprintSettings, fingerprint_article
+from transforms.records import Article
+from transforms.stories import (
+    StorySettings,
+    assign_topic,
+    cluster_stories,
+    cluster_window,
+    link_clusters,
+    load_topics,
+    read_state,
+    story_id_for,
+    write_state,
+)
+
+T0 = datetime(2025, 10, 25, 6, tzinfo=UTC)
+
+BIKE_LANES = (
+    "City council approves budget for new bike lanes",
+    (
+        "The city council voted on Tuesday to approve a budget that funds forty kilometres of "
+        "protected bike lanes across the northern districts. The mayor said construction would "
+        "begin in the spring and that the plan would make streets safer for children cycling to "
+        "school. Opponents on the council argued that the money should go to road repairs."
+    ),
+)
+TOKYO_VISIT = (
+    "Secretary of State meets Japanese foreign minister on trade",
+    (
+        "The US Secretary of State met Japan's foreign minister in Tokyo on Monday to discuss "
+        "trade and security in the Pacific. Both sides said they would deepen their strategic "
+        "partnership and expand cooperation on semiconductors and shipping. The minister said "
+        "Japan values its long alliance with Washington."
+    ),
+)
+
+
+def make(url: str, title: str, text: str, hours: float = 0.0, **fields) -> Article:
+    article = Article(
+        url=url, fetched_at=T0 + timedelta(hours=hours), text=text, title=title
+    )
+    article = fingerprint_article(article, FingerprintSettings())
+    return article.__class__(**{**_fields(article), **fields}) if fields else article
+
+
+def _fields(article: Article) -> dict:
+    return {name: getattr(article, name) for name in article.__slots__}
+
+
+def read_text_article(path: Path, hours: float) -> Article:
+    """Like the text source: the first line is the title when short and without a full stop."""
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    lines = [line for line in lines if line]
+    first = lines[0]
+    has_title = len(first) < 150 and not first.endswith(".")
+    body = "\n".join(lines[1:] if has_title else lines)
+    return make(
+        f"https://seed.example/{path.stem}", first if has_title else "", body, hours
+    )
+
+
+@pytest.fixture(scope="module")
+def seeds(seeds_dir: Path) -> list[Article]:
+    return [
+        read_text_article(p, i * 3)
+        for i, p in enumerate(sorted(seeds_dir.glob("*.txt")))
+    ]
+
+
+@pytest.fixture(scope="module")
+def topics(repo_root: Path):
+    return load_topics(repo_root / "configs" / "topics.yaml")
+
+
+# --- settings and topics ------------------------------------------------------------------
+
+
+def test_settings_reject_bad_values() -> None:
+    with pytest.raises(ValueError, match="^window_hours:"):
+        StorySettings(window_hours=0)
+    with pytest.raises(ValueError, match="^cluster_threshold:"):
+        StorySettings(cluster_threshold=1.5)
+    with pytest.raises(ValueError, match="^term_weight:"):
+        StorySettings(term_weight=0, entity_weight=0, title_weight=0)
+
+
+def test_topic_is_explained_by_matched_terms(topics) -> None:
+    topic, terms = assign_topic(make("https://a.example/1", *TOKYO_VISIT), topics)
+    assert topic == "politics"
+    assert "secretary of state" in terms and "foreign minister" in terms
+
+
+def test_feed_category_counts_and_fallback_is_general(topics) -> None:
+    bland = make(
+        "https://a.example/2", "A quiet afternoon", "Nothing much happened here."
+    )
+    assert assign_topic(bland, topics) == ("general", ())
+    hinted = make(
+        "https://a.example/3", "A quiet afternoon", "Nothing.", categories=("Sport",)
+    )
+    assert assign_topic(hinted, topics) == ("sports", ("category:sport",))
+
+
+def test_topic_file_errors_name_the_key(tmp_path: Path) -> None:
+    bad = tmp_path / "topics.yaml"
+    bad.write_text("topics:\n  politics:\n    keywordz: [vote]\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="^topics.politics.keywordz:"):
+        load_topics(bad)
+
+
+def test_seed_topics_agree(seeds, topics) -> None:
+    # one event must not be split across topic buckets
+    assert {assign_topic(a, topics)[0] for a in seeds} == {"politics"}
+
+
+# --- clustering ---------------------------------------------------------------------------
+
+
+def test_seed_articles_form_one_story_and_unrelated_ones_stay_out(seeds) -> None:
+    bikes = make("https://city.example/bikes", *BIKE_LANES, hours=4)
+    tokyo = make("https://wire.example/tokyo", *TOKYO_VISIT, hours=5)
+    clusters = cluster_stories([*seeds, bikes, tokyo], StorySettings())
+    seed_ids = sorted(a.article_id for a in seeds)
+    assert sorted(sorted(c) for c in clusters) == sorted(
+        [seed_ids, [bikes.article_id], [tokyo.article_id]]
+    )
+
+
+def test_clustering_does_not_depend_on_input_order(seeds) -> None:
+    articles = [*seeds, make("https://city.example/bikes", *BIKE_LANES)]
+    expected = cluster_stories(articles, StorySettings())
+    shuffled = articles[:]
+    random.Random(7).shuffle(shuffled)
+    assert cluster_stories(shuffled, StorySettings()) == expected
+
+
+# --- story ids across windows and runs ----------------------------------------------------
+
+
+def _window(day: int) -> tuple[datetime, datetime]:
+    start = datetime(2025, 10, 25, tzinfo=UTC) + timedelta(days=day)
+    return start, start + timedelta(days=1)
+
+
+def _clusters(articles: list[Article], day: int):
+    found = cluster_window(
+        "politics", articles, *_window(day), StorySettings(), FingerprintSettings()
+    )
+    return [c.summary for c in found]
+
+
+def test_later_window_and_later_run_keep_the_story_id(seeds) -> None:
+    settings = StorySettings()
+    first_day = _clusters(seeds[:3], 0)
+    # the same event, reported a day later
+    late = [make(a.url, a.title or "", a.text, hours=30) for a in seeds[3:]]
+    second_day = _clusters(late, 1)
+    assignment, touched, state = link_clusters(first_day + second_day, [], settings)
+    ids = set(assignment.values())
+    assert len(ids) == 1
+    (story,) = touched
+    assert story.story_id == story_id_for("politics", seeds[0].article_id)
+    assert len(story.article_ids) == 5
+
+    # a second run over the same input, with the state of the first: same id, no new story
+    again, touched_again, state_again = link_clusters(
+        first_day + second_day, state, settings
+    )
+    assert set(again.values()) == ids
+    assert [s.story_id for s in state_again] == [s.story_id for s in state]
+    assert sorted(touched_again[0].article_ids) == sorted(story.article_ids)
+
+    # a later run that only sees the late articles finds the story of an earlier run that
+    # only saw the first three (no shared article id: the term profiles match)
+    _, _, first_state = link_clusters(first_day, [], settings)
+    later, touched_later, _ = link_clusters(second_day, first_state, settings)
+    assert set(later.values()) == ids
+    assert len(touched_later[0].article_ids) == 5
+    assert len(first_state[0].article_ids) == 3  # the input state is not modified
+
+
+def test_unrelated_cluster_in_a_later_window_gets_its_own_story(seeds) -> None:
+    tokyo = make("https://wire.example/tokyo", *TOKYO_VISIT, hours=26)
+    assignment, touched, _ = link_clusters(
+        _clusters(seeds, 0) + _clusters([tokyo], 1), [], StorySettings()
+    )
+    assert len(set(assignment.values())) == 2
+    assert sorted(len(s.article_ids) for s in touched) == [1, 5]
+
+
+def test_state_round_trips_through_fsspec(seeds) -> None:
+    _, _, state = link_clusters(_clusters(seeds, 0), [], StorySettings())
+    url = "memory://storybeam-test/_state/stories"
+    write_state(url, state, token="t1")
+    assert read_state(url) == state
+    assert read_state("memory://storybeam-test/nothing-here") == []
+
+
+# --- the Beam transform (one small pipeline, offline runner) -------------------------------
+
+
+_COLLECTED: dict[str, list] = {}  # FnApiRunner runs in this process
+
+
+def _collect(items: list, kind: str) -> None:
+    _COLLECTED[kind] = list(items)
+
+
+def _run_group_stories(articles: list[Article], output_root: str) -> dict[str, list]:
+    import apache_beam as beam
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    from transforms.stories import GroupStories
+
+    _COLLECTED.clear()
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        grouped = (
+            p
+            | beam.Create(articles, reshuffle=False)
+            | GroupStories(StorySettings(), output_root=output_root)
+        )
+        for kind in ("articles", "stories", "failed"):
+            _ = (
+                grouped[kind]
+                | f"Collect{kind}" >> beam.combiners.ToList()
+                | f"Keep{kind}" >> beam.Map(_collect, kind)
+            )
+    return dict(_COLLECTED)
+
+
+@pytest.mark.slow
+def test_group_stories_pipeline_is_stable_across_windows_runs_and_order(
+    seeds, topics
+) -> None:
+    late = [make(a.url, a.title or "", a.text, hours=30) for a in seeds[3:]]
+    copy = make(
+        "https://mirror.example/copy", seeds[0].title or "", seeds[0].text, hours=1
+    )
+    bikes = make("https://city.example/bikes", *BIKE_LANES, hours=2)
+    articles = [*seeds[:3], *late, copy, bikes, seeds[1]]  # seeds[1] read twice
+    articles = [
+        a.__class__(**{**_fields(a), "topic": assign_topic(a, topics)[0]})
+        for a in articles
+    ]
+    root = "memory://storybeam-group-stories"
+
+    first = _run_group_stories(articles, root)
+    by_id = {a.article_id: a for a in first["articles"]}
+    assert len(first["articles"]) == len(by_id) == 7  # the repeated URL counted once
+    assert [f.reason for f in first["failed"]] == ["duplicate_url"]
+    assert by_id[copy.article_id].duplicate_of == seeds[0].article_id
+    seed_story = {by_id[a.article_id].story_id for a in [*seeds, copy]}
+    assert len(seed_story) == 1  # across the window boundary, duplicates included
+    assert by_id[bikes.article_id].story_id not in seed_story
+    stories = {s.story_id: s for s in first["stories"]}
+    (story_id,) = seed_story
+    assert stories[story_id].size == 6 and len(stories) == 2
+    assert stories[story_id].window_end - stories[story_id].window_start == timedelta(
+        days=2
+    )
+
+    # second run over the same input in another order: same ids, no new story
+    shuffled = articles[:]
+    random.Random(3).shuffle(shuffled)
+    second = _run_group_stories(shuffled, root)
+    assert {a.article_id: a.story_id for a in second["articles"]} == {
+        a: s.story_id for a, s in by_id.items()
+    }
+    assert sorted(second["stories"], key=lambda s: s.story_id) == sorted(
+        first["stories"], key=lambda s: s.story_id
+    )
