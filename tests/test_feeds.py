@@ -1,0 +1,490 @@
+"""Feeds: parsing every format, feed lists, polling with seen state, and the ReadFeeds source."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tests.servers import ROUTES, HostileServer, gzip_bomb
+from transforms.feeds import (
+    FeedSettings,
+    FeedSpec,
+    FeedState,
+    entry_keys,
+    load_feed_list,
+    load_state,
+    merge_state,
+    parse_feed,
+    poll_feeds,
+    resolve_inputs,
+    save_state,
+)
+from transforms.http import FetchSettings, Response
+from transforms.records import Document, Failure
+
+DATA = Path(__file__).parent / "data" / "feeds"
+NOW = datetime(2025, 6, 1, tzinfo=UTC)
+
+
+def parse(name: str, url: str = "https://feeds.example/feed", headers=None):
+    return parse_feed((DATA / name).read_bytes(), url, headers, now=NOW)
+
+
+# --------------------------------------------------------------------------- parse_feed
+
+
+def test_rss2_entries_carry_their_metadata():
+    feed = parse("rss2.xml", "https://gazette.example/rss.xml")
+    assert (feed.kind, feed.title, feed.bozo) == ("rss", "Harbour Gazette", False)
+    first = feed.entries[0]
+    assert (
+        first.link == "https://gazette.example/2025/01/ferry-timetable?utm_source=rss"
+    )
+    assert first.id == "gazette-1001"  # a bare guid stays as written
+    assert first.published == datetime(2025, 1, 6, 8, 30, tzinfo=UTC)
+    assert first.categories == ("Transport", "Harbour")
+    assert first.author == "Ada Quill"
+    assert "less often" in first.summary
+    # relative links are joined with the feed URL
+    assert feed.entries[1].link == "https://gazette.example/2025/01/lighthouse"
+
+
+def test_impossible_dates_are_dropped_and_counted():
+    feed = parse("rss2.xml")
+    by_title = {e.title: e for e in feed.entries}
+    assert by_title["Date from the far future"].published is None
+    assert by_title["Date from before the web"].published is None
+    assert feed.bad_dates == 2
+
+
+def test_atom_rdf_jsonfeed_kinds():
+    atom = parse("atom.xml")
+    assert atom.kind == "atom"
+    assert atom.entries[0].published == datetime(2025, 2, 1, 6, 15, tzinfo=UTC)
+    assert atom.entries[0].author == "Bo Lindqvist"
+    assert atom.entries[1].published == datetime(
+        2025, 2, 2, 10, tzinfo=UTC
+    )  # updated only
+    rdf = parse("rdf.xml")
+    assert rdf.kind == "rdf" and rdf.entries[0].categories == ("Weather",)
+
+
+def test_json_feed_is_parsed_by_us():
+    feed = parse("feed.json", "https://orchard.example/feed.json")
+    assert feed.kind == "jsonfeed" and feed.title == "Orchard Times"
+    links = [e.link for e in feed.entries]
+    assert links == [
+        "https://orchard.example/apples",
+        "https://orchard.example/pears",
+        "https://elsewhere.example/plums",
+        None,
+    ]
+    first = feed.entries[0]
+    assert first.categories == ("farming", "apples") and first.author == "Cid Ferrante"
+    assert feed.entries[1].id == "2" and feed.entries[1].author == "Orchard desk"
+    assert feed.entries[1].published == datetime(2025, 3, 2, 9, tzinfo=UTC)
+    assert feed.bozo  # the item that is not an object is reported, not fatal
+
+
+def test_news_sitemap_and_index():
+    sitemap = parse("sitemap-news.xml")
+    assert sitemap.kind == "sitemap"
+    assert sitemap.entries[0].title == "Market day draws record crowds"
+    assert sitemap.entries[0].categories == ("market", "town life")
+    assert sitemap.entries[1].published == datetime(2025, 4, 6, tzinfo=UTC)
+    index = parse("sitemap-index.xml")
+    assert index.kind == "sitemap_index" and len(index.entries) == 2
+
+
+def test_entities_are_never_expanded():
+    feed = parse("entities-sitemap.xml")
+    assert feed.kind == "sitemap"
+    for entry in feed.entries:
+        assert len(entry.link) < 200
+        assert "root:" not in entry.link
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"   ",
+        b"/etc/passwd",
+        b"http://127.0.0.1:9/feed",
+        b"{",
+        b"[1, 2]",
+        b'{"items": 5}',
+        b"\x00\xff\xfe",
+        b"<rss",
+    ],
+)
+def test_garbage_never_raises_and_is_not_usable(body):
+    feed = parse_feed(body, "https://x.example/feed", now=NOW)
+    assert not feed.usable
+    assert feed.bozo
+
+
+def test_html_page_is_not_a_feed():
+    feed = parse("not-a-feed.html", headers={"content-type": "text/html"})
+    assert not feed.usable
+
+
+# --------------------------------------------------------------------------- feed lists
+
+
+def test_yaml_opml_and_text_lists(tmp_path, repo_root):
+    specs = load_feed_list(str(repo_root / "configs" / "feeds.yaml"))
+    assert specs and all(s.url.startswith("https://") for s in specs)
+    assert specs[0].topic == "technology" and specs[0].poll_interval_s == 900
+    opml = load_feed_list(str(DATA / "feeds.opml"))
+    assert [(s.name, s.topic) for s in opml] == [
+        ("Harbour Gazette", "Local"),
+        ("Valley Courier", "Local"),
+        ("Orchard Times", "farming"),
+    ]
+    text = tmp_path / "feeds.txt"
+    text.write_text("# comment\nhttps://a.example/rss\n\nhttps://a.example/rss\n")
+    assert [s.url for s in load_feed_list(str(text))] == ["https://a.example/rss"]
+    mixed = resolve_inputs(["https://b.example/feed", str(text)])
+    assert [s.url for s in mixed] == ["https://b.example/feed", "https://a.example/rss"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("feeds:\n  - url: ftp://x\n", "not an http"),
+        ("feeds:\n  - url: https://x.example/\n    colour: red\n", "unknown key"),
+        (
+            "feeds:\n  - url: https://x.example/\n    poll_interval_s: -1\n",
+            "poll_interval_s",
+        ),
+        ("stuff: []\n", "unknown top-level"),
+        ("feeds: [\n", "not valid YAML"),
+    ],
+)
+def test_bad_feed_lists_name_file_and_problem(tmp_path, content, message):
+    path = tmp_path / "feeds.yaml"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message) as err:
+        load_feed_list(str(path))
+    assert str(path) in str(err.value)
+
+
+def test_missing_feed_list_is_a_value_error(tmp_path):
+    with pytest.raises(ValueError, match="cannot read"):
+        load_feed_list(str(tmp_path / "nope.yaml"))
+
+
+# --------------------------------------------------------------------------- polling
+
+
+class FakeWeb:
+    """url -> bytes (or a callable returning bytes); counts requests; honours ETags."""
+
+    def __init__(self, pages):
+        self.pages, self.calls = dict(pages), []
+
+    def fetch(self, url, *, accept=None, etag=None, last_modified=None):
+        self.calls.append(url)
+        page = self.pages.get(url)
+        if page is None:
+            return Failure(url, "fetch", "http_404", "HTTP 404", NOW)
+        body = page() if callable(page) else page
+        tag = f'"{hash(body)}"'
+        if etag == tag:
+            return Response(url, 304, {"etag": tag}, b"", "")
+        return Response(
+            url,
+            200,
+            {"etag": tag, "content-type": "application/xml"},
+            body,
+            "application/xml",
+        )
+
+
+def rss_items(links):
+    from tests.servers import rss
+
+    return rss([(link, f"title {link}") for link in links])
+
+
+def test_poll_returns_only_new_entries_and_skips_unchanged_feeds():
+    links = ["https://n.example/a", "https://n.example/b"]
+    web = FakeWeb({"https://n.example/rss": lambda: rss_items(links)})
+    state, settings = FeedState(), FeedSettings()
+    spec = FeedSpec("https://n.example/rss", topic="local")
+    first = poll_feeds([spec], web.fetch, state, settings, now=NOW)
+    assert [i.entry.link for i in first.items] == links
+    assert first.items[0].topic == "local"
+    again = poll_feeds([spec], web.fetch, state, settings, now=NOW)
+    assert again.items == [] and again.stats["feeds_not_modified"] == 1
+    links.append("https://n.example/c?utm_source=x")
+    links.append("https://N.example/a#comments")  # the same article as /a, canonically
+    third = poll_feeds([spec], web.fetch, state, settings, now=NOW)
+    assert [i.entry.link for i in third.items] == ["https://n.example/c?utm_source=x"]
+    assert third.stats["feeds_entries_seen"] == 3
+
+
+def test_bad_feed_is_one_failure_per_run():
+    web = FakeWeb({"https://n.example/page": b"<html><body>no feed</body></html>"})
+    state, reported = FeedState(), set()
+    spec = FeedSpec("https://n.example/page")
+    first = poll_feeds(
+        [spec], web.fetch, state, FeedSettings(), now=NOW, reported=reported
+    )
+    second = poll_feeds(
+        [spec], web.fetch, state, FeedSettings(), now=NOW, reported=reported
+    )
+    assert [(f.stage, f.reason) for f in first.failures] == [("parse", "bad_feed")]
+    assert second.failures == []
+    gone = poll_feeds(
+        [FeedSpec("https://n.example/gone")], web.fetch, state, FeedSettings(), now=NOW
+    )
+    assert [f.reason for f in gone.failures] == ["http_404"]
+
+
+def test_entries_without_link_become_failures_and_cap_keeps_newest():
+    web = FakeWeb({"https://g.example/rss": (DATA / "rss2.xml").read_bytes()})
+    result = poll_feeds(
+        [FeedSpec("https://g.example/rss")],
+        web.fetch,
+        FeedState(),
+        FeedSettings(),
+        now=NOW,
+    )
+    assert [(f.stage, f.reason) for f in result.failures] == [("read", "no_link")]
+    assert len(result.items) == 4
+    capped = poll_feeds(
+        [FeedSpec("https://g.example/rss")],
+        web.fetch,
+        FeedState(),
+        FeedSettings(max_entries_per_feed=1),
+        now=NOW,
+    )
+    assert [i.entry.title for i in capped.items] == ["Lighthouse reopens to visitors"]
+    assert capped.stats["feeds_entries_capped"] == 4
+
+
+def test_sitemap_index_reads_child_sitemaps():
+    web = FakeWeb(
+        {
+            "https://tidings.example/index.xml": (
+                DATA / "sitemap-index.xml"
+            ).read_bytes(),
+            "https://tidings.example/sitemap-news.xml": (
+                DATA / "sitemap-news.xml"
+            ).read_bytes(),
+        }
+    )
+    result = poll_feeds(
+        [FeedSpec("https://tidings.example/index.xml")],
+        web.fetch,
+        FeedState(),
+        FeedSettings(),
+        now=NOW,
+    )
+    assert [i.entry.link for i in result.items] == [
+        "https://tidings.example/2025/04/market-day",
+        "https://tidings.example/2025/04/rain",
+    ]
+    assert [f.reason for f in result.failures] == [
+        "http_404"
+    ]  # the archive child is missing
+
+
+def test_state_round_trip_and_merge(tmp_path):
+    path = str(tmp_path / "out" / "_state" / "feeds.json")
+    assert load_state(path).seen == {}
+    state = FeedState(seen={"u:old": 0.0, "u:recent": 1000.0})
+    merged = merge_state(state, ["u:new"], {}, [], now=2000.0, max_age_s=1500.0)
+    assert set(merged.seen) == {"u:recent", "u:new"}
+    save_state(path, merged)
+    assert load_state(path).seen == merged.seen
+    (tmp_path / "bad.json").write_text("{not json")
+    assert load_state(str(tmp_path / "bad.json")).seen == {}
+
+
+def test_entry_keys_use_canonical_url_and_scoped_id():
+    from transforms.feeds import FeedEntry
+
+    a = entry_keys(
+        FeedEntry(link="https://www.n.example/a?utm_source=rss", id="1"),
+        "https://n.example/rss",
+    )
+    b = entry_keys(
+        FeedEntry(link="https://n.example/a", id="1"), "https://other.example/rss"
+    )
+    assert a[0] == b[0] and a[1] != b[1]
+
+
+# --------------------------------------------------------------------------- real feeds
+
+
+REAL = {
+    "mediacloud_rss_fetcher/real-cnn.rss": ("rss", 69),
+    "mediacloud_rss_fetcher/real-korean-times.rss": ("rss", 195),
+    "trafilatura/feed.json": ("jsonfeed", 25),
+    "trafilatura/feed1.atom": ("atom", 2),
+    "trafilatura/feed2.rss": ("rss", 1),
+    "stormcrawler/stormcrawler.rss": ("rss", 6),
+    "commoncrawl_news_crawl/feed-with-sitemap-namespace.xml": ("rss", 2),
+    "commoncrawl_news_crawl/sitemap-news.xml": ("sitemap", 1),
+}
+
+
+@pytest.mark.parametrize("name", list(REAL))
+def test_real_feeds_known_counts(shared_dir, name):
+    kind, count = REAL[name]
+    feed = parse_feed(
+        (shared_dir / "data" / "real_feeds" / name).read_bytes(),
+        "https://feeds.example/x",
+    )
+    assert feed.kind == kind
+    assert len(feed.entries) == count
+    assert len({e.link for e in feed.entries}) == count
+
+
+def test_reingesting_cnn_adds_no_new_articles(shared_dir, tmp_path):
+    body = (
+        shared_dir / "data" / "real_feeds" / "mediacloud_rss_fetcher" / "real-cnn.rss"
+    ).read_bytes()
+    url = "https://rss.cnn.example/cnn_topstories.rss"
+    path = str(tmp_path / "_state" / "feeds.json")
+    counts = []
+    for _run in range(2):
+        # a server that ignores validators: only the seen state can tell
+        web = FakeWeb({url: body})
+        fetch = web.fetch
+        ignore_validators = lambda u, fetch=fetch, **_: fetch(u)
+        state = load_state(path)
+        state.feeds.clear()
+        result = poll_feeds(
+            [FeedSpec(url)], ignore_validators, state, FeedSettings(), now=NOW
+        )
+        counts.append(len(result.items))
+        save_state(
+            path,
+            merge_state(
+                load_state(path),
+                [k for i in result.items for k in i.keys],
+                {},
+                [],
+                now=time.time(),
+                max_age_s=1e9,
+            ),
+        )
+    assert counts == [69, 0]
+
+
+# --------------------------------------------------------------------------- pipeline
+
+
+def _dump(records, path):
+    import pickle
+
+    with open(path, "wb") as handle:
+        pickle.dump(list(records), handle)
+
+
+def run_read_feeds(tmp_path, inputs, fetch, feeds, **kwargs):
+    """Run ReadFeeds on the offline runner; -> (documents, failures)."""
+    import pickle
+
+    import apache_beam as beam
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    from transforms.feeds import ReadFeeds
+
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        result = p | "ReadFeeds" >> ReadFeeds(inputs, fetch, feeds, **kwargs)
+        for tag, pcoll in (("ok", result.ok), ("failed", result.failed)):
+            path = str(tmp_path / f"{tag}.pickle")
+            _ = (
+                pcoll
+                | f"List{tag}" >> beam.combiners.ToList()
+                | f"Dump{tag}" >> beam.Map(_dump, path)
+            )
+    return tuple(
+        pickle.loads((tmp_path / f"{tag}.pickle").read_bytes())
+        for tag in ("ok", "failed")
+    )
+
+
+def fast_fetch(server: HostileServer, **changes) -> FetchSettings:
+    values = {
+        "user_agent": "storybeam-test/1.0",
+        "timeout_s": 1.0,
+        "connect_timeout_s": 0.5,
+        "max_bytes": 3_000_000,
+        "retries": 1,
+        "backoff_s": 0.05,
+        "max_retry_after_s": 2.0,
+        "per_host_concurrency": 2,
+        "per_host_min_delay_s": 0.0,
+        "allow_hosts": server.allow,
+    }
+    values.update(changes)
+    return FetchSettings(**values)
+
+
+@pytest.mark.slow
+def test_read_feeds_routes_every_hostile_entry(tmp_path):
+    gzip_bomb()
+    with HostileServer() as server:
+        started = time.monotonic()
+        docs, failures = run_read_feeds(
+            tmp_path,
+            [server.url("/feed.xml"), server.url("/not-a-feed.xml")],
+            fast_fetch(server),
+            FeedSettings(),
+            output_root=str(tmp_path / "out"),
+        )
+        elapsed = time.monotonic() - started
+        assert server.requested("/private/") == 0
+        assert server.max_in_flight <= 2
+    got = {d.url: d for d in docs}
+    want_ok = {server.url(p) for p, (where, _) in ROUTES.items() if where == "ok"}
+    assert set(got) == want_ok
+    reasons = {f.url: (f.stage, f.reason) for f in failures}
+    for path, (where, reason) in ROUTES.items():
+        if where == "failed":
+            assert reasons[server.url(path)] == ("fetch", reason), path
+    assert reasons[server.url("/not-a-feed.xml")] == ("parse", "bad_feed")
+    # conservation: every entry is one Document or one Failure, the bad feed one more
+    assert len(docs) + len(failures) == len(ROUTES) + 1
+    doc = got[server.url("/cp1251")]
+    assert isinstance(doc, Document) and doc.charset == "cp1251"
+    assert doc.source_kind == "feeds" and doc.feed_url == server.url("/feed.xml")
+    assert (
+        doc.categories == ("local",) and doc.published_at is not None and doc.entry_id
+    )
+    assert elapsed < 60
+    state = json.loads((tmp_path / "out" / "_state" / "feeds.json").read_text())
+    # final outcomes are remembered; transient ones (timeout, connection errors) are not
+    assert len(state["seen"]) > 0
+    assert server.url("/feed.xml") not in state["feeds"]
+
+
+@pytest.mark.slow
+def test_polling_fetches_only_new_items(tmp_path):
+    with HostileServer() as server:
+        docs, failures = run_read_feeds(
+            tmp_path,
+            [server.url("/growing.xml")],
+            fast_fetch(server),
+            FeedSettings(),
+            poll_interval_s=0.2,
+            stop_after=3,
+            output_root=str(tmp_path / "out"),
+        )
+        assert server.hits["/growing.xml"] == 3
+        pages = {p: n for p, n in server.hits.items() if p.startswith("/article/g")}
+    assert failures == []
+    assert len(docs) == 9 and len(pages) == 9
+    assert set(pages.values()) == {1}  # every item fetched exactly once
+    saved = load_state(str(tmp_path / "out" / "_state" / "feeds.json"))
+    assert len(saved.seen) == 18  # canonical URL + entry id of 9 entries
