@@ -605,6 +605,7 @@ def link_clusters(
             story.last_published = max(story.last_published, cluster.last_published)
             story.window_start = min(story.window_start, cluster.window_start)
             story.window_end = max(story.window_end, cluster.window_end)
+            story.title = story.title or cluster.title
         else:
             story_id = story_id_for(cluster.topic, cluster.article_ids[0])
             story = stories[story_id] = StoryState(
@@ -743,7 +744,8 @@ def cluster_window(
             window_start=window_start,
             window_end=window_end,
             article_ids=tuple(a.article_id for a in everyone),
-            title=first.title or "",
+            # the earliest article with a headline speaks for the cluster
+            title=next((a.title for a in members if a.title), ""),
             first_published=min(times),
             last_published=max(times),
             profile=tuple(sorted(profile(members).items())),
