@@ -17,7 +17,8 @@ from pipeline.config import Config
 from transforms.clean import CleanText
 from transforms.extract import ExtractMainText
 from transforms.fingerprint import Fingerprint
-from transforms.sinks import WriteOutputs
+from transforms.progress import LogProgress
+from transforms.sinks import SkipKnownArticles, WriteOutputs
 from transforms.sources import ReadDocuments
 from transforms.stories import AssignTopics, GroupStories, load_topics
 
@@ -33,6 +34,10 @@ class RunPlan:
     fetched_at: datetime
     poll_interval_s: float | None = None
     stop_after: int | None = None
+    # article ids already in the output (appending runs); those articles are filtered
+    known_ids: frozenset[str] = frozenset()
+    # --resume: skip inputs the manifest lists, append to the output
+    resume: bool = False
 
 
 def read_documents(p: beam.Pipeline, plan: RunPlan):
@@ -55,18 +60,29 @@ def read_documents(p: beam.Pipeline, plan: RunPlan):
 def build_pipeline(p: beam.Pipeline, plan: RunPlan):
     """Assemble the whole graph on ``p``; returns the one-element summary PCollection."""
     cfg = plan.config
+    every = cfg.run.progress_interval_s
     read = read_documents(p, plan)
-    extracted = read.ok | "ExtractMainText" >> ExtractMainText(cfg.extract)
+    documents = read.ok | "ProgressRead" >> LogProgress("documents read", every)
+    extracted = documents | "ExtractMainText" >> ExtractMainText(cfg.extract)
     cleaned = extracted.ok | "CleanText" >> CleanText(cfg.clean)
     fingerprinted = cleaned.ok | "Fingerprint" >> Fingerprint(cfg.fingerprint)
-    with_topics = fingerprinted | "AssignTopics" >> AssignTopics(load_topics(cfg.stories.topics_file))
-    grouped = with_topics | "GroupStories" >> GroupStories(cfg.stories, output_root=plan.output)
+    fresh = fingerprinted | "SkipKnownArticles" >> SkipKnownArticles(plan.known_ids)
+    with_topics = fresh.ok | "AssignTopics" >> AssignTopics(load_topics(cfg.stories.topics_file))
+    grouped = with_topics | "GroupStories" >> GroupStories(cfg.stories, output_root=plan.output, fingerprint=cfg.fingerprint)
 
-    failures = (read.failed, extracted.failed, cleaned.failed) | "AllFailures" >> beam.Flatten()
+    failures = (
+        read.failed,
+        extracted.failed,
+        cleaned.failed,
+        fresh.failed,
+        grouped["failed"],
+    ) | "AllFailures" >> beam.Flatten()
     inputs = (read.ok, read.failed) | "AllInputs" >> beam.Flatten()
-    return {
-        "articles": grouped["articles"],
+    outputs = {
+        "articles": grouped["articles"] | "ProgressArticles" >> LogProgress("articles", every),
         "stories": grouped["stories"],
-        "failures": failures,
+        "failures": failures | "ProgressFailures" >> LogProgress("failed or filtered", every),
         "inputs": inputs,
-    } | "WriteOutputs" >> WriteOutputs(plan.output, plan.run_id, cfg.sink)
+    }
+    manifest_inputs = plan.files if cfg.run.source != "feeds" else ()
+    return outputs | "WriteOutputs" >> WriteOutputs(plan.output, plan.run_id, cfg.sink, manifest_inputs)

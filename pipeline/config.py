@@ -40,12 +40,17 @@ class RunSettings:
     max_failure_ratio: float = 0.5
     # Seconds between progress log lines on long runs.
     progress_interval_s: float = 30.0
+    # Input files per pipeline run (0 = all in one run). Each batch commits on its own and is
+    # recorded in the manifest, so a killed backfill loses at most one batch (--resume).
+    batch_files: int = 0
 
     def __post_init__(self) -> None:
         if self.source not in ("feeds", "warc", "jsonl", "text"):
             raise ValueError(f"source: must be one of feeds, warc, jsonl, text, not {self.source!r}")
         if not 0.0 <= self.max_failure_ratio <= 1.0:
             raise ValueError("max_failure_ratio: must be between 0 and 1")
+        if self.batch_files < 0:
+            raise ValueError("batch_files: must be 0 (no batching) or positive")
         if self.progress_interval_s <= 0:
             raise ValueError("progress_interval_s: must be positive")
 
@@ -157,6 +162,10 @@ def build_section(cls: type, raw: Any, section: str, base: Path | None) -> Any:
         if base is not None and _is_path_key(key):
             value = tuple(_resolve(v, base) for v in value) if isinstance(value, tuple) else _resolve(value, base)
         values[key] = value
+    # Default paths are relative to the repository (e.g. configs/topics.yaml).
+    for f in dataclasses.fields(cls):
+        if f.init and _is_path_key(f.name) and f.name not in values and isinstance(f.default, str) and f.default:
+            values[f.name] = _resolve(f.default, REPO_ROOT)
     try:
         return cls(**values)
     except (ValueError, TypeError) as err:
@@ -189,7 +198,7 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
 def default_config() -> Config:
     """All defaults, no file (for tests and library use)."""
     sections = _sections()
-    return Config(path="<defaults>", **{name: cls() for name, cls in sections.items()})
+    return Config(path="<defaults>", **{name: build_section(cls, {}, name, None) for name, cls in sections.items()})
 
 
 __all__ = ["Config", "ConfigError", "RunSettings", "load_config", "default_config", "field"]

@@ -62,14 +62,18 @@ def plan_run(argv: list[str]):
         cfg = cfg.replace("run", output=args.output)
     if args.allow_hosts:
         cfg = cfg.replace("fetch", allow_hosts=tuple(cfg.fetch.allow_hosts) + args.allow_hosts)
-    if args.resume:
-        cfg = cfg.replace("sink", mode="append")
     if not cfg.run.inputs:
         raise UsageError("no input: give --input (or run.inputs in the config)")
     if cfg.run.source == "feeds":
         files = tuple(cfg.run.inputs)
     else:
         files = tuple(expand_inputs(cfg.run.inputs))
+    try:
+        from transforms.stories import load_topics
+
+        load_topics(cfg.stories.topics_file)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{cfg.path}: stories.topics_file: {cfg.stories.topics_file}: {err}") from None
     output = cfg.run.output
     if "://" not in output:
         output = os.path.abspath(output)
@@ -83,6 +87,7 @@ def plan_run(argv: list[str]):
         fetched_at=fetched_at,
         poll_interval_s=args.poll_interval,
         stop_after=args.stop_after,
+        resume=args.resume,
     )
     return plan, options, options.view_as(StandardOptions)
 
@@ -92,6 +97,92 @@ def read_summary(output: str) -> dict:
 
     with fsspec.open(output.rstrip("/") + "/summary.json", "r") as handle:
         return json.load(handle)
+
+
+def run_once(plan, options, standard) -> dict | None:
+    """Build and run one pipeline; the summary it committed (None if not readable yet)."""
+    import apache_beam as beam
+
+    from pipeline.build import build_pipeline
+
+    runner = choose_runner(standard.runner, bool(standard.streaming))
+    pipeline = beam.Pipeline(runner=runner, options=options)
+    build_pipeline(pipeline, plan)
+    pipeline.run().wait_until_finish()
+    try:
+        return read_summary(plan.output)
+    except (OSError, ValueError):  # a remote runner may still be writing
+        return None
+
+
+def batches_of(files: tuple[str, ...], size: int) -> list[tuple[str, ...]]:
+    if size <= 0 or len(files) <= size:
+        return [files]
+    return [files[i : i + size] for i in range(0, len(files), size)]
+
+
+def merge_summaries(parts: list[dict]) -> dict:
+    from transforms.sinks import SUMMARY_KEYS
+
+    total: dict = {key: sum(p.get(key, 0) for p in parts) for key in (*SUMMARY_KEYS, "unaccounted")}
+    reasons: dict[str, int] = {}
+    for part in parts:
+        for key, value in part.get("failures_by_reason", {}).items():
+            reasons[key] = reasons.get(key, 0) + value
+    total["failures_by_reason"] = dict(sorted(reasons.items()))
+    total["batches"] = [p.get("run_id") for p in parts]
+    return total
+
+
+def execute(plan, options, standard) -> dict | None:
+    """Run the plan: one pipeline, or one per batch of input files (``run.batch_files``), each
+    committed on its own so that ``--resume`` can continue after an interruption."""
+    import dataclasses
+
+    from transforms.sinks import (
+        compact_stories,
+        existing_article_ids,
+        read_manifest,
+        remove_orphans,
+    )
+
+    cfg = plan.config
+    files = plan.files
+    skipped = 0
+    if plan.resume:
+        done, runs = read_manifest(plan.output)
+        removed = remove_orphans(plan.output, runs)
+        if removed:
+            LOG.info("resume: removed %d file(s) of an interrupted commit", len(removed))
+        files = tuple(f for f in files if f not in done)
+        skipped = len(plan.files) - len(files)
+        LOG.info("resume: %d input(s) already processed, %d to go", skipped, len(files))
+        if not files:
+            return {"nothing_to_do": True, "skipped_inputs": skipped}
+    batches = batches_of(files, cfg.run.batch_files) if cfg.run.source != "feeds" else [files]
+    parts = []
+    for i, batch in enumerate(batches):
+        mode = "append" if plan.resume or i > 0 else cfg.sink.mode
+        run_id = plan.run_id if len(batches) == 1 else f"{plan.run_id}-b{i:04d}"
+        known = existing_article_ids(plan.output) if mode == "append" else frozenset()
+        step = dataclasses.replace(
+            plan, files=batch, run_id=run_id, known_ids=known, config=cfg.replace("sink", mode=mode)
+        )
+        if len(batches) > 1:
+            LOG.info("batch %d/%d: %d input file(s)", i + 1, len(batches), len(batch))
+        summary = run_once(step, options, standard)
+        if summary is None:
+            return None
+        parts.append(summary)
+    if len(parts) == 1 and not plan.resume:
+        return parts[0]
+    total = merge_summaries(parts)
+    total["stories"] = compact_stories(plan.output, parts[-1]["run_id"], cfg.sink)
+    total["skipped_inputs"] = skipped
+    from transforms.sinks import write_summary
+
+    write_summary(plan.output, parts[-1]["run_id"], total)
+    return total
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -112,23 +203,15 @@ def run(argv: list[str] | None = None) -> int:
         print(f"storybeam: error: {err}", file=sys.stderr)
         return EXIT_USAGE
 
-    import apache_beam as beam
-
-    from pipeline.build import build_pipeline
-
-    runner = choose_runner(standard.runner, bool(standard.streaming))
     started = time.monotonic()
     LOG.info("run %s: %s input(s) from %s -> %s", plan.run_id, len(plan.files), plan.config.run.source, plan.output)
-    pipeline = beam.Pipeline(runner=runner, options=options)
-    build_pipeline(pipeline, plan)
-    result = pipeline.run()
-    result.wait_until_finish()
+    summary = execute(plan, options, standard)
     elapsed = time.monotonic() - started
-
-    try:
-        summary = read_summary(plan.output)
-    except (OSError, ValueError) as err:  # remote runners may not have finished writing
-        print(f"storybeam: run finished, but no summary.json yet under {plan.output}: {err}")
+    if summary is None:
+        print(f"storybeam: run finished; no summary.json yet under {plan.output} (remote runner still writing?)")
+        return 0
+    if summary.get("nothing_to_do"):
+        print(f"storybeam: nothing to do: all {summary['skipped_inputs']} input(s) were processed by earlier runs")
         return 0
     counts = ", ".join(f"{k} {summary.get(k, 0)}" for k in ("inputs", "articles", "duplicates", "stories", "filtered", "failed"))
     rate = summary.get("inputs", 0) / elapsed if elapsed > 0 else 0.0

@@ -33,7 +33,7 @@ import fsspec
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from transforms.records import FILTER_STAGE, SCHEMAS, Article, Failure, Story, to_table
+from transforms.records import FAILED, FILTER_STAGE, SCHEMAS, Article, Failure, Story, to_table, utcnow
 
 LOG = logging.getLogger(__name__)
 
@@ -146,9 +146,21 @@ def failure_marks(failure: Failure) -> list[str]:
     return [kind, f"reason:{failure.stage}/{failure.reason}"]
 
 
-def commit_outputs(root: str, run_id: str, written: list[tuple[str, str, str]], summary: dict, settings: SinkSettings) -> dict:
-    """Move a run's complete files into place, drop earlier runs' files (replace mode), write
-    summary.json last. Kinds with no rows get an empty file so every table stays readable."""
+def commit_outputs(
+    root: str,
+    run_id: str,
+    written: list[tuple[str, str, str]],
+    summary: dict,
+    settings: SinkSettings,
+    inputs: tuple[str, ...] = (),
+) -> dict:
+    """Move a run's complete files into place, record the run in the manifest, drop earlier
+    runs' files (replace mode), write summary.json last. Kinds with no rows get an empty file so
+    every table stays readable.
+
+    Crash safety: data files carry the run id in their name and the manifest entry
+    ``_manifest/<run_id>.json`` is written after them; files of a run without a manifest entry
+    are orphans of an interrupted commit, removed by ``remove_orphans`` before a resume."""
     fs, base = fsspec.core.url_to_fs(root)
     written = sorted(written)
     present = {kind for kind, _, _ in written}
@@ -163,21 +175,153 @@ def commit_outputs(root: str, run_id: str, written: list[tuple[str, str, str]], 
         fs.makedirs(posixpath.dirname(final), exist_ok=True)
         fs.mv(tmp, final)
         finals.add(final)
+    entry = {"run_id": run_id, "inputs": sorted(inputs), "counts": {k: summary.get(k, 0) for k in SUMMARY_KEYS}}
+    _write_json(fs, posixpath.join(base, "_tmp", f"manifest-{run_id}.json"), posixpath.join(base, MANIFEST, f"{run_id}.json"), entry)
     if settings.mode == "replace":
         for kind in KINDS:
             for path in fs.find(posixpath.join(base, kind)):
                 if path.endswith(".parquet") and path not in finals:
                     fs.rm(path)
             _remove_empty_dirs(fs, posixpath.join(base, kind))
+        for path in fs.find(posixpath.join(base, MANIFEST)):
+            if not path.endswith(f"/{run_id}.json"):
+                fs.rm(path)
     if fs.exists(posixpath.join(base, "_tmp", run_id)):
         fs.rm(posixpath.join(base, "_tmp", run_id), recursive=True)
     summary = dict(summary, run_id=run_id, files={k: sum(1 for w in written if w[0] == k) for k in KINDS})
-    tmp = posixpath.join(base, "_tmp", f"summary-{run_id}.json")
-    with fs.open(tmp, "w") as handle:
-        json.dump(summary, handle, indent=2, sort_keys=True)
-    fs.mv(tmp, posixpath.join(base, "summary.json"))
+    write_summary(root, run_id, summary)
     LOG.info("committed %d files under %s", len(written), root)
     return summary
+
+
+def _write_json(fs, tmp: str, final: str, value: Any) -> None:
+    fs.makedirs(posixpath.dirname(tmp), exist_ok=True)
+    with fs.open(tmp, "w") as handle:
+        json.dump(value, handle, indent=2, sort_keys=True, default=str)
+    fs.makedirs(posixpath.dirname(final), exist_ok=True)
+    fs.mv(tmp, final)
+
+
+MANIFEST = "_manifest"
+
+
+def write_summary(root: str, run_id: str, summary: dict) -> None:
+    """summary.json, replaced atomically (temp name, then move)."""
+    fs, base = fsspec.core.url_to_fs(root)
+    _write_json(fs, posixpath.join(base, "_tmp", f"summary-{run_id}.json"), posixpath.join(base, "summary.json"), summary)
+
+
+def _run_of(path: str) -> str | None:
+    """'.../part-<run_id>-<shard>.parquet' -> run_id."""
+    name = posixpath.basename(path)
+    if not (name.startswith("part-") and name.endswith(".parquet")):
+        return None
+    return name[len("part-") : -len(".parquet")].rsplit("-", 1)[0]
+
+
+def read_manifest(root: str) -> tuple[set[str], set[str]]:
+    """(inputs fully processed by committed runs, committed run ids) of an output root."""
+    fs, base = fsspec.core.url_to_fs(root)
+    inputs: set[str] = set()
+    runs: set[str] = set()
+    folder = posixpath.join(base, MANIFEST)
+    if not fs.exists(folder):
+        return inputs, runs
+    for path in sorted(fs.find(folder)):
+        if path.endswith(".json"):
+            with fs.open(path, "r") as handle:
+                entry = json.load(handle)
+            runs.add(entry["run_id"])
+            inputs.update(entry.get("inputs", ()))
+    return inputs, runs
+
+
+def remove_orphans(root: str, committed_runs: set[str]) -> list[str]:
+    """Delete data files written by runs that never committed (a commit killed midway)."""
+    fs, base = fsspec.core.url_to_fs(root)
+    removed = []
+    for kind in KINDS:
+        folder = posixpath.join(base, kind)
+        if fs.exists(folder):
+            for path in fs.find(folder):
+                run = _run_of(path)
+                if run is not None and run not in committed_runs:
+                    fs.rm(path)
+                    removed.append(path)
+    tmp = posixpath.join(base, "_tmp")
+    if fs.exists(tmp):
+        fs.rm(tmp, recursive=True)
+    return removed
+
+
+def existing_article_ids(root: str) -> frozenset[str]:
+    """article_id of every committed article under root (empty when there is none)."""
+    fs, base = fsspec.core.url_to_fs(root)
+    folder = posixpath.join(base, "articles")
+    if not fs.exists(folder):
+        return frozenset()
+    import pyarrow.dataset as ds
+
+    dataset = ds.dataset(folder, format="parquet", partitioning="hive", filesystem=fs)
+    return frozenset(dataset.to_table(columns=["article_id"]).column("article_id").to_pylist())
+
+
+class _SkipKnown(beam.DoFn):
+    def __init__(self, known: frozenset[str]):
+        self._known = known
+
+    def process(self, article: Article):
+        if article.article_id in self._known:
+            failure = Failure(article.url, FILTER_STAGE, "already_ingested", f"article {article.article_id} is in the output", utcnow())
+            yield beam.pvalue.TaggedOutput(FAILED, failure)
+        else:
+            yield article
+
+
+class SkipKnownArticles(beam.PTransform):
+    """PCollection[Article] -> ``.ok`` articles not yet in the output, ``.failed`` the others
+    (stage filter, reason already_ingested). Appending runs use it so that an article seen by an
+    earlier run (the same URL in two archives) is not written twice."""
+
+    def __init__(self, known: frozenset[str]):
+        super().__init__()
+        self._known = known
+
+    def expand(self, articles):
+        return articles | beam.ParDo(_SkipKnown(self._known)).with_outputs(FAILED, main="ok")
+
+
+def compact_stories(root: str, run_id: str, settings: SinkSettings) -> int:
+    """Merge story rows that several runs wrote for the same story_id into one row per story
+    (union of article ids, earliest/latest dates, the earliest row's title) and replace the
+    stories/ files with the result. Used after batched or resumed runs."""
+    import pyarrow.dataset as ds
+
+    fs, base = fsspec.core.url_to_fs(root)
+    folder = posixpath.join(base, "stories")
+    old = [p for p in fs.find(folder) if p.endswith(".parquet")] if fs.exists(folder) else []
+    rows = ds.dataset(old, format="parquet", filesystem=fs).to_table().to_pylist() if old else []
+    merged: dict[str, dict] = {}
+    for row in sorted(rows, key=lambda r: (r["story_id"], r["first_published"] is None, r["first_published"] or 0)):
+        cur = merged.get(row["story_id"])
+        if cur is None:
+            merged[row["story_id"]] = dict(row, article_ids=list(row["article_ids"] or []))
+            continue
+        cur["article_ids"] = sorted(set(cur["article_ids"]) | set(row["article_ids"] or []))
+        for key, pick in (("first_published", min), ("window_start", min), ("last_published", max), ("window_end", max)):
+            values = [v for v in (cur[key], row[key]) if v is not None]
+            cur[key] = pick(values) if values else None
+    stories = []
+    for row in merged.values():
+        ids = tuple(sorted(row["article_ids"]))
+        stories.append(Story(**dict(row, article_ids=ids, size=len(ids))))
+    name = f"part-{run_id}-c0000.parquet"  # run id of a committed run: not an orphan
+    tmp = posixpath.join(base, "_tmp", run_id, "stories", name)
+    write_table(fs, tmp, "stories", stories, settings.compression)
+    fs.mv(tmp, posixpath.join(folder, name))
+    for path in old:
+        fs.rm(path)
+    return len(stories)
 
 
 def _remove_empty_dirs(fs, top: str) -> None:
@@ -189,21 +333,22 @@ def _remove_empty_dirs(fs, top: str) -> None:
 
 
 class _Commit(beam.DoFn):
-    def __init__(self, root: str, run_id: str, settings: SinkSettings):
-        self._root, self._run_id, self._settings = root, run_id, settings
+    def __init__(self, root: str, run_id: str, settings: SinkSettings, inputs: tuple[str, ...]):
+        self._root, self._run_id, self._settings, self._inputs = root, run_id, settings, inputs
 
     def process(self, written, summary):
-        yield commit_outputs(self._root, self._run_id, list(written), summary, self._settings)
+        yield commit_outputs(self._root, self._run_id, list(written), summary, self._settings, self._inputs)
 
 
 class WriteOutputs(beam.PTransform):
     """{'articles': PCollection[Article], 'stories': PCollection[Story],
     'failures': PCollection[Failure], 'inputs': PCollection[Any]} -> PCollection[dict] (the
-    summary, one element, after everything is committed)."""
+    summary, one element, after everything is committed). ``inputs`` names the input files
+    the run reads, recorded in the manifest when the run commits (for ``--resume``)."""
 
-    def __init__(self, root: str, run_id: str, settings: SinkSettings):
+    def __init__(self, root: str, run_id: str, settings: SinkSettings, inputs: tuple[str, ...] = ()):
         super().__init__()
-        self._root, self._run_id, self._settings = root, run_id, settings
+        self._root, self._run_id, self._settings, self._inputs = root, run_id, settings, tuple(inputs)
 
     def expand(self, pcolls: dict[str, beam.PCollection]):
         settings = self._settings
@@ -228,8 +373,7 @@ class WriteOutputs(beam.PTransform):
             | "Summarise" >> beam.CombineGlobally(SummaryFn())
         )
         return written | "CommitOutputs" >> beam.ParDo(
-            _Commit(self._root, self._run_id, settings), beam.pvalue.AsSingleton(marks)
+            _Commit(self._root, self._run_id, settings, self._inputs), beam.pvalue.AsSingleton(marks)
         )
 
 
-__all__ = ["SinkSettings", "WriteOutputs", "commit_outputs", "write_table", "Story"]

@@ -1,0 +1,95 @@
+"""Backfill: batched runs commit one by one; --resume continues after a kill without duplicates."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pytest
+
+from pipeline.main import batches_of, run
+from transforms.sinks import SinkSettings, commit_outputs, read_manifest, remove_orphans
+from transforms.sources import write_warc
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "configs" / "sample"))
+
+
+@pytest.fixture(scope="module")
+def archives(tmp_path_factory):
+    """The bundled sample's pages spread over three WARC files."""
+    from make_sample import pages
+
+    folder = tmp_path_factory.mktemp("warcs")
+    all_pages = pages()
+    for i in range(3):
+        write_warc(str(folder / f"part-{i}.warc.gz"), all_pages[i::3])
+    config = folder / "backfill.yaml"
+    config.write_text("run:\n  source: warc\n  batch_files: 1\n  max_failure_ratio: 1.0\n")
+    return folder, config
+
+
+def ids(out: Path) -> set[tuple[str, str]]:
+    table = ds.dataset(str(out / "articles"), format="parquet", partitioning="hive").to_table()
+    rows = table.to_pylist()
+    assert len(rows) == len({r["article_id"] for r in rows}), "duplicate article rows"
+    return {(r["article_id"], r["story_id"]) for r in rows}
+
+
+def test_batches_of():
+    assert batches_of(("a", "b", "c"), 2) == [("a", "b"), ("c",)]
+    assert batches_of(("a", "b"), 0) == [("a", "b")]
+
+
+def test_kill_and_resume_gives_the_uninterrupted_result(archives, tmp_path):
+    folder, config = archives
+    pattern = str(folder / "part-*.warc.gz")
+    full = tmp_path / "full"
+    assert run(["--config", str(config), "--input", pattern, "--output", str(full)]) == 0
+    expected = ids(full)
+    summary = json.loads((full / "summary.json").read_text())
+    assert len(summary["batches"]) == 3 and summary["inputs"] == 9
+    stories = ds.dataset(str(full / "stories"), format="parquet").to_table().to_pylist()
+    assert len(stories) == len({s["story_id"] for s in stories})  # compacted: one row per story
+
+    out = tmp_path / "killed"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.main", "--config", str(config), "--input", pattern, "--output", str(out)],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (out / "_manifest").is_dir() and any((out / "_manifest").iterdir()):
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait(timeout=30)
+    done, _ = read_manifest(str(out))
+    assert 1 <= len(done) <= 3
+    assert run(["--config", str(config), "--input", pattern, "--output", str(out), "--resume"]) == 0
+    assert ids(out) == expected
+    done, _ = read_manifest(str(out))
+    assert len(done) == 3
+    # a second resume has nothing left to do and changes nothing
+    assert run(["--config", str(config), "--input", pattern, "--output", str(out), "--resume"]) == 0
+    assert ids(out) == expected
+
+
+def test_orphans_of_an_interrupted_commit_are_removed(tmp_path):
+    root = str(tmp_path / "out")
+    commit_outputs(root, "run1", [], {"inputs": 0}, SinkSettings(), inputs=("a.warc.gz",))
+    orphan = tmp_path / "out" / "articles" / "date=2026-03-10" / "part-run2-00001.parquet"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"PAR1")
+    done, runs = read_manifest(root)
+    assert done == {"a.warc.gz"} and runs == {"run1"}
+    removed = remove_orphans(root, runs)
+    assert [Path(p).name for p in removed] == ["part-run2-00001.parquet"]
+    assert not orphan.exists()
