@@ -25,6 +25,7 @@ EXTRAS_REQUIRE = {
     "gcp": ["apache-beam[gcp]>=2.60.0", "gcsfs>=2024.6.0"],
     "aws": ["s3fs>=2024.6.0"],
     "test": [
+        "apache-beam[gcp]>=2.60.0",
         "pytest>=8.0",
         "pytest-timeout>=2.3",
         "gcsfs>=2024.6.0",
