@@ -11,11 +11,14 @@ is lost silently. Rule groups (switch off with ``CleanRules.disabled``):
 * ``share``           share/follow/print bars ("Share on Facebook", "Teilen", "Partager").
 * ``newsletter``      newsletter, subscription and paywall prompts.
 * ``related``         read-more / related-content lead-ins ("Read more:", "Lesen Sie auch").
-* ``photo_credit``    photo/image credits and captions' credit lines.
+* ``photo_credit``    photo/image credits and short captions ending in a © credit.
 * ``legal``           cookie notices, copyright and rights lines.
-* ``advert``          advertisement markers ("Advertisement", "Anzeige").
+* ``advert``          advertisement markers ("Advertisement", "Anzeige") and affiliate
+                      disclosures.
 * ``tags``            tag/topic lists ("Tags: ...") and run-on tag strips glued without
                       spaces ("Marco RubioPakistan - United StatesUS Secretary of State").
+* ``ui``              interface text: show/load more, loading, embed placeholders, log-in
+                      and paywall prompts, reading-time notes.
 * ``no_letters``      lines without any letter or digit (separators, bullets).
 * ``repeated_title``  the title repeated as one of the first body lines.
 * ``repeated_paragraph``  a paragraph that occurs again (the first is kept), or that is wholly
@@ -24,7 +27,9 @@ is lost silently. Rule groups (switch off with ``CleanRules.disabled``):
 
 The phrase rules use word lists in English, German, French, Spanish, Italian, Portuguese,
 Dutch and Polish, and only fire on short lines made (almost) entirely of those words, so prose
-that merely mentions "comments" or "newsletter" is never touched.
+that merely mentions "comments" or "newsletter" is never touched. A line made of segments
+separated by " | " or " · " is boilerplate when every segment is ("May 2, 2024 | Tags: x |
+3 Comments").
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ RULE_GROUPS = (
     "legal",
     "advert",
     "tags",
+    "ui",
     "no_letters",
     "repeated_title",
     "repeated_paragraph",
@@ -151,7 +157,7 @@ _COMMENT_VOCAB = _COMMENT_CORE | _words(
     "yet closed are is one read see join conversation discussion schreiben jetzt anzeigen "
     "einblenden alle lesen ajouter un une laisser voir les écrire agregar añadir dejar deja tu "
     "ver los escribe dodaj zobacz wszystkie napisz lascia un leggi i plaats een bekijk "
-    "adicionar deixe seu ver os open close"
+    "adicionar deixe seu ver os open close insgesamt keine noch total"
 )
 
 _PLATFORMS = _words(
@@ -175,6 +181,13 @@ _SHARE_VOCAB = (
     )
 )
 
+_COMMENT_PROMPT = re.compile(
+    r"^(?:keine|no|noch keine|aucun|sin|brak|nessun)\w* (?:kommentare?|comments?|commentaires?|"
+    r"comentarios?|komentarzy|commenti)\b|in den kommentaren|kommentare? (?:zu )?schreiben|"
+    r"um zu kommentieren|(?:to|and) (?:post a |leave a |write a )?comment\b|dans les "
+    r"commentaires|en (?:los )?comentarios|w komentarzach|nei commenti",
+    re.IGNORECASE,
+)
 _ADVERT_VOCAB = _words(
     "advertisement advertising ad ads sponsored anzeige werbung publicité publicite publicidad "
     "anuncio reklama pubblicità annuncio advertentie publicidade story continues below "
@@ -184,6 +197,14 @@ _ADVERT_VOCAB = _words(
 _ADVERT_CORE = _words(
     "advertisement advertising ad ads sponsored anzeige werbung publicité publicite publicidad "
     "anuncio reklama pubblicità annuncio advertentie publicidade"
+)
+
+_ADVERT_PHRASE = re.compile(
+    r"affiliate[- ]?links?|we (?:may )?(?:earn|receive) (?:a )?(?:small )?(?:commission|"
+    r"compensation)|partner-?links?|provisions-?links?|werbe-?links?|enthält werbung|"
+    r"sponsored (?:content|post)|references to products from|bezahlte partnerschaft|"
+    r"paid partnership|lien(?:s)? affilié|enlaces? de afiliado|linki afiliacyjne",
+    re.IGNORECASE,
 )
 
 _MONTHS = _words(
@@ -209,7 +230,8 @@ _DATE_LABELS = _words(
     "est edt pst pdt ist pkt ago hours hour minutes minute mins min days day seconds vor "
     "stunden minuten tagen il y a hace horas minutos temu godzin minut time read reading "
     "lesezeit lecture de lectura czas czytania tempo di lettura leestijd leitura minuten "
-    "minutes"
+    "minutes letzte änderung geändert modified veröffentlichung erschienen verfügbar bis datum "
+    "fecha data"
 )
 _DATE_VOCAB = _MONTHS | _WEEKDAYS | _DATE_LABELS
 _DATE_PREFIX = re.compile(
@@ -229,7 +251,9 @@ _NEWSLETTER = re.compile(
     r"full)|jetzt abonnieren|abonnieren sie|abo abschließen|abonnez-vous|inscrivez-vous|"
     r"suscríbete|suscribirse|zapisz się|zaprenumeruj|iscriviti|abbonati|abonneer|"
     r"assine|inscreva-se|get (?:our|the) (?:latest|daily|free)|delivered to your inbox|"
-    r"in your inbox)",
+    r"in your inbox|sign(?:ing)? up (?:here|now|today|free|to our)|free sign ?up|"
+    r"(?:consider )?support(?:ing)? (?:our|us|independent)\b|\bdonate\b|jetzt spenden|"
+    r"unterstützen sie (?:uns|unsere)|soutenez|apóyanos|wesprzyj|subskrypcj|prenumerat)",
     re.IGNORECASE,
 )
 _RELATED = re.compile(
@@ -244,12 +268,19 @@ _RELATED = re.compile(
     r"czytaj (?:także|też|więcej|również)|zobacz (?:też|także|również)|polecamy|"
     r"leggi anche|potrebbe interessarti|leggi tutto|lees ook|lees meer|leia também|"
     r"veja também|saiba mais|continue reading|click here|hier klicken|cliquez ici|"
-    r"haga clic aquí|kliknij tutaj)\b\s*[:»›>.…-]*",
+    r"haga clic aquí|kliknij tutaj|empfohlene (?:beiträge|artikel)|weitere (?:themen|artikel|"
+    r"beiträge|nachrichten|meldungen)|(?:das |diese )?(?:thema |themen |artikel )?könnten? "
+    r"(?:dich|sie|euch) auch interessieren|vorschau auf den nächsten|dowiedz się więcej|"
+    r"przeczytaj (?:też|także|również)|à voir aussi|à découvrir aussi|sur le même thème|"
+    r"más noticias|otras noticias|ti potrebbe interessare|potrebbe interessarti anche)"
+    r"\b\s*[:»›>.…-]*",
     re.IGNORECASE,
 )
 _PHOTO_CREDIT = re.compile(
     r"^(?:\(?(?:photo|photos|image|images|picture|pictures|foto|fotos|bild|bilder|fotografía|"
-    r"imagen|zdjęcie|zdjęcia|fot\.|immagine|afbeelding|credit|credits|crédit|crédits|"
+    r"imagen|zdjęcie|zdjęcia|fot\.|zdj\.|immagine|afbeelding|credit|credits|crédits? photos?|"
+    r"crédit|crédits|titelbild|beitragsbild|aufmacherbild|headerbild|symbolbild|"
+    r"image illustrative|illustration|"
     r"bildquelle|quelle|source image|photo credit|image credit|image source|video)\s*"
     r"(?::|/|by\b|©|von\b|par\b|de\b)"
     r"|©|\(c\)\s"
@@ -263,9 +294,26 @@ _LEGAL = re.compile(
     r"akceptuj|utilizza|accetta)"
     r"|all rights reserved|alle rechte vorbehalten|tous droits réservés|todos los derechos "
     r"reservados|wszelkie prawa zastrzeżone|tutti i diritti riservati|alle rechten "
-    r"voorbehouden|todos os direitos reservados|^copyright\b|^©\s*\d{4}"
+    r"voorbehouden|todos os direitos reservados|^copyright\b|^©\s*\d{4}|"
+    r"materiał chroniony prawem|alle angaben ohne gewähr|"
+    r"(?:licensed|lizenziert|stehen|is available|sont disponibles?) (?:under|unter|sous) "
+    r".{0,30}(?:cc[- ]by|creative commons)"
     r"|^(?:privacy policy|terms of (?:use|service)|datenschutz(?:erklärung)?|impressum|"
     r"mentions légales|aviso legal|polityka prywatności)$)",
+    re.IGNORECASE,
+)
+_UI = re.compile(
+    r"^(?:show|load|view|see) (?:more|all)\b|^(?:mehr|alle) (?:anzeigen|laden)\b|"
+    r"^(?:bild|bilder|video|galerie|fotos?) (?:anzeigen|ansehen|vergrößern)\b|"
+    r"^(?:wird geladen|loading|chargement|cargando|ładowanie|caricamento)\b|"
+    r"um den inhalt .{0,80} zu laden|click to load|to view this content|externer? inhalte?\b|"
+    r"javascript (?:is )?(?:disabled|required)|enable javascript|javascript aktivieren|"
+    r"nicht (?:eingeloggt|angemeldet)|not logged in|(?:must|need to) be logged in|"
+    r"eingeloggt sein|einfach hier klicken|click here to\b|cliquez ici pour|"
+    r"pour lire la suite|accéder en illimité|réservé aux abonnés|nur für abonnenten|"
+    r"exclusive to subscribers|subscribers? only|abonnenten vorbehalten|"
+    r"^(?:\d+|one|two|three|four|five|ten)[- ]min(?:ute)?s?[- ]read\b|lesezeit|lesedauer|"
+    r"temps de lecture|tiempo de lectura|czas czytania|przeczytasz w|tempo di lettura|leestijd",
     re.IGNORECASE,
 )
 _TAGS = re.compile(
@@ -278,6 +326,13 @@ _TAGS = re.compile(
 # Two words glued without a space, lower->upper ("RubioPakistan", "StatesUS"): the signature
 # of tag/topic link lists whose anchors were concatenated by text extraction.
 _GLUE = re.compile(r"[a-zà-ÿ]{2}[A-ZÀ-Þ]")
+_HANDLES = re.compile(r"[@#]\w+|https?://\S+|www\.\S+")
+# A short caption whose last words are a © credit ("Harbour at dusk. © AFP / Jane Roe").
+_CAPTION_CREDIT = re.compile(r"©\s*[^.!?©]{0,60}$")
+_DATE_SHAPE = re.compile(
+    r"\b\d{4}-\d{1,2}-\d{1,2}\b|\b\d{1,2}[./]\d{1,2}[./]\d{2,4}\b|\b\d{1,2}:\d{2}\b"
+)
+_SEGMENTS = re.compile(r"\s+[|·•]\s+")
 _WORD = re.compile(r"\w+")
 _TERMINAL = re.compile(r"[.!?…:;\"'”’»)]\s*$")
 
@@ -302,21 +357,20 @@ def _vocab_match(
     return has_core
 
 
-def _is_date_line(words: list[str]) -> bool:
+def _is_date_line(line: str, words: list[str]) -> bool:
+    """Only dates, times, weekdays and labels such as "Updated", and some real date evidence
+    (a month or weekday name, or a date/time shape): "+81 158-23-2012" or "286,35 €" is not."""
     if not words or len(words) > 14:
         return False
-    has_date = False
+    named = False
     for word in words:
         if word.isdigit() or re.fullmatch(r"\d+(?:st|nd|rd|th|h|am|pm|min)?", word):
-            has_date = True
             continue
         if word not in _DATE_VOCAB:
             return False
-        has_date = has_date or word in _MONTHS or word in _WEEKDAYS
+        named = named or word in _MONTHS or word in _WEEKDAYS
     return (
-        has_date
-        or any(w in _DATE_LABELS for w in words)
-        and any(w.isdigit() for w in words)
+        named and any(w[0].isdigit() for w in words) or bool(_DATE_SHAPE.search(line))
     )
 
 
@@ -324,19 +378,37 @@ def _is_tag_run(line: str) -> bool:
     """Run-on tag strip: short, no sentence punctuation at the end, two or more glued words."""
     if len(line) > 160 or _TERMINAL.search(line) or line.count(",") > 1:
         return False
-    return len(_GLUE.findall(line)) >= 2
+    return len(_GLUE.findall(_HANDLES.sub(" ", line))) >= 2
 
 
 def line_rule(line: str, rules: CleanRules) -> str | None:
     """Name of the phrase rule that marks ``line`` as boilerplate, or None (prose)."""
     if len(line) > rules.max_boilerplate_chars:
         return None
+    rule = _segment_rule(line, rules)
+    if rule is None and len(_SEGMENTS.split(line)) > 1:
+        parts = [p for p in _SEGMENTS.split(line.strip(" |·•")) if p.strip(" |·•")]
+        found = [_segment_rule(p, rules) for p in parts]
+        if len(parts) > 1 and all(found):
+            rule = found[0]
+    return rule
+
+
+def _segment_rule(line: str, rules: CleanRules) -> str | None:
     key = _key(line)
     words = key.split()
+    short = len(line) <= 160
     checks = (
         ("no_letters", lambda: not words),
         ("nav", lambda: _vocab_match(words, _NAV_CORE, _NAV_VOCAB, 8)),
-        ("comments", lambda: _vocab_match(words, _COMMENT_CORE, _COMMENT_VOCAB, 8)),
+        (
+            "comments",
+            lambda: (
+                _vocab_match(words, _COMMENT_CORE, _COMMENT_VOCAB, 8)
+                or short
+                and bool(_COMMENT_PROMPT.search(line))
+            ),
+        ),
         (
             "share",
             lambda: (
@@ -344,20 +416,33 @@ def line_rule(line: str, rules: CleanRules) -> str | None:
                 or (len(words) >= 2 and all(w in _PLATFORMS for w in words))
             ),
         ),
-        ("advert", lambda: _vocab_match(words, _ADVERT_CORE, _ADVERT_VOCAB, 10)),
-        ("dateline_meta", lambda: _is_date_line(words)),
+        (
+            "advert",
+            lambda: (
+                _vocab_match(words, _ADVERT_CORE, _ADVERT_VOCAB, 10)
+                or bool(_ADVERT_PHRASE.search(line))
+            ),
+        ),
+        ("dateline_meta", lambda: _is_date_line(line, words)),
         (
             "newsletter",
             lambda: (
-                len(line) <= 160
+                short
                 and bool(_NEWSLETTER.search(line))
                 or len(words) <= 5
                 and bool(re.search(r"newsletter|\babo\b|abonnement", key))
             ),
         ),
         ("related", lambda: bool(_RELATED.match(line.lstrip("•·-–—»›> ")))),
-        ("photo_credit", lambda: len(line) <= 160 and bool(_PHOTO_CREDIT.search(line))),
+        (
+            "photo_credit",
+            lambda: (
+                short
+                and bool(_PHOTO_CREDIT.search(line) or _CAPTION_CREDIT.search(line))
+            ),
+        ),
         ("legal", lambda: bool(_LEGAL.search(line))),
+        ("ui", lambda: short and bool(_UI.search(line))),
         ("tags", lambda: bool(_TAGS.match(line)) or _is_tag_run(line)),
     )
     for name, check in checks:

@@ -187,15 +187,18 @@ def decode_html(data: bytes, declared: str | None = None) -> str:
             text = _try_decode(data, name)
             if text is not None:
                 return text.lstrip("\ufeff")
+    # Bytes that are valid UTF-8 and not plain ASCII are UTF-8 whatever the page declares:
+    # legacy text almost never forms valid multi-byte sequences by chance, while pages that
+    # declare iso-8859-1 but are served as UTF-8 are common (mojibake "â€™" otherwise).
+    text = _try_decode(data, "utf-8")
+    if text is not None:
+        return text
     for candidate in (declared, *_META_CHARSET.findall(data[:8192])[:1]):
         if isinstance(candidate, bytes):
             candidate = candidate.decode("ascii", "ignore")
         text = _try_decode(data, candidate)
         if text is not None:
             return text
-    text = _try_decode(data, "utf-8")
-    if text is not None:
-        return text
     try:
         from charset_normalizer import from_bytes
 
@@ -400,7 +403,7 @@ def _trafilatura(html: str, url: str, settings: ExtractSettings, **mode: bool) -
         include_tables=settings.include_tables,
         include_formatting=False,
         deduplicate=False,
-        with_metadata=True,
+        with_metadata=False,
         **mode,
     )
 
@@ -432,26 +435,43 @@ def _choose_text(
     return best_text, best_name
 
 
+def _heuristic_metadata(html: str, url: str) -> Any:
+    """trafilatura's metadata heuristics (title from <h1>/<title>, author, date from htmldate
+    in its fast mode); only run when the page states no structured metadata."""
+    from trafilatura.metadata import extract_metadata
+    from trafilatura.settings import set_date_params
+
+    try:
+        return extract_metadata(
+            html, default_url=url or None, date_config=set_date_params(False)
+        )
+    except Exception:  # noqa: BLE001 - metadata is optional; text extraction already worked
+        return None
+
+
 def extract_html(html: str, url: str, settings: ExtractSettings) -> dict[str, Any]:
     """Decoded HTML -> plain dict of text and metadata (picklable, crosses process borders)."""
     meta = page_metadata(html) if settings.use_structured_data else PageMeta()
     result = _trafilatura(html, url, settings)
     main = (result.text if result is not None else None) or ""
     text, extractor = _choose_text(html, url, settings, main, meta)
-    categories = []
-    if result is not None:
-        categories = [c for c in (result.categories or []) if isinstance(c, str)]
+    found = None
+    if not (meta.title and meta.published and meta.author):
+        found = _heuristic_metadata(html, url)
+    categories = [
+        c for c in (getattr(found, "categories", None) or []) if isinstance(c, str)
+    ]
     if meta.section and meta.section not in categories:
         categories.append(meta.section)
     return {
         "text": text,
         "extractor": extractor,
-        "title": meta.title or (result.title if result is not None else None),
-        "title_fallback": result.title if result is not None else None,
+        "title": meta.title or getattr(found, "title", None),
+        "title_fallback": getattr(found, "title", None),
         "published": meta.published,
-        "date_heuristic": result.date if result is not None else None,
-        "author": meta.author or (result.author if result is not None else None),
-        "language": meta.language or (result.language if result is not None else None),
+        "date_heuristic": getattr(found, "date", None),
+        "author": meta.author or getattr(found, "author", None),
+        "language": meta.language,
         "categories": categories,
     }
 
