@@ -1,0 +1,299 @@
+"""Streaming: late data, story updates, the streaming sink and a bounded polling run.
+
+Pipeline runs are few (each costs seconds): one TestStream run for windows and late data, one
+bounded feed-polling run against a local server, one run writing to a local GCS emulator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.build import RunPlan
+from pipeline.config import default_config
+from transforms.records import Article
+from transforms.streaming import (
+    ClusterPane,
+    StreamFiles,
+    StreamingSettings,
+    StreamState,
+    late_failure,
+    plan_pane,
+    window_bounds,
+    window_expiry,
+)
+
+T0 = datetime(
+    2026, 3, 2, 10, 0, tzinfo=UTC
+)  # window A = [10:00, 11:00), window B = [11:00, 12:00)
+
+BRIDGE = (
+    "The Velmora harbour bridge partly collapsed on Monday morning after a cargo ship struck "
+    "one of its pillars, Velmora port authority officials said. Rescue teams from Velmora and "
+    "Harbourton searched the water below the bridge span. Mayor Ilse Brandt closed the bridge "
+    "and the harbour ferry route while engineers inspect the damaged pillar. "
+)
+FESTIVAL = (
+    "The Brenholt jazz festival opened its tenth season with a record crowd in the old Brenholt "
+    "market square. Saxophonist Marta Quill headlined the opening night and the festival "
+    "organisers announced a new stage for young Brenholt musicians next summer. "
+)
+
+
+def article(n: int, minutes: int, body: str, title: str, host: str) -> Article:
+    published = T0 + timedelta(minutes=minutes)
+    text = f"{body}\nReport number {n} from {host} with its own closing line about item {n}."
+    return Article(
+        url=f"https://{host}/news/{n}",
+        fetched_at=published + timedelta(minutes=1),
+        text=text,
+        source=host,
+        title=title,
+        published_at=published,
+    )
+
+
+def read(out: Path, kind: str) -> list[dict]:
+    return (
+        ds.dataset(str(out / kind), format="parquet", partitioning="hive")
+        .to_table()
+        .to_pylist()
+    )
+
+
+# --------------------------------------------------------------------------- pure functions
+
+
+def test_window_arithmetic_and_late_failure():
+    assert window_bounds(T0.timestamp() + 59 * 60, 3600) == (
+        T0.timestamp(),
+        T0.timestamp() + 3600,
+    )
+    assert (
+        window_expiry(T0.timestamp() + 60, 3600, 1800) == T0.timestamp() + 3600 + 1800
+    )
+    failure = late_failure(
+        article(1, 5, BRIDGE, "t", "a.example"), 3600, 3600, T0.timestamp() + 3 * 3600
+    )
+    assert (failure.stage, failure.reason) == ("late", "dropped_late")
+    assert "allowed lateness 1 h" in failure.detail
+
+
+def test_plan_pane_writes_each_input_once_and_updates_the_story():
+    from transforms.fingerprint import FingerprintSettings, fingerprint_article
+    from transforms.stories import StorySettings, cluster_window
+
+    stories, fp = StorySettings(window_hours=1), FingerprintSettings()
+    arts = [
+        dataclasses.replace(
+            fingerprint_article(
+                article(i, 5 * i, BRIDGE, "Velmora bridge collapse", f"h{i}.example"),
+                fp,
+            ),
+            topic="general",
+        )
+        for i in range(3)
+    ]
+    end = T0 + timedelta(hours=1)
+
+    def pane(items, index, timing):
+        return ClusterPane(
+            "general",
+            T0,
+            end,
+            index,
+            timing,
+            tuple(cluster_window("general", items, T0, end, stories, fp)),
+        )
+
+    state = StreamState(run_id="r")
+    first = plan_pane(state, pane(arts[:2], 0, "on_time"), stories, now=1.0)
+    assert len(first.articles) == 2 and len(first.stories) == 1
+    again = plan_pane(
+        state, pane(arts, 1, "late"), stories, now=2.0
+    )  # accumulating: repeats arts[:2]
+    assert [a.url for a in again.articles] == [arts[2].url]
+    assert (
+        again.stories[0].story_id == first.stories[0].story_id
+        and again.stories[0].size == 3
+    )
+    reread = dataclasses.replace(
+        arts[0], fetched_at=arts[0].fetched_at + timedelta(hours=1)
+    )
+    third = plan_pane(state, pane([*arts, reread], 2, "late"), stories, now=3.0)
+    assert not third.articles and [f.reason for f in third.failures] == [
+        "duplicate_url"
+    ]
+
+
+def test_restart_finishes_pending_renames(tmp_path):
+    from transforms.sinks import SinkSettings, write_table
+
+    files = StreamFiles(str(tmp_path), "run1", SinkSettings())
+    tmp = files.path("_tmp", "run1", "000001", "failures", "part-x.parquet")
+    write_table(files.fs, tmp, "failures", [], "zstd")
+    final = files.path("failures", "part-x.parquet")
+    files.save_checkpoint(StreamState(run_id="run1", seq=1).to_json([(tmp, final)]))
+    # a new job: reads the checkpoint, finishes the rename, continues numbering afresh
+    data = StreamFiles(str(tmp_path), "run2", SinkSettings()).load_checkpoint()
+    state, pending = StreamState.from_json(data, "run2")
+    assert state.seq == 0 and pending == [(tmp, final)]
+    assert files.roll_forward(pending) == 1
+    assert pq.read_table(final).num_rows == 0 and not Path(tmp).exists()
+
+
+# --------------------------------------------------------------------------- TestStream
+
+
+def _plan(out: Path, **stories) -> RunPlan:
+    cfg = default_config()
+    cfg = dataclasses.replace(cfg, stories=dataclasses.replace(cfg.stories, **stories))
+    cfg = cfg.replace("sink", shards=2)
+    return RunPlan(
+        config=cfg,
+        files=(),
+        output=str(out),
+        run_id="20260302T120000-test",
+        fetched_at=T0,
+    )
+
+
+@pytest.fixture(scope="module")
+def late_run(tmp_path_factory):
+    """Window A [10:00, 11:00), window B [11:00, 12:00), allowed lateness 1 h."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+    from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
+    from apache_beam.testing.test_stream import TestStream
+
+    from pipeline.streaming import stories_and_sink
+    from transforms.fingerprint import Fingerprint
+    from transforms.stories import AssignTopics, load_topics
+
+    out = tmp_path_factory.mktemp("late") / "out"
+    plan = _plan(out, window_hours=1)
+    hosts = [
+        "harbourgazette.example",
+        "velmoradaily.example",
+        "coastlinetimes.example",
+        "northbaypost.example",
+        "islandpost.example",
+    ]
+    a = [
+        article(
+            i,
+            m,
+            BRIDGE,
+            f"Velmora harbour bridge collapses after ship strike ({i})",
+            hosts[i],
+        )
+        for i, m in enumerate((10, 20, 40, 50, 55))
+    ]
+    festival = article(
+        9,
+        75,
+        FESTIVAL,
+        "Brenholt jazz festival opens with record crowd",
+        "brenholtherald.example",
+    )
+
+    def at(x: Article):
+        return beam.window.TimestampedValue(x, x.event_time.timestamp())
+
+    ts = lambda minutes: (T0 + timedelta(minutes=minutes)).timestamp()
+    stream = (
+        TestStream()
+        .add_elements([at(a[0]), at(a[1])])
+        .advance_watermark_to(ts(30))
+        .add_elements([at(festival)])  # window B, before A is complete
+        .add_elements([at(a[2])])  # out of order: 10:40 after 11:15
+        .advance_watermark_to(ts(90))  # A fires on time
+        .add_elements(
+            [at(a[3])]
+        )  # late, within the allowed lateness (A expires at 12:00)
+        .advance_watermark_to(ts(150))  # A is past its allowed lateness
+        .add_elements([at(a[4])])  # too late: dropped_late
+        .advance_watermark_to_infinity()
+    )
+    options = PipelineOptions([])
+    options.view_as(StandardOptions).streaming = True
+    cfg = plan.config
+    started = time.monotonic()
+    with beam.Pipeline(runner=BundleBasedDirectRunner(), options=options) as p:
+        raw = p | stream
+        articles = (
+            raw
+            | Fingerprint(cfg.fingerprint)
+            | AssignTopics(load_topics(cfg.stories.topics_file))
+        )
+        stories_and_sink(
+            articles, [], raw, plan, StreamingSettings(allowed_lateness_hours=1)
+        )
+    return {
+        "out": out,
+        "bridge": a,
+        "festival": festival,
+        "seconds": time.monotonic() - started,
+    }
+
+
+def test_out_of_order_and_late_articles_join_their_story(late_run):
+    out = late_run["out"]
+    rows = read(out, "articles")
+    urls = sorted(r["url"] for r in rows)
+    bridge = late_run["bridge"]
+    expected = sorted([x.url for x in bridge[:4]] + [late_run["festival"].url])
+    assert urls == expected  # each written exactly once, the dropped one not at all
+    story_of = {r["url"]: r["story_id"] for r in rows}
+    assert len({story_of[x.url] for x in bridge[:4]}) == 1
+    assert story_of[late_run["festival"].url] != story_of[bridge[0].url]
+    stories = read(out, "stories")
+    assert (
+        len(stories) == len({s["story_id"] for s in stories}) == 2
+    )  # updated, not duplicated
+    story = next(s for s in stories if s["story_id"] == story_of[bridge[0].url])
+    assert story["size"] == 4
+    assert story["window_start"] == T0 and story["window_end"] == T0 + timedelta(
+        hours=1
+    )
+
+
+def test_articles_past_allowed_lateness_are_counted_as_dropped_late(late_run):
+    out = late_run["out"]
+    failures = read(out, "failures")
+    assert [(f["url"], f["stage"], f["reason"]) for f in failures] == [
+        (late_run["bridge"][4].url, "late", "dropped_late")
+    ]
+    summary = json.loads((out / "summary.json").read_text())
+    assert (
+        summary["inputs"] == 6 and summary["articles"] == 5 and summary["failed"] == 1
+    )
+    assert summary["unaccounted"] == 0
+    assert summary["failures_by_reason"] == {"late/dropped_late": 1}
+    window_a = summary["windows"][T0.isoformat()]
+    assert window_a["late_articles"] == 1 and window_a["stories"] == 1
+    assert (
+        not list((out / "_tmp").rglob("*.parquet")) if (out / "_tmp").exists() else True
+    )
+
+
+def test_streaming_files_are_per_window_and_complete(late_run):
+    out = late_run["out"]
+    names = [p.name for p in (out / "articles").rglob("*.parquet")]
+    assert names and all(
+        n.startswith(("part-20260302T1000-", "part-20260302T1100-", "part-"))
+        for n in names
+    )
+    assert any(n.startswith("part-20260302T1000-") for n in names) and any(
+        n.startswith("part-20260302T1100-") for n in names
+    )
+    for path in out.rglob("*.parquet"):
+        if "_tmp" not in path.parts:
+            pq.ParquetFile(path)  # a footer: every visible file is complete
