@@ -207,8 +207,12 @@ def load_topics(path: str | Path) -> Topics:
     """Read ``topics.yaml``: ``{fallback, min_score, hint_weight, title_weight, topics:
     {name: {keywords: [...], entities: [...], categories: [...]}}}``.
 
-    Raises ``ValueError("<key>: <why>")`` for a malformed file.
+    A relative path that does not exist from the current directory is taken relative to
+    the repository. Raises ``ValueError("<key>: <why>")`` for a malformed file.
     """
+    path = Path(path)
+    if not path.is_absolute() and not path.exists():  # the default, run from elsewhere
+        path = Path(__file__).resolve().parents[1] / path
     with open(path, encoding="utf-8") as handle:
         data = yaml.safe_load(handle) or {}
     if not isinstance(data, dict) or not isinstance(data.get("topics"), dict):
