@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -391,7 +392,7 @@ def _dump(records, path):
 
 
 def run_read_feeds(tmp_path, inputs, fetch, feeds, **kwargs):
-    """Run ReadFeeds on the offline runner; -> (documents, failures)."""
+    """Run ReadFeeds on the offline runner; -> (documents, failures, metric counters)."""
     import pickle
 
     import apache_beam as beam
@@ -399,19 +400,25 @@ def run_read_feeds(tmp_path, inputs, fetch, feeds, **kwargs):
 
     from transforms.feeds import ReadFeeds
 
-    with beam.Pipeline(runner=FnApiRunner()) as p:
-        result = p | "ReadFeeds" >> ReadFeeds(inputs, fetch, feeds, **kwargs)
-        for tag, pcoll in (("ok", result.ok), ("failed", result.failed)):
-            path = str(tmp_path / f"{tag}.pickle")
-            _ = (
-                pcoll
-                | f"List{tag}" >> beam.combiners.ToList()
-                | f"Dump{tag}" >> beam.Map(_dump, path)
-            )
-    return tuple(
+    p = beam.Pipeline(runner=FnApiRunner())
+    result = p | "ReadFeeds" >> ReadFeeds(inputs, fetch, feeds, **kwargs)
+    for tag, pcoll in (("ok", result.ok), ("failed", result.failed)):
+        path = str(tmp_path / f"{tag}.pickle")
+        _ = (
+            pcoll
+            | f"List{tag}" >> beam.combiners.ToList()
+            | f"Dump{tag}" >> beam.Map(_dump, path)
+        )
+    run = p.run()
+    run.wait_until_finish()
+    counters = Counter()
+    for counter in run.metrics().query()["counters"]:
+        counters[counter.key.metric.name] += counter.committed
+    docs, failures = (
         pickle.loads((tmp_path / f"{tag}.pickle").read_bytes())
         for tag in ("ok", "failed")
     )
+    return docs, failures, counters
 
 
 def fast_fetch(server: HostileServer, **changes) -> FetchSettings:
@@ -436,7 +443,7 @@ def test_read_feeds_routes_every_hostile_entry(tmp_path):
     gzip_bomb()
     with HostileServer() as server:
         started = time.monotonic()
-        docs, failures = run_read_feeds(
+        docs, failures, counters = run_read_feeds(
             tmp_path,
             [server.url("/feed.xml"), server.url("/not-a-feed.xml")],
             fast_fetch(server),
@@ -463,6 +470,10 @@ def test_read_feeds_routes_every_hostile_entry(tmp_path):
         doc.categories == ("local",) and doc.published_at is not None and doc.entry_id
     )
     assert elapsed < 60
+    # every failure is counted in a metric named after its stage and reason
+    assert counters["fetch_blocked_address"] == 6
+    assert counters["fetch_timeout"] == 1 and counters["parse_bad_feed"] == 1
+    assert counters["feeds_pages_fetched"] == len(docs)
     state = json.loads((tmp_path / "out" / "_state" / "feeds.json").read_text())
     # final outcomes are remembered; transient ones (timeout, connection errors) are not
     assert len(state["seen"]) > 0
@@ -471,8 +482,11 @@ def test_read_feeds_routes_every_hostile_entry(tmp_path):
 
 @pytest.mark.slow
 def test_polling_fetches_only_new_items(tmp_path):
+    from transforms.http import SafeFetcher
+
     with HostileServer() as server:
-        docs, failures = run_read_feeds(
+        started = time.monotonic()
+        docs, failures, counters = run_read_feeds(
             tmp_path,
             [server.url("/growing.xml")],
             fast_fetch(server),
@@ -481,10 +495,22 @@ def test_polling_fetches_only_new_items(tmp_path):
             stop_after=3,
             output_root=str(tmp_path / "out"),
         )
-        assert server.hits["/growing.xml"] == 3
+        assert time.monotonic() - started < 30
+        assert server.hits["/growing.xml"] == 3  # 3, 6, then 9 items
         pages = {p: n for p, n in server.hits.items() if p.startswith("/article/g")}
-    assert failures == []
-    assert len(docs) == 9 and len(pages) == 9
-    assert set(pages.values()) == {1}  # every item fetched exactly once
-    saved = load_state(str(tmp_path / "out" / "_state" / "feeds.json"))
-    assert len(saved.seen) == 18  # canonical URL + entry id of 9 entries
+        assert failures == []
+        assert len(docs) == 9 and len(pages) == 9
+        assert set(pages.values()) == {1}  # every item fetched exactly once
+        assert counters["feeds_entries_new"] == 9
+        assert (
+            counters["feeds_entries_seen"] == 3 + 6
+        )  # poll 2 saw 3 old items, poll 3 saw 6
+        saved = load_state(str(tmp_path / "out" / "_state" / "feeds.json"))
+        assert len(saved.seen) == 18  # canonical URL + entry id of 9 entries
+        # a later run with the saved state: the feed has gained three more items by now
+        fetch = SafeFetcher(fast_fetch(server)).fetch
+        next_run = poll_feeds(
+            [FeedSpec(server.url("/growing.xml"))], fetch, saved, FeedSettings()
+        )
+        assert len(next_run.items) == 3
+        assert next_run.stats["feeds_entries_seen"] == 9

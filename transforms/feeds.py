@@ -124,16 +124,20 @@ class ParsedFeed:
     entries: tuple[FeedEntry, ...] = ()
     bozo: bool = False
     bozo_reason: str | None = None
-    bad_dates: int = (
-        0  # entry dates dropped as impossible (far future, before min_year)
-    )
+    # entry dates dropped as impossible (far future, before min_year)
+    bad_dates: int = 0
+    # the bozo flag only says the HTTP labels were off (content type, declared encoding)
+    bozo_recoverable: bool = False
 
     @property
     def usable(self) -> bool:
-        """A feed we understood: entries, or a recognised empty feed without errors."""
+        """A feed we understood: entries, or a recognised (perhaps empty) feed whose only
+        trouble, if any, was a mislabelled content type or encoding."""
         if self.entries:
             return True
-        return self.kind != "unknown" and not (self.bozo and self.title is None)
+        if self.kind == "unknown":
+            return False
+        return not self.bozo or self.bozo_recoverable or self.title is not None
 
 
 @dataclass(frozen=True)
@@ -315,7 +319,7 @@ def parse_feed(
             return _parse_json_feed(body, url, rule)
         if root in ("urlset", "sitemapindex"):
             return _parse_sitemap(body, url, rule)
-        return _parse_with_feedparser(body, url, headers, rule)
+        return _parse_with_feedparser(body, url, headers, rule, root)
     except Exception as err:  # noqa: BLE001 - a bad feed is data, never a crash
         return ParsedFeed(
             url, "unknown", bozo=True, bozo_reason=f"{type(err).__name__}: {err}"[:300]
@@ -325,8 +329,14 @@ def parse_feed(
 _KINDS = {"rss090": "rdf", "rss10": "rdf", "cdf": "cdf"}
 
 
+#: feedparser's bozo exceptions that only say the HTTP labels were wrong: the XML parsed.
+_RECOVERABLE = frozenset(
+    {"CharacterEncodingOverride", "NonXMLContentType", "CharacterEncodingUnknown"}
+)
+
+
 def _parse_with_feedparser(
-    body: bytes, url: str, headers: dict | None, rule: _DateRule
+    body: bytes, url: str, headers: dict | None, rule: _DateRule, root: str = ""
 ) -> ParsedFeed:
     import feedparser
 
@@ -344,6 +354,8 @@ def _parse_with_feedparser(
         kind = "rss"
     elif version.startswith("json"):
         kind = "jsonfeed"
+    elif root == "channel":  # CDF: feedparser reads it but reports no version
+        kind = "cdf"
     else:
         kind = "unknown"
     entries, bad = [], 0
@@ -366,6 +378,7 @@ def _parse_with_feedparser(
         if bozo and reason
         else None,
         bad_dates=bad,
+        bozo_recoverable=bozo and type(reason).__name__ in _RECOVERABLE,
     )
 
 

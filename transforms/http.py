@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import codecs
 import concurrent.futures
+import dataclasses
 import fnmatch
 import hashlib
 import http.client
@@ -556,31 +557,36 @@ class _DeadlineSocket:
 
 
 class _PinnedConnection(http.client.HTTPConnection):
-    """HTTP(S) connection to an already-checked IP; Host header and SNI keep the name."""
+    """HTTP(S) connection to already-checked IPs (tried in order); the Host header and
+    TLS SNI keep the name."""
 
-    def __init__(self, scheme, host, port, ip, connect_timeout, deadline, clock, tls):
+    def __init__(self, scheme, host, port, ips, connect_timeout, deadline, clock, tls):
         super().__init__(host, port, timeout=connect_timeout)
-        self.default_port = _DEFAULT_PORTS[
-            scheme
-        ]  # so the Host header omits :443 for https
-        self._scheme, self._ip, self._deadline, self._clock, self._tls = (
-            scheme,
-            ip,
-            deadline,
-            clock,
-            tls,
-        )
+        self.default_port = _DEFAULT_PORTS[scheme]  # Host header omits the default port
+        self._scheme, self._ips, self._tls = scheme, tuple(ips), tls
+        self._deadline, self._clock = deadline, clock
 
-    def connect(self) -> None:
+    def _left(self) -> float:
         left = self._deadline - self._clock()
         if left <= 0:
             raise TimeoutError("total deadline passed before connect")
-        sock = socket.create_connection((self._ip, self.port), min(self.timeout, left))
+        return min(self.timeout, left)
+
+    def connect(self) -> None:
+        error: OSError | None = None
+        for ip in self._ips:
+            try:
+                sock = socket.create_connection((ip, self.port), self._left())
+                break
+            except TimeoutError:
+                raise
+            except OSError as err:  # refused on this address: try the next checked one
+                error = err
+        else:
+            raise error or OSError("no address to connect to")
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self._scheme == "https":
-            sock.settimeout(
-                max(0.01, min(self.timeout, self._deadline - self._clock()))
-            )
+            sock.settimeout(max(0.01, self._left()))
             sock = self._tls.wrap_socket(sock, server_hostname=self.host)
         self.sock = _DeadlineSocket(sock, self._deadline, self._clock)
 
@@ -736,9 +742,8 @@ class SafeFetcher:
         ``last_modified`` a 304 comes back as a ``Response`` with status 304 and no body."""
         accept = self.settings.allowed_content_types if accept is None else accept
         try:
-            return self._fetch(
-                url, accept, etag, last_modified, robots=self.settings.obey_robots
-            )
+            request = _Request(accept, etag, last_modified)
+            return self._fetch(url, request, robots=self.settings.obey_robots)
         except Exception as err:  # noqa: BLE001 - a fetch never stops the run
             return _fail(
                 url, "connection_error", f"unexpected {type(err).__name__}: {err}"
@@ -760,14 +765,8 @@ class SafeFetcher:
     # -- internals ------------------------------------------------------------------------
 
     def _load_robots(self, origin: str) -> tuple[RobotsRules, float]:
-        result = self._fetch(
-            origin + "/robots.txt",
-            ANY_TYPE,
-            None,
-            None,
-            robots=False,
-            truncate=_ROBOTS_MAX_BYTES,
-        )
+        request = _Request(ANY_TYPE, truncate=_ROBOTS_MAX_BYTES)
+        result = self._fetch(origin + "/robots.txt", request, robots=False)
         ttl = self.settings.robots_cache_s
         if isinstance(result, Response):
             if 200 <= result.status < 300:
@@ -781,8 +780,8 @@ class SafeFetcher:
             ttl, _ROBOTS_ERROR_CACHE_S
         )
 
-    def _check_target(self, url: str) -> tuple[str, str, int, str, str] | Failure:
-        """-> (scheme, host, port, netloc, ip) for a URL that may be fetched, or a Failure."""
+    def _check_target(self, url: str) -> _Target | Failure:
+        """Parse, resolve once and check every address of ``url``'s host."""
         try:
             parts = urlsplit(url)
             port = parts.port
@@ -793,31 +792,25 @@ class SafeFetcher:
             return _fail(url, "bad_url", "only absolute http(s) URLs are fetched")
         if parts.username or parts.password:
             return _fail(url, "bad_url", "credentials in URL")
-        host = parts.hostname
         try:
-            host_idna = (
-                host.encode("idna").decode("ascii") if not host.isascii() else host
-            )
+            host = parts.hostname
+            if not host.isascii():
+                host = host.encode("idna").decode("ascii")
         except UnicodeError:
             return _fail(url, "bad_url", "host is not a valid IDNA name")
         port = port or _DEFAULT_PORTS[scheme]
-        resolved = self._getaddrinfo(url, host_idna, port)
+        resolved = self._getaddrinfo(url, host, port)
         if isinstance(resolved, Failure):
             return resolved
-        allowed = _is_allowed(host_idna, port, self._allow)
-        if not allowed:
+        if not _is_allowed(host, port, self._allow):
             for ip in resolved:
                 problem = address_problem(ip)
                 if problem:
                     return _fail(url, "blocked_address", f"{host}:{port} -> {problem}")
-        netloc = f"{host_idna}:{port}" if port != _DEFAULT_PORTS[scheme] else host_idna
-        if ":" in host_idna:
-            netloc = (
-                f"[{host_idna}]:{port}"
-                if port != _DEFAULT_PORTS[scheme]
-                else f"[{host_idna}]"
-            )
-        return scheme, host_idna, port, netloc, resolved[0]
+        name = f"[{host}]" if ":" in host else host
+        netloc = name if port == _DEFAULT_PORTS[scheme] else f"{name}:{port}"
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return _Target(url, scheme, host, port, netloc, tuple(resolved), target)
 
     def _getaddrinfo(self, url: str, host: str, port: int) -> list[str] | Failure:
         future = self._dns.submit(self._resolve, host, port, 0, socket.SOCK_STREAM)
@@ -841,67 +834,35 @@ class SafeFetcher:
         return addresses
 
     def _fetch(
-        self,
-        url,
-        accept,
-        etag,
-        last_modified,
-        *,
-        robots: bool,
-        truncate: int | None = None,
-    ):
+        self, url: str, request: _Request, *, robots: bool
+    ) -> Response | Failure:
         seen: list[str] = []
         current = url
         for _hop in range(self.settings.max_redirects + 1):
             target = self._check_target(current)
             if isinstance(target, Failure):
-                return (
-                    target
-                    if current == url
-                    else _fail(
-                        url, target.reason, f"redirect to {current}: {target.detail}"
-                    )
-                )
-            scheme, host, port, netloc, ip = target
-            path = urlsplit(current).path or "/"
-            query = urlsplit(current).query
+                return _via(url, current, target)
             delay = self.settings.per_host_min_delay_s
             if robots:
-                rules = self.robots_for(scheme, netloc)
-                robots_path = _robots_path(path + ("?" + query if query else ""))
-                if not rules.allows(robots_path):
+                rules = self.robots_for(target.scheme, target.netloc)
+                if not rules.allows(_robots_path(target.path)):
                     detail = rules.note or "disallowed by robots.txt"
                     return _fail(url, "robots_disallowed", f"{current}: {detail}")
                 if rules.crawl_delay_s is not None:
-                    delay = max(
-                        delay, min(rules.crawl_delay_s, self.settings.max_crawl_delay_s)
-                    )
-            outcome = self._with_retries(
-                current,
-                scheme,
-                host,
-                port,
-                netloc,
-                ip,
-                accept,
-                etag,
-                last_modified,
-                delay,
-                truncate,
-            )
+                    capped = min(rules.crawl_delay_s, self.settings.max_crawl_delay_s)
+                    delay = max(delay, capped)
+            outcome = self._with_retries(target, request, delay)
             if isinstance(outcome, Failure):
-                return (
-                    outcome
-                    if current == url
-                    else _fail(url, outcome.reason, f"via {current}: {outcome.detail}")
-                )
+                return _via(url, current, outcome)
             if isinstance(outcome, str):  # a redirect target
                 seen.append(current)
-                nxt = urljoin(current, outcome)
-                if nxt in seen or nxt == current:
-                    return _fail(url, "too_many_redirects", f"redirect loop at {nxt}")
-                current = nxt
-                etag = last_modified = None  # validators belong to the first URL only
+                current = urljoin(current, outcome)
+                if current in seen:
+                    return _fail(
+                        url, "too_many_redirects", f"redirect loop at {current}"
+                    )
+                # validators belong to the first URL only
+                request = dataclasses.replace(request, etag=None, last_modified=None)
                 continue
             return Response(
                 url=current,
@@ -912,26 +873,12 @@ class SafeFetcher:
                 header_charset=outcome.header_charset,
                 redirects=tuple(seen),
             )
-        return _fail(
-            url,
-            "too_many_redirects",
-            f"more than {self.settings.max_redirects} redirects",
-        )
+        detail = f"more than {self.settings.max_redirects} redirects"
+        return _fail(url, "too_many_redirects", detail)
 
     def _with_retries(
-        self,
-        url,
-        scheme,
-        host,
-        port,
-        netloc,
-        ip,
-        accept,
-        etag,
-        last_modified,
-        delay,
-        truncate,
-    ):
+        self, target: _Target, request: _Request, delay: float
+    ) -> _Outcome | str | Failure:
         settings = self.settings
         last: _Attempt | None = None
         for attempt in range(settings.retries + 1):
@@ -942,28 +889,13 @@ class SafeFetcher:
                         break
                     wait = max(wait, last.wait)
                 self._sleep(min(wait, settings.max_retry_after_s))
-            wait_limit = (
-                settings.timeout_s * _SLOT_WAIT_FACTOR + delay * _SLOT_WAIT_FACTOR
-            )
-            with self._gate.slot(netloc, delay, wait_limit) as got:
+            wait_limit = (settings.timeout_s + delay) * _SLOT_WAIT_FACTOR
+            with self._gate.slot(target.netloc, delay, wait_limit) as got:
                 if not got:
-                    return _fail(
-                        url,
-                        "timeout",
-                        f"no free slot for {netloc} within {wait_limit:.0f}s",
-                    )
+                    detail = f"no free slot for {target.netloc} in {wait_limit:.0f}s"
+                    return _fail(target.url, "timeout", detail)
                 try:
-                    return self._once(
-                        url,
-                        scheme,
-                        host,
-                        port,
-                        ip,
-                        accept,
-                        etag,
-                        last_modified,
-                        truncate,
-                    )
+                    return self._once(target, request)
                 except _Attempt as outcome:
                     last = outcome
             if not last.retry:
@@ -971,21 +903,22 @@ class SafeFetcher:
         detail = last.detail if last else "no attempt"
         if last and last.wait is not None and last.wait > settings.max_retry_after_s:
             detail += f" (Retry-After {last.wait:.0f}s exceeds max_retry_after_s)"
-        return _fail(url, last.reason if last else "connection_error", detail)
+        return _fail(target.url, last.reason if last else "connection_error", detail)
 
-    def _once(self, url, scheme, host, port, ip, accept, etag, last_modified, truncate):
+    def _once(self, target: _Target, request: _Request) -> _Outcome | str:
         settings = self.settings
         deadline = self._clock() + settings.timeout_s
         conn = _PinnedConnection(
-            scheme,
-            host,
-            port,
-            ip,
+            target.scheme,
+            target.host,
+            target.port,
+            target.ips,
             settings.connect_timeout_s,
             deadline,
             self._clock,
             self._tls,
         )
+        accept = request.accept
         encodings = "gzip, deflate" + (", br" if _brotli is not None else "")
         accept_header = (
             ", ".join(a for a in accept if "*" not in a) + ", */*;q=0.1"
@@ -998,17 +931,15 @@ class SafeFetcher:
             "Accept-Encoding": encodings,
             "Connection": "close",
         }
-        if etag:
-            headers["If-None-Match"] = etag
-        if last_modified:
-            headers["If-Modified-Since"] = last_modified
-        parts = urlsplit(url)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        if request.etag:
+            headers["If-None-Match"] = request.etag
+        if request.last_modified:
+            headers["If-Modified-Since"] = request.last_modified
         try:
             try:
-                conn.request("GET", target, headers=headers)
+                conn.request("GET", target.path, headers=headers)
                 resp = conn.getresponse()
-                return self._read(url, resp, accept, truncate)
+                return self._read(resp, accept, request.truncate)
             finally:
                 conn.close()
         except _Attempt:
@@ -1024,7 +955,7 @@ class SafeFetcher:
                 "connection_error", f"{type(err).__name__}: {err}", retry=True
             ) from None
 
-    def _read(self, url, resp: http.client.HTTPResponse, accept, truncate):
+    def _read(self, resp: http.client.HTTPResponse, accept, truncate) -> _Outcome | str:
         settings = self.settings
         status = resp.status
         headers: dict[str, str] = {}
@@ -1083,6 +1014,34 @@ class SafeFetcher:
         if accept and not body.strip():
             raise _Attempt("empty_body", f"HTTP {status} with an empty body")
         return _Outcome(status, headers, body, mime, charset)
+
+
+@dataclass(frozen=True)
+class _Target:
+    """A URL that passed the checks: where to connect and what to ask for."""
+
+    url: str
+    scheme: str
+    host: str  # IDNA name: Host header and SNI
+    port: int
+    netloc: str  # politeness and robots key
+    ips: tuple[str, ...]  # the checked addresses; the socket connects to these only
+    path: str  # request target: path and query
+
+
+@dataclass(frozen=True)
+class _Request:
+    accept: tuple[str, ...]
+    etag: str | None = None
+    last_modified: str | None = None
+    truncate: int | None = None  # read at most this much and stop quietly (robots.txt)
+
+
+def _via(url: str, current: str, failure: Failure) -> Failure:
+    """A failure on a redirect hop, reported for the URL that was asked for."""
+    if current == url:
+        return failure
+    return _fail(url, failure.reason, f"via {current}: {failure.detail}")
 
 
 @dataclass(frozen=True)
