@@ -33,6 +33,7 @@ import fsspec
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
+from transforms.fsutil import move
 from transforms.records import FAILED, FILTER_STAGE, SCHEMAS, Article, Failure, Story, to_table, utcnow
 
 LOG = logging.getLogger(__name__)
@@ -172,8 +173,7 @@ def commit_outputs(
             written.append((kind, tmp, posixpath.join(base, kind, name)))
     finals = set()
     for _, tmp, final in written:
-        fs.makedirs(posixpath.dirname(final), exist_ok=True)
-        fs.mv(tmp, final)
+        move(fs, tmp, final)
         finals.add(final)
     entry = {"run_id": run_id, "inputs": sorted(inputs), "counts": {k: summary.get(k, 0) for k in SUMMARY_KEYS}}
     _write_json(fs, posixpath.join(base, "_tmp", f"manifest-{run_id}.json"), posixpath.join(base, MANIFEST, f"{run_id}.json"), entry)
@@ -198,8 +198,7 @@ def _write_json(fs, tmp: str, final: str, value: Any) -> None:
     fs.makedirs(posixpath.dirname(tmp), exist_ok=True)
     with fs.open(tmp, "w") as handle:
         json.dump(value, handle, indent=2, sort_keys=True, default=str)
-    fs.makedirs(posixpath.dirname(final), exist_ok=True)
-    fs.mv(tmp, final)
+    move(fs, tmp, final)
 
 
 MANIFEST = "_manifest"
@@ -318,7 +317,7 @@ def compact_stories(root: str, run_id: str, settings: SinkSettings) -> int:
     name = f"part-{run_id}-c0000.parquet"  # run id of a committed run: not an orphan
     tmp = posixpath.join(base, "_tmp", run_id, "stories", name)
     write_table(fs, tmp, "stories", stories, settings.compression)
-    fs.mv(tmp, posixpath.join(folder, name))
+    move(fs, tmp, posixpath.join(folder, name))
     for path in old:
         fs.rm(path)
     return len(stories)

@@ -27,6 +27,7 @@ import numpy as np
 import yaml
 
 from transforms import records
+from transforms.fsutil import write_atomic
 from transforms.fingerprint import (
     FingerprintSettings,
     find_duplicates,
@@ -678,19 +679,11 @@ def read_state(url: str | None) -> list[StoryState]:
 
 def write_state(url: str | None, stories: Sequence[StoryState], token: str) -> None:
     """Replace the state file: write a temporary file, then move it over the old one, so a
-    reader sees the old or the new state, never half of one."""
+    reader sees the old or the new state, never half of one (``token`` is kept for callers)."""
     if not url:
         return
-    import fsspec
-
-    fs, base = fsspec.core.url_to_fs(url)
-    base = base.rstrip("/")
-    fs.makedirs(base, exist_ok=True)
-    tmp = f"{base}/_{STATE_FILE}.{token}.tmp"
-    with fs.open(tmp, "w", encoding="utf-8") as handle:
-        for story in stories:
-            handle.write(story.to_json() + "\n")
-    fs.mv(tmp, f"{base}/{STATE_FILE}")
+    data = "".join(story.to_json() + "\n" for story in stories).encode("utf-8")
+    write_atomic(f"{url.rstrip('/')}/{STATE_FILE}", data)
 
 
 # --- Beam ---------------------------------------------------------------------------------

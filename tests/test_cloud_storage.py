@@ -1,0 +1,44 @@
+"""gs:// and s3:// input and output through fsspec, against local emulators."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import fsspec
+import pyarrow.dataset as ds
+import pytest
+
+from pipeline.main import run
+from tests.cloud import gcs_emulator, s3_server
+from transforms.sources import write_warc
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def sample_pages():
+    sys.path.insert(0, str(REPO / "configs" / "sample"))
+    from make_sample import pages
+
+    return pages()
+
+
+@pytest.mark.parametrize("scheme", ["gs", "s3"])
+def test_warc_in_and_parquet_out_on_object_storage(scheme, sample_pages, tmp_path):
+    server = gcs_emulator if scheme == "gs" else s3_server
+    with server("storybeam-test"):
+        root = f"{scheme}://storybeam-test"
+        local = tmp_path / "a.warc.gz"
+        write_warc(str(local), sample_pages)
+        fs = fsspec.filesystem(scheme)
+        fs.put(str(local), f"storybeam-test/in/a.warc.gz")
+        assert run(["--source", "warc", "--input", f"{root}/in/*.warc.gz", "--output", f"{root}/out"]) == 0
+
+        summary = json.loads(fs.cat(f"storybeam-test/out/summary.json"))
+        assert summary["inputs"] == 9 and summary["articles"] == 7 and summary["unaccounted"] == 0
+        articles = ds.dataset(f"storybeam-test/out/articles", format="parquet", partitioning="hive", filesystem=fs).to_table()
+        assert articles.num_rows == 7
+        assert all(url.startswith("https://") for url in articles.column("url").to_pylist())
+        assert not fs.exists("storybeam-test/out/_tmp/" + summary["run_id"])
