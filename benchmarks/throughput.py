@@ -109,7 +109,17 @@ def main(argv: list[str] | None = None) -> None:
             for workers in args.workers:
                 n2, secs2, peak2 = run_pipeline(pattern, workers, f"{tmp}/out{size}-{workers}")
                 rate = n2 / secs2
-                rows.append((size, f"storybeam, {workers} worker(s), wall incl. start-up", n2, secs2, rate, rate / plain_rate, peak2))
+                rows.append(
+                    (
+                        size,
+                        f"storybeam, {workers} worker(s), wall incl. start-up",
+                        n2,
+                        secs2,
+                        rate,
+                        rate / plain_rate,
+                        peak2,
+                    )
+                )
     print(f"{'corpus':>7} | {'run':<45} | {'docs':>5} | {'secs':>7} | {'docs/s':>7} | {'vs plain':>8} | {'peak MB':>7}")
     print("-" * 102)
     for size, name, n, secs, rate, ratio, peak in rows:

@@ -68,7 +68,9 @@ def build_pipeline(p: beam.Pipeline, plan: RunPlan):
     fingerprinted = cleaned.ok | "Fingerprint" >> Fingerprint(cfg.fingerprint)
     fresh = fingerprinted | "SkipKnownArticles" >> SkipKnownArticles(plan.known_ids)
     with_topics = fresh.ok | "AssignTopics" >> AssignTopics(load_topics(cfg.stories.topics_file))
-    grouped = with_topics | "GroupStories" >> GroupStories(cfg.stories, output_root=plan.output, fingerprint=cfg.fingerprint)
+    grouped = with_topics | "GroupStories" >> GroupStories(
+        cfg.stories, output_root=plan.output, fingerprint=cfg.fingerprint
+    )
 
     failures = (
         read.failed,

@@ -104,10 +104,16 @@ def run_once(plan, options, standard) -> dict | None:
     import apache_beam as beam
 
     from pipeline.build import build_pipeline
+    from pipeline.streaming import build_streaming_pipeline, is_local_runner, wants_streaming
 
-    runner = choose_runner(standard.runner, bool(standard.streaming))
+    streaming = wants_streaming(plan, bool(standard.streaming))  # --streaming, or feeds + --poll-interval
+    standard.streaming = streaming
+    runner = choose_runner(standard.runner, streaming)
     pipeline = beam.Pipeline(runner=runner, options=options)
-    build_pipeline(pipeline, plan)
+    if streaming:
+        build_streaming_pipeline(pipeline, plan, local=is_local_runner(runner))
+    else:
+        build_pipeline(pipeline, plan)
     pipeline.run().wait_until_finish()
     try:
         return read_summary(plan.output)
@@ -213,7 +219,9 @@ def run(argv: list[str] | None = None) -> int:
     if summary.get("nothing_to_do"):
         print(f"storybeam: nothing to do: all {summary['skipped_inputs']} input(s) were processed by earlier runs")
         return 0
-    counts = ", ".join(f"{k} {summary.get(k, 0)}" for k in ("inputs", "articles", "duplicates", "stories", "filtered", "failed"))
+    counts = ", ".join(
+        f"{k} {summary.get(k, 0)}" for k in ("inputs", "articles", "duplicates", "stories", "filtered", "failed")
+    )
     rate = summary.get("inputs", 0) / elapsed if elapsed > 0 else 0.0
     print(f"storybeam: wrote {plan.output} in {elapsed:.1f}s ({rate:.1f} docs/s): {counts}")
     if summary.get("failures_by_reason"):

@@ -41,17 +41,25 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="YAML config (default configs/local.yaml)")
     parser.add_argument("--source", choices=("feeds", "warc", "jsonl", "text"), help="where documents come from")
     parser.add_argument(
-        "--input", action="append", default=[], dest="inputs", metavar="X",
+        "--input",
+        action="append",
+        default=[],
+        dest="inputs",
+        metavar="X",
         help="repeatable: feed URLs or a YAML/OPML feed list (feeds), fsspec globs (warc, jsonl, text)",
     )
     parser.add_argument("--output", help="output root: local path or fsspec URL (gs://, s3://, memory://)")
     parser.add_argument(
-        "--allow-hosts", default="", metavar="H[:P],...",
+        "--allow-hosts",
+        default="",
+        metavar="H[:P],...",
         help="hosts that may be fetched although they resolve to private/loopback addresses (test servers)",
     )
     parser.add_argument("--poll-interval", type=float, metavar="SECONDS", help="feeds: seconds between polls")
     parser.add_argument("--stop-after", type=int, metavar="N", help="feeds: stop after N polls")
-    parser.add_argument("--resume", action="store_true", help="skip inputs a previous run fully processed; keep its output")
+    parser.add_argument(
+        "--resume", action="store_true", help="skip inputs a previous run fully processed; keep its output"
+    )
     return parser
 
 

@@ -44,31 +44,21 @@ def streaming_settings(cfg: Config) -> StreamingSettings:
 
 def wants_streaming(plan: RunPlan, streaming_flag: bool) -> bool:
     """--streaming, or feeds polled more than once on an interval (a bounded streaming run)."""
-    return streaming_flag or (
-        plan.config.run.source == "feeds" and plan.poll_interval_s is not None
-    )
+    return streaming_flag or (plan.config.run.source == "feeds" and plan.poll_interval_s is not None)
 
 
 def is_local_runner(runner) -> bool:
     from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
 
-    return (
-        runner is None
-        or isinstance(runner, BundleBasedDirectRunner)
-        or runner in ("", "DirectRunner", "direct")
-    )
+    return runner is None or isinstance(runner, BundleBasedDirectRunner) or runner in ("", "DirectRunner", "direct")
 
 
-def read_stream(
-    p: beam.Pipeline, plan: RunPlan, *, local: bool, start: float | None = None
-):
+def read_stream(p: beam.Pipeline, plan: RunPlan, *, local: bool, start: float | None = None):
     """PBegin -> result with ``.ok`` (Document) and ``.failed`` (Failure), polling forever
     (or ``plan.stop_after`` times) every ``plan.poll_interval_s`` seconds."""
     cfg = plan.config
     if cfg.run.source != "feeds":
-        raise ValueError(
-            f"streaming reads feeds; --source {cfg.run.source} is a batch source (drop --streaming)"
-        )
+        raise ValueError(f"streaming reads feeds; --source {cfg.run.source} is a batch source (drop --streaming)")
     from transforms.feeds import resolve_inputs
 
     specs = resolve_inputs(list(plan.files))
@@ -89,9 +79,7 @@ def process_articles(documents, cfg: Config):
     extracted = documents | "ExtractMainText" >> ExtractMainText(cfg.extract)
     cleaned = extracted.ok | "CleanText" >> CleanText(cfg.clean)
     fingerprinted = cleaned.ok | "Fingerprint" >> Fingerprint(cfg.fingerprint)
-    with_topics = fingerprinted | "AssignTopics" >> AssignTopics(
-        load_topics(cfg.stories.topics_file)
-    )
+    with_topics = fingerprinted | "AssignTopics" >> AssignTopics(load_topics(cfg.stories.topics_file))
     return with_topics, [extracted.failed, cleaned.failed]
 
 
@@ -107,22 +95,16 @@ def stories_and_sink(
     cfg = plan.config
     settings = settings or streaming_settings(cfg)
     gated = articles | "GateLateArticles" >> GateLateArticles(cfg.stories, settings)
-    panes = gated.ok | "WindowStories" >> WindowStories(
-        cfg.stories, cfg.fingerprint, settings
-    )
+    panes = gated.ok | "WindowStories" >> WindowStories(cfg.stories, cfg.fingerprint, settings)
     all_failures = (*failures, gated.failed) | "AllFailures" >> beam.Flatten()
     return {
         "panes": panes,
         "failures": all_failures,
         "inputs": inputs,
-    } | "CommitStream" >> CommitStream(
-        plan.output, plan.run_id, cfg.sink, cfg.stories, settings
-    )
+    } | "CommitStream" >> CommitStream(plan.output, plan.run_id, cfg.sink, cfg.stories, settings)
 
 
-def build_streaming_pipeline(
-    p: beam.Pipeline, plan: RunPlan, *, local: bool = True, start: float | None = None
-):
+def build_streaming_pipeline(p: beam.Pipeline, plan: RunPlan, *, local: bool = True, start: float | None = None):
     """Assemble the streaming graph on ``p``; returns the PCollection of commit summaries."""
     read = read_stream(p, plan, local=local, start=start)
     articles, failed = process_articles(read.ok, plan.config)

@@ -58,7 +58,13 @@ def gcs_emulator(bucket: str) -> Iterator[str]:
     host = f"http://127.0.0.1:{port}"
     env = {"STORAGE_EMULATOR_HOST": host, "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false", "NO_GCE_CHECK": "true"}
     try:
-        with _patched(env, {"gcs": {"token": "anon", "project": "storybeam-test"}, "gs": {"token": "anon", "project": "storybeam-test"}}):
+        with _patched(
+            env,
+            {
+                "gcs": {"token": "anon", "project": "storybeam-test"},
+                "gs": {"token": "anon", "project": "storybeam-test"},
+            },
+        ):
             yield host
     finally:
         server.stop()

@@ -33,12 +33,14 @@ def test_warc_in_and_parquet_out_on_object_storage(scheme, sample_pages, tmp_pat
         local = tmp_path / "a.warc.gz"
         write_warc(str(local), sample_pages)
         fs = fsspec.filesystem(scheme)
-        fs.put(str(local), f"storybeam-test/in/a.warc.gz")
+        fs.put(str(local), "storybeam-test/in/a.warc.gz")
         assert run(["--source", "warc", "--input", f"{root}/in/*.warc.gz", "--output", f"{root}/out"]) == 0
 
-        summary = json.loads(fs.cat(f"storybeam-test/out/summary.json"))
+        summary = json.loads(fs.cat("storybeam-test/out/summary.json"))
         assert summary["inputs"] == 9 and summary["articles"] == 7 and summary["unaccounted"] == 0
-        articles = ds.dataset(f"storybeam-test/out/articles", format="parquet", partitioning="hive", filesystem=fs).to_table()
+        articles = ds.dataset(
+            "storybeam-test/out/articles", format="parquet", partitioning="hive", filesystem=fs
+        ).to_table()
         assert articles.num_rows == 7
         assert all(url.startswith("https://") for url in articles.column("url").to_pylist())
         assert not fs.exists("storybeam-test/out/_tmp/" + summary["run_id"])

@@ -14,7 +14,14 @@ import pytest
 
 from pipeline.main import EXIT_USAGE, run
 
-BOILERPLATE = ["Previous Post", "Next Post", "Comments (0)", "Add Comment", "Share this article", "Sign up for our newsletter"]
+BOILERPLATE = [
+    "Previous Post",
+    "Next Post",
+    "Comments (0)",
+    "Add Comment",
+    "Share this article",
+    "Sign up for our newsletter",
+]
 
 
 def read(out: Path, kind: str) -> list[dict]:
@@ -44,7 +51,16 @@ def test_sample_accounts_for_every_record(sample_run):
 def test_sample_groups_the_bridge_coverage_into_one_story(sample_run):
     articles = read(sample_run, "articles")
     by_host = {a["source"]: a for a in articles}
-    bridge = [by_host[h] for h in ("harbourgazette.example", "velmoradaily.example", "coastlinetimes.example", "northbaypost.example", "regionalwire.example")]
+    bridge = [
+        by_host[h]
+        for h in (
+            "harbourgazette.example",
+            "velmoradaily.example",
+            "coastlinetimes.example",
+            "northbaypost.example",
+            "regionalwire.example",
+        )
+    ]
     assert len({a["story_id"] for a in bridge}) == 1
     others = {by_host["brenholtherald.example"]["story_id"], by_host["portaldinesport.example"]["story_id"]}
     assert bridge[0]["story_id"] not in others and len(others) == 2
@@ -73,10 +89,18 @@ def test_rerun_with_two_workers_gives_the_same_output(sample_run, tmp_path):
     shutil.copytree(sample_run, out)
     before = {(a["article_id"], a["story_id"], a["duplicate_of"]) for a in read(out, "articles")}
     old_files = sorted(p.name for p in out.rglob("*.parquet"))
-    code = run([
-        "--source", "warc", "--input", str(Path(__file__).resolve().parents[1] / "configs/sample/sample.warc.gz"),
-        "--output", str(out), "--direct_num_workers=2", "--direct_running_mode=multi_processing",
-    ])
+    code = run(
+        [
+            "--source",
+            "warc",
+            "--input",
+            str(Path(__file__).resolve().parents[1] / "configs/sample/sample.warc.gz"),
+            "--output",
+            str(out),
+            "--direct_num_workers=2",
+            "--direct_running_mode=multi_processing",
+        ]
+    )
     assert code == 0
     after = {(a["article_id"], a["story_id"], a["duplicate_of"]) for a in read(out, "articles")}
     assert after == before
@@ -121,7 +145,10 @@ def test_real_pages_from_a_warc(shared_dir, tmp_path):
 
 
 def test_missing_input_exits_2(tmp_path, capsys):
-    assert run(["--source", "warc", "--input", str(tmp_path / "none-*.warc.gz"), "--output", str(tmp_path / "o")]) == EXIT_USAGE
+    assert (
+        run(["--source", "warc", "--input", str(tmp_path / "none-*.warc.gz"), "--output", str(tmp_path / "o")])
+        == EXIT_USAGE
+    )
     assert "matches no file" in capsys.readouterr().err
 
 

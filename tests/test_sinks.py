@@ -20,8 +20,9 @@ def article(i: int, **kw) -> Article:
     return Article(url=f"https://a.example/{i}", fetched_at=T, text=f"text {i}", article_id=f"{i:016x}", **kw)
 
 
-def stage_run(root: str, run_id: str, rows: list[Article], settings=SinkSettings(shards=2)):
+def stage_run(root: str, run_id: str, rows: list[Article], settings: SinkSettings | None = None):
     """Write a run's shards to _tmp the way _WriteShard does; returns the written list."""
+    settings = settings or SinkSettings(shards=2)
     fs, base = fsspec.core.url_to_fs(root)
     groups: dict = {}
     for row in rows:
@@ -59,7 +60,9 @@ def test_rerun_replaces_earlier_files(tmp_path):
 def test_append_mode_keeps_earlier_files(tmp_path):
     root = str(tmp_path / "out")
     commit_outputs(root, "run1", stage_run(root, "run1", [article(1)]), summary(1), SinkSettings(shards=2))
-    commit_outputs(root, "run2", stage_run(root, "run2", [article(2)]), summary(1), SinkSettings(shards=2, mode="append"))
+    commit_outputs(
+        root, "run2", stage_run(root, "run2", [article(2)]), summary(1), SinkSettings(shards=2, mode="append")
+    )
     assert sorted(read_articles(root).column("article_id").to_pylist()) == [f"{1:016x}", f"{2:016x}"]
 
 
@@ -101,7 +104,15 @@ def test_rows_are_sharded_independently_of_order():
 def test_summary_counts_and_invariant():
     fn = SummaryFn()
     acc = fn.create_accumulator()
-    for mark in ["inputs"] * 4 + ["articles", "duplicates", "articles", "filtered", "reason:filter/empty_text", "failed", "reason:fetch/timeout"]:
+    for mark in ["inputs"] * 4 + [
+        "articles",
+        "duplicates",
+        "articles",
+        "filtered",
+        "reason:filter/empty_text",
+        "failed",
+        "reason:fetch/timeout",
+    ]:
         acc = fn.add_input(acc, mark)
     out = fn.extract_output(fn.merge_accumulators([acc, fn.create_accumulator()]))
     assert out["inputs"] == 4 and out["articles"] == 2 and out["duplicates"] == 1

@@ -74,7 +74,10 @@ def _warc(path, records):
                 rec = writer.create_warc_record(url, "request", payload=io.BytesIO(b"GET / HTTP/1.1\r\n\r\n"))
             else:
                 rec = writer.create_warc_record(
-                    url, rtype, payload=io.BytesIO(body), http_headers=http,
+                    url,
+                    rtype,
+                    payload=io.BytesIO(body),
+                    http_headers=http,
                     warc_headers_dict={"WARC-Date": "2026-03-10T10:00:00Z"},
                 )
             writer.write_record(rec)
@@ -82,12 +85,15 @@ def _warc(path, records):
 
 def test_warc_records_land_in_documents_or_failures(tmp_path):
     path = tmp_path / "a.warc.gz"
-    _warc(path, [
-        ("https://a.example/good", "200 OK", "text/html; charset=windows-1252", HTML, "response"),
-        ("https://a.example/req", "200 OK", "text/html", b"", "request"),
-        ("https://a.example/missing", "404 Not Found", "text/html", b"<p>gone</p>", "response"),
-        ("https://a.example/doc.pdf", "200 OK", "application/pdf", b"%PDF-1.4", "response"),
-    ])
+    _warc(
+        path,
+        [
+            ("https://a.example/good", "200 OK", "text/html; charset=windows-1252", HTML, "response"),
+            ("https://a.example/req", "200 OK", "text/html", b"", "request"),
+            ("https://a.example/missing", "404 Not Found", "text/html", b"<p>gone</p>", "response"),
+            ("https://a.example/doc.pdf", "200 OK", "application/pdf", b"%PDF-1.4", "response"),
+        ],
+    )
     counts = WarcCounts()
     out = list(read_warc_file(str(path), SourceSettings(), counts))
     assert isinstance(out[0], Document)
@@ -118,10 +124,13 @@ def test_garbage_file_is_one_failure(tmp_path):
 
 def test_warc_filters_skip_by_date_and_host(tmp_path):
     path = tmp_path / "f.warc.gz"
-    write_warc(str(path), [
-        ("https://www.keep.example/a", HTML, NOW, "text/html"),
-        ("https://drop.example/b", HTML, NOW, "text/html"),
-    ])
+    write_warc(
+        str(path),
+        [
+            ("https://www.keep.example/a", HTML, NOW, "text/html"),
+            ("https://drop.example/b", HTML, NOW, "text/html"),
+        ],
+    )
     counts = WarcCounts()
     out = list(read_warc_file(str(path), SourceSettings(hosts_deny=("drop.example",)), counts))
     assert [d.url for d in out] == ["https://www.keep.example/a"] and counts.skipped == 1

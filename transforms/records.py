@@ -12,7 +12,7 @@ Timestamps are timezone-aware UTC ``datetime`` values everywhere; they are writt
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 

@@ -107,7 +107,9 @@ class _WriteShard(beam.DoFn):
     def process(self, element):
         (kind, partition, shard), records = element
         name = f"part-{self._run_id}-{shard:05d}.parquet"
-        final = posixpath.join(self._base, kind, partition, name) if partition else posixpath.join(self._base, kind, name)
+        final = (
+            posixpath.join(self._base, kind, partition, name) if partition else posixpath.join(self._base, kind, name)
+        )
         tmp = posixpath.join(self._base, "_tmp", self._run_id, kind, partition, name)
         write_table(self._fs, tmp, kind, list(records), self._settings.compression)
         yield kind, tmp, final
@@ -176,7 +178,12 @@ def commit_outputs(
         move(fs, tmp, final)
         finals.add(final)
     entry = {"run_id": run_id, "inputs": sorted(inputs), "counts": {k: summary.get(k, 0) for k in SUMMARY_KEYS}}
-    _write_json(fs, posixpath.join(base, "_tmp", f"manifest-{run_id}.json"), posixpath.join(base, MANIFEST, f"{run_id}.json"), entry)
+    _write_json(
+        fs,
+        posixpath.join(base, "_tmp", f"manifest-{run_id}.json"),
+        posixpath.join(base, MANIFEST, f"{run_id}.json"),
+        entry,
+    )
     if settings.mode == "replace":
         for kind in KINDS:
             for path in fs.find(posixpath.join(base, kind)):
@@ -207,7 +214,9 @@ MANIFEST = "_manifest"
 def write_summary(root: str, run_id: str, summary: dict) -> None:
     """summary.json, replaced atomically (temp name, then move)."""
     fs, base = fsspec.core.url_to_fs(root)
-    _write_json(fs, posixpath.join(base, "_tmp", f"summary-{run_id}.json"), posixpath.join(base, "summary.json"), summary)
+    _write_json(
+        fs, posixpath.join(base, "_tmp", f"summary-{run_id}.json"), posixpath.join(base, "summary.json"), summary
+    )
 
 
 def _run_of(path: str) -> str | None:
@@ -271,7 +280,13 @@ class _SkipKnown(beam.DoFn):
 
     def process(self, article: Article):
         if article.article_id in self._known:
-            failure = Failure(article.url, FILTER_STAGE, "already_ingested", f"article {article.article_id} is in the output", utcnow())
+            failure = Failure(
+                article.url,
+                FILTER_STAGE,
+                "already_ingested",
+                f"article {article.article_id} is in the output",
+                utcnow(),
+            )
             yield beam.pvalue.TaggedOutput(FAILED, failure)
         else:
             yield article
@@ -307,7 +322,12 @@ def compact_stories(root: str, run_id: str, settings: SinkSettings) -> int:
             merged[row["story_id"]] = dict(row, article_ids=list(row["article_ids"] or []))
             continue
         cur["article_ids"] = sorted(set(cur["article_ids"]) | set(row["article_ids"] or []))
-        for key, pick in (("first_published", min), ("window_start", min), ("last_published", max), ("window_end", max)):
+        for key, pick in (
+            ("first_published", min),
+            ("window_start", min),
+            ("last_published", max),
+            ("window_end", max),
+        ):
             values = [v for v in (cur[key], row[key]) if v is not None]
             cur[key] = pick(values) if values else None
     stories = []
@@ -353,7 +373,9 @@ class WriteOutputs(beam.PTransform):
         settings = self._settings
         keyed = []
         for kind in KINDS:
-            keyed.append(pcolls[kind] | f"Key{kind.title()}" >> beam.Map(lambda r, k=kind: (shard_key(k, r, settings), r)))
+            keyed.append(
+                pcolls[kind] | f"Key{kind.title()}" >> beam.Map(lambda r, k=kind: (shard_key(k, r, settings), r))
+            )
         written = (
             keyed
             | "AllRows" >> beam.Flatten()
@@ -374,5 +396,3 @@ class WriteOutputs(beam.PTransform):
         return written | "CommitOutputs" >> beam.ParDo(
             _Commit(self._root, self._run_id, settings, self._inputs), beam.pvalue.AsSingleton(marks)
         )
-
-

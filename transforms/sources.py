@@ -367,7 +367,8 @@ class ReadDocuments(beam.PTransform):
             pbegin
             | "ListFiles" >> beam.Create(self._files)
             | "SpreadFiles" >> beam.Reshuffle()
-            | "ReadFile" >> beam.ParDo(_ReadFile(self._kind, self._settings, self._fetched_at)).with_outputs(FAILED, main="ok")
+            | "ReadFile"
+            >> beam.ParDo(_ReadFile(self._kind, self._settings, self._fetched_at)).with_outputs(FAILED, main="ok")
         )
 
 

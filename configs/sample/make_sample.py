@@ -11,8 +11,6 @@ a 404). The pages carry the boilerplate extractors leave behind: repeated titles
 
 from __future__ import annotations
 
-import gzip
-import io
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -65,7 +63,16 @@ NAV = '<nav><ul><li><a href="/">Home</a></li><li><a href="/world">World</a></li>
 FOOT = '<footer><p>\u00a9 2026 {site}. All rights reserved.</p><p><a href="/privacy">Privacy</a> | <a href="/contact">Contact</a></p></footer>'
 
 
-def page(site: str, title: str, paragraphs: list[str], date: str, *, extra_top: str = "", extra_bottom: str = "", repeat_last: bool = False) -> bytes:
+def page(
+    site: str,
+    title: str,
+    paragraphs: list[str],
+    date: str,
+    *,
+    extra_top: str = "",
+    extra_bottom: str = "",
+    repeat_last: bool = False,
+) -> bytes:
     body = "".join(f"<p>{p}</p>" for p in paragraphs)
     if repeat_last:
         body += f"<p>{paragraphs[-1]}</p>"
@@ -95,47 +102,91 @@ def pages() -> list[tuple[str, bytes, datetime, str]]:
     out = [
         (
             "https://www.harbourgazette.example/city/2026/03/10/velmora-bridge-closed?utm_source=rss",
-            page("Harbour Gazette", title1, [title1] + BRIDGE_1, "2026-03-10T09:15:00+00:00",
-                 extra_bottom='<div class="post-nav"><a href="/prev">Previous Post</a> <a href="/next">Next Post</a></div>'),
-            t("2026-03-10T10:00:00+00:00"), "text/html; charset=utf-8",
+            page(
+                "Harbour Gazette",
+                title1,
+                [title1] + BRIDGE_1,
+                "2026-03-10T09:15:00+00:00",
+                extra_bottom='<div class="post-nav"><a href="/prev">Previous Post</a> <a href="/next">Next Post</a></div>',
+            ),
+            t("2026-03-10T10:00:00+00:00"),
+            "text/html; charset=utf-8",
         ),
         (
             "https://velmoradaily.example/news/bridge-shut-cracks",
-            page("Velmora Daily", "Harbour bridge shut as cracks found in steel girders", BRIDGE_2, "2026-03-10T11:40:00+00:00",
-                 extra_bottom='<div class="tags"><a>Velmora</a><a>Harbour Bridge</a><a>Transport</a></div><div class="comments"><h4>Comments (0)</h4><a>Add Comment</a></div>'),
-            t("2026-03-10T12:00:00+00:00"), "text/html; charset=utf-8",
+            page(
+                "Velmora Daily",
+                "Harbour bridge shut as cracks found in steel girders",
+                BRIDGE_2,
+                "2026-03-10T11:40:00+00:00",
+                extra_bottom='<div class="tags"><a>Velmora</a><a>Harbour Bridge</a><a>Transport</a></div><div class="comments"><h4>Comments (0)</h4><a>Add Comment</a></div>',
+            ),
+            t("2026-03-10T12:00:00+00:00"),
+            "text/html; charset=utf-8",
         ),
         (
             "https://www.coastlinetimes.example/2026/03/10/commuters-delays-bridge/",
-            page("Coastline Times", "Commuters face delays as Velmora bridge stays shut", BRIDGE_3, "2026-03-10T16:05:00+00:00",
-                 extra_top='<p class="share">Share this article: Facebook Twitter WhatsApp Email</p>',
-                 extra_bottom='<p class="newsletter">Sign up for our newsletter to get the latest news in your inbox.</p>',
-                 repeat_last=True),
-            t("2026-03-10T17:00:00+00:00"), "text/html; charset=utf-8",
+            page(
+                "Coastline Times",
+                "Commuters face delays as Velmora bridge stays shut",
+                BRIDGE_3,
+                "2026-03-10T16:05:00+00:00",
+                extra_top='<p class="share">Share this article: Facebook Twitter WhatsApp Email</p>',
+                extra_bottom='<p class="newsletter">Sign up for our newsletter to get the latest news in your inbox.</p>',
+                repeat_last=True,
+            ),
+            t("2026-03-10T17:00:00+00:00"),
+            "text/html; charset=utf-8",
         ),
         (
             "https://northbaypost.example/story/velmora-bridge-repairs-months",
-            page("North Bay Post", "Velmora bridge repairs may take months, engineers warn", BRIDGE_4, "2026-03-11T07:30:00+00:00"),
-            t("2026-03-11T08:00:00+00:00"), "text/html; charset=utf-8",
+            page(
+                "North Bay Post",
+                "Velmora bridge repairs may take months, engineers warn",
+                BRIDGE_4,
+                "2026-03-11T07:30:00+00:00",
+            ),
+            t("2026-03-11T08:00:00+00:00"),
+            "text/html; charset=utf-8",
         ),
         (
             # An agency copy of the first story on another site: a near-duplicate.
             "https://regionalwire.example/wire/velmora-bridge-closed-cracks",
-            page("Regional Wire", title1, BRIDGE_1[:-1] + [BRIDGE_1[-1].replace("asked the city", "has asked the city")], "2026-03-10T09:40:00+00:00"),
-            t("2026-03-10T10:30:00+00:00"), "text/html; charset=utf-8",
+            page(
+                "Regional Wire",
+                title1,
+                BRIDGE_1[:-1] + [BRIDGE_1[-1].replace("asked the city", "has asked the city")],
+                "2026-03-10T09:40:00+00:00",
+            ),
+            t("2026-03-10T10:30:00+00:00"),
+            "text/html; charset=utf-8",
         ),
         (
             "https://brenholtherald.example/community/library-robotics-workshop",
-            page("Brenholt Herald", "Library opens robotics workshop for teenagers", LIBRARY, "2026-03-10T08:00:00+00:00"),
-            t("2026-03-10T09:00:00+00:00"), "text/html; charset=utf-8",
+            page(
+                "Brenholt Herald", "Library opens robotics workshop for teenagers", LIBRARY, "2026-03-10T08:00:00+00:00"
+            ),
+            t("2026-03-10T09:00:00+00:00"),
+            "text/html; charset=utf-8",
         ),
         (
             "https://portaldinesport.example/match/aldine-rivervale",
-            page("Port Aldine Sport", "Castell double sends Port Aldine top of the league", FOOTBALL, "2026-03-09T18:00:00+00:00"),
-            t("2026-03-09T19:00:00+00:00"), "text/html; charset=utf-8",
+            page(
+                "Port Aldine Sport",
+                "Castell double sends Port Aldine top of the league",
+                FOOTBALL,
+                "2026-03-09T18:00:00+00:00",
+            ),
+            t("2026-03-09T19:00:00+00:00"),
+            "text/html; charset=utf-8",
         ),
         # Records that must land in failures, not vanish:
-        ("https://velmoradaily.example/images/bridge.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 64, t("2026-03-10T12:00:00+00:00"), "image/png"),
+        (
+            "https://velmoradaily.example/images/bridge.png",
+            b"\x89PNG\r\n\x1a\n" + b"\0" * 64,
+            t("2026-03-10T12:00:00+00:00"),
+            "image/png",
+        ),
         ("https://coastlinetimes.example/empty", b"", t("2026-03-10T17:00:00+00:00"), "text/html"),
     ]
     return out
