@@ -80,9 +80,7 @@ def plain_trafilatura(pages: list[Page]) -> dict[str, Output]:
     return out
 
 
-def storybeam(
-    pages: list[Page], settings: ExtractSettings, rules: CleanRules
-) -> dict[str, Output]:
+def storybeam(pages: list[Page], settings: ExtractSettings, rules: CleanRules) -> dict[str, Output]:
     """extract_document per page, then per-host learning and clean_article (as CleanText)."""
     extracted: dict[str, Article | None] = {}
     seconds: dict[str, float] = {}
@@ -189,11 +187,7 @@ def seed_counts(title: str | None, body: str, output: str) -> tuple[int, int]:
     lost = 0
     for para in (" ".join(p.split()) for p in body.splitlines() if p.strip()):
         para = re.sub(r"^date \d{4}-\d\d-\d\d ", "", para)
-        if (
-            para != title
-            and not any(b in para for b in SEED_BOILERPLATE)
-            and para not in joined
-        ):
+        if para != title and not any(b in para for b in SEED_BOILERPLATE) and para not in joined:
             lost += 1
     return left, lost
 
@@ -204,18 +198,14 @@ def seed_counts(title: str | None, body: str, output: str) -> tuple[int, int]:
 
 
 def _ms(outputs: dict[str, Output]) -> str:
-    return (
-        f"{1000 * sum(o.seconds for o in outputs.values()) / max(len(outputs), 1):.1f}"
-    )
+    return f"{1000 * sum(o.seconds for o in outputs.values()) / max(len(outputs), 1):.1f}"
 
 
 def _prf(p) -> str:
     return f"{p.precision:.3f} / {p.recall:.3f} / {p.f1:.3f}"
 
 
-def run(
-    sets: list[str], limit: int | None, misses: Path | None
-) -> list[tuple[str, ...]]:
+def run(sets: list[str], limit: int | None, misses: Path | None) -> list[tuple[str, ...]]:
     settings, rules = ExtractSettings(), CleanRules()
     rows: list[tuple[str, ...]] = []
     miss_log = []
@@ -227,20 +217,13 @@ def run(
             counts[name] = SnippetCounts()
             for page in pages:
                 item = data[page.key]
-                counts[name].add(
-                    page.key, outputs[page.key].text, item["with"], item["without"]
-                )
+                counts[name].add(page.key, outputs[page.key].text, item["with"], item["without"])
         label = f"trafilatura_eval ({len(pages)})"
         rows.append((label, "snippet P / R / F1", _prf(counts["trafilatura"].prf()),
                      _prf(counts["storybeam"].prf())))  # fmt: skip
         rows.append((label, "ms / page", _ms(base), _ms(ours)))
-        miss_log += [
-            ("trafilatura_eval", "storybeam", *m) for m in counts["storybeam"].misses
-        ]
-        miss_log += [
-            ("trafilatura_eval", "trafilatura", *m)
-            for m in counts["trafilatura"].misses
-        ]
+        miss_log += [("trafilatura_eval", "storybeam", *m) for m in counts["storybeam"].misses]
+        miss_log += [("trafilatura_eval", "trafilatura", *m) for m in counts["trafilatura"].misses]
     if "l3s_gn1" in sets and (DATA / "l3s_gn1").is_dir():
         pages, truth = l3s_set(limit)
         base, ours = plain_trafilatura(pages), storybeam(pages, settings, rules)
@@ -253,12 +236,8 @@ def run(
 
             keys = [p.key for p in pages]
             main = shingle_scores([(truth[k]["text"], text(k)) for k in keys])
-            com = leakage(
-                [(truth[k]["user_comments"], truth[k]["text"], text(k)) for k in keys]
-            )
-            rel = leakage(
-                [(truth[k]["related_content"], truth[k]["text"], text(k)) for k in keys]
-            )
+            com = leakage([(truth[k]["user_comments"], truth[k]["text"], text(k)) for k in keys])
+            rel = leakage([(truth[k]["related_content"], truth[k]["text"], text(k)) for k in keys])
             return main, com, rel
 
         (bm, bc, br), (om, oc, orl) = scores(base), scores(ours)
@@ -310,13 +289,9 @@ def print_table(rows: list[tuple[str, ...]]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--limit", type=int, default=None, help="pages per set (quick runs)"
-    )
+    parser.add_argument("--limit", type=int, default=None, help="pages per set (quick runs)")
     parser.add_argument("--sets", default="trafilatura_eval,l3s_gn1,seeds")
-    parser.add_argument(
-        "--misses", type=Path, default=None, help="write misses as JSON lines"
-    )
+    parser.add_argument("--misses", type=Path, default=None, help="write misses as JSON lines")
     args = parser.parse_args(argv)
     if not DATA.is_dir():
         print(f"no benchmark data under {DATA}", file=sys.stderr)

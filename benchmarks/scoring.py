@@ -111,13 +111,9 @@ class SnippetCounts:
     fn: int = 0
     fp: int = 0
     tn: int = 0
-    misses: list[tuple[str, str, str]] = field(
-        default_factory=list
-    )  # (doc, kind, snippet)
+    misses: list[tuple[str, str, str]] = field(default_factory=list)  # (doc, kind, snippet)
 
-    def add(
-        self, doc: str, output: str | None, with_: list[str], without: list[str]
-    ) -> None:
+    def add(self, doc: str, output: str | None, with_: list[str], without: list[str]) -> None:
         text = normalise_ws(output)
         for snippet in with_:
             if normalise_ws(snippet) in text:

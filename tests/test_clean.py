@@ -111,16 +111,12 @@ def test_every_removal_is_named_and_audited():
     }
     # Nothing is lost silently: kept + removed text covers every word of the input.
     all_words = set(re.findall(r"\w+", body))
-    kept_or_removed = set(
-        re.findall(r"\w+", cleaned.text + " " + " ".join(cleaned.removed))
-    )
+    kept_or_removed = set(re.findall(r"\w+", cleaned.text + " " + " ".join(cleaned.removed)))
     assert all_words <= kept_or_removed
 
 
 def test_disabled_rule_group_keeps_its_lines():
-    cleaned = clean_text(
-        "Some prose sentence here.\nComments (3)", None, CleanRules(("comments",))
-    )
+    cleaned = clean_text("Some prose sentence here.\nComments (3)", None, CleanRules(("comments",)))
     assert "Comments (3)" in cleaned.text
     assert "comments" not in cleaned.rules_fired
 
@@ -177,10 +173,7 @@ def test_prose_lines_are_not_boilerplate(line):
 
 def test_host_boilerplate_learned_from_recurring_lines():
     footer = "Portwell Gazette is published by Harbour Media Group Limited"
-    texts = [
-        f"Story number {i} is about a different topic entirely.\n{footer}"
-        for i in range(5)
-    ]
+    texts = [f"Story number {i} is about a different topic entirely.\n{footer}" for i in range(5)]
     learned = learn_host_boilerplate(texts, RULES)
     cleaned = clean_text(texts[0], None, RULES, learned)
     assert footer not in cleaned.text
@@ -192,9 +185,7 @@ def test_host_boilerplate_learned_from_recurring_lines():
 
 
 def test_clean_article_filters_empty_and_short_text():
-    art = Article(
-        url="https://example.org/a", fetched_at=T0, text="Comments (0)\nAdd Comment"
-    )
+    art = Article(url="https://example.org/a", fetched_at=T0, text="Comments (0)\nAdd Comment")
     failure = clean_article(art, RULES)
     assert isinstance(failure, Failure)
     assert (failure.stage, failure.reason) == (records.FILTER_STAGE, "empty_text")

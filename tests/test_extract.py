@@ -66,9 +66,7 @@ def test_legacy_charset_declared_in_meta():
 
 def test_feed_metadata_fills_gaps():
     feed_date = datetime(2024, 1, 2, 3, 4, tzinfo=UTC)
-    doc = page(
-        "latin1_de.html", published_at=feed_date, language="de-DE", author="Feed Author"
-    )
+    doc = page("latin1_de.html", published_at=feed_date, language="de-DE", author="Feed Author")
     art = extract_document(doc, SETTINGS)
     assert art.published_at == feed_date
     assert art.language == "de"
@@ -107,9 +105,7 @@ def test_plain_text_passes_through():
     ],
 )
 def test_bad_pages_become_failures(fields, reason):
-    doc = Document(
-        url="https://example.org/bad", source_kind="warc", fetched_at=T0, **fields
-    )
+    doc = Document(url="https://example.org/bad", source_kind="warc", fetched_at=T0, **fields)
     result = extract_document(doc, ExtractSettings(max_html_bytes=10_000))
     assert isinstance(result, Failure)
     assert (result.stage, result.reason) == ("extract", reason)
@@ -152,9 +148,7 @@ def test_settings_validate():
 
 def test_helpers():
     assert source_host("https://WWW.Dawn.com:443/news/1") == "dawn.com"
-    assert parse_datetime("2024-03-05T09:30:00+0100") == datetime(
-        2024, 3, 5, 8, 30, tzinfo=UTC
-    )
+    assert parse_datetime("2024-03-05T09:30:00+0100") == datetime(2024, 3, 5, 8, 30, tzinfo=UTC)
     assert parse_datetime("not a date") is None
 
 
@@ -178,15 +172,10 @@ def test_pipeline_extract_then_clean():
         ),
     ]
     with TestPipeline(runner="FnApiRunner") as p:
-        extracted = (
-            p
-            | beam.Create(docs)
-            | ExtractMainText(ExtractSettings(isolation="process"))
-        )
+        extracted = p | beam.Create(docs) | ExtractMainText(ExtractSettings(isolation="process"))
         cleaned = extracted.ok | CleanText(CleanRules())
         assert_that(
-            cleaned.ok
-            | "Titles" >> beam.Map(lambda a: (a.title, "share" in a.rules_fired)),
+            cleaned.ok | "Titles" >> beam.Map(lambda a: (a.title, "share" in a.rules_fired)),
             equal_to(
                 [
                     ("Harbour town opens its new tide barrier", True),

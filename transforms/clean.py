@@ -76,11 +76,15 @@ class CleanRules:
     # stub page is not an article. 0 keeps everything that is not empty.
     min_text_chars: int = 80
     # Phrase rules only look at lines up to this many characters: boilerplate lines are short,
-    # so long prose lines are never candidates (protects prose from false positives).
-    max_boilerplate_chars: int = 200
+    # so long prose lines are never candidates (protects prose from false positives). Weak
+    # phrases (newsletter, ui, photo credit, comment prompts) only fire on lines <= 160.
+    max_boilerplate_chars: int = 300
     # A paragraph wholly contained in a longer one is dropped only from this length on
     # (characters); shorter lines such as sub-headings may legitimately recur inside prose.
     min_contained_chars: int = 60
+    # Exact repeats shorter than this (characters) are kept: short repeated lines are often
+    # structure (sub-headings such as "Pros:", table cells), long ones are copy-paste doubles.
+    min_repeat_chars: int = 25
     # Body lines among the first N that repeat the title are dropped (repeated_title).
     title_scan_lines: int = 3
     # Learned per-host boilerplate: a host needs at least this many articles in a run...
@@ -95,19 +99,19 @@ class CleanRules:
     def __post_init__(self) -> None:
         unknown = sorted(set(self.disabled) - set(RULE_GROUPS))
         if unknown:
-            raise ValueError(
-                f"disabled: unknown rule group(s) {', '.join(unknown)}; "
-                f"known: {', '.join(RULE_GROUPS)}"
-            )
-        for name in ("min_text_chars", "max_boilerplate_chars", "min_contained_chars"):
+            raise ValueError(f"disabled: unknown rule group(s) {', '.join(unknown)}; known: {', '.join(RULE_GROUPS)}")
+        for name in (
+            "min_text_chars",
+            "max_boilerplate_chars",
+            "min_contained_chars",
+            "min_repeat_chars",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must be >= 0")
         if self.title_scan_lines < 0:
             raise ValueError("title_scan_lines: must be >= 0")
         if self.host_min_articles < 2:
-            raise ValueError(
-                "host_min_articles: must be >= 2 (one article cannot recur)"
-            )
+            raise ValueError("host_min_articles: must be >= 2 (one article cannot recur)")
         if not 0.0 < self.host_min_share <= 1.0:
             raise ValueError("host_min_share: must be in (0, 1]")
         if self.host_max_line_chars <= 0:
@@ -184,7 +188,7 @@ _SHARE_VOCAB = (
 _COMMENT_PROMPT = re.compile(
     r"^(?:keine|no|noch keine|aucun|sin|brak|nessun)\w* (?:kommentare?|comments?|commentaires?|"
     r"comentarios?|komentarzy|commenti)\b|in den kommentaren|kommentare? (?:zu )?schreiben|"
-    r"um zu kommentieren|(?:to|and) (?:post a |leave a |write a )?comment\b|dans les "
+    r"um zu kommentieren|(?:post|leave|write|add) a comment\b|dans les "
     r"commentaires|en (?:los )?comentarios|w komentarzach|nei commenti",
     re.IGNORECASE,
 )
@@ -244,7 +248,8 @@ _DATE_PREFIX = re.compile(
 )
 
 _NEWSLETTER = re.compile(
-    r"(?:sign up (?:for|to)|subscribe (?:to|now|for|today)|"
+    r"(?:^\W*(?:sign up|subscribe|register|join)\b|sign up (?:for|to) (?:our|the|a|free|my)\b|"
+    r"subscribe (?:to our|now|today|for free)|"
     r"newsletter (?:abonnieren|bestellen|anmelden|sign ?up)|already a (?:subscriber|"
     r"member)|log ?in to (?:continue|read)|to continue reading|register to (?:read|continue)|"
     r"become a (?:member|subscriber)|support (?:our|independent) journalism|unlock (?:this|"
@@ -252,8 +257,15 @@ _NEWSLETTER = re.compile(
     r"suscríbete|suscribirse|zapisz się|zaprenumeruj|iscriviti|abbonati|abonneer|"
     r"assine|inscreva-se|get (?:our|the) (?:latest|daily|free)|delivered to your inbox|"
     r"in your inbox|sign(?:ing)? up (?:here|now|today|free|to our)|free sign ?up|"
-    r"(?:consider )?support(?:ing)? (?:our|us|independent)\b|\bdonate\b|jetzt spenden|"
-    r"unterstützen sie (?:uns|unsere)|soutenez|apóyanos|wesprzyj|subskrypcj|prenumerat)",
+    r"support(?:ing)? (?:our|independent) (?:journalism|work|reporting|newsroom)|^support us\b|"
+    r"^donate\b|donate (?:now|today)|jetzt spenden|"
+    r"unterstützen sie (?:uns|unsere)|soutenez|apóyanos|wesprzyj|subskrypcj|prenumerat|"
+    r"hazte (?:miembro|socio)|únete (?:a|desde)|cancela cuando quieras|cancel any ?time|"
+    r"werde mitglied|jetzt unterstützen|first-time subscribers|download (?:the|our) "
+    r".{0,40}apps?\b|lade (?:dir )?(?:die|unsere) .{0,30}app|nuestro canal de (?:youtube|"
+    r"telegram|whatsapp)|canal de (?:telegram|whatsapp)|letters? to the editor|"
+    r"we want to hear what you think|follow (?:\S+ ){0,3}on (?:twitter|facebook|instagram|"
+    r"linkedin|x|tiktok|youtube|threads|bluesky)|síguenos en|folgen sie uns|suivez-nous)",
     re.IGNORECASE,
 )
 _RELATED = re.compile(
@@ -272,7 +284,13 @@ _RELATED = re.compile(
     r"beiträge|nachrichten|meldungen)|(?:das |diese )?(?:thema |themen |artikel )?könnten? "
     r"(?:dich|sie|euch) auch interessieren|vorschau auf den nächsten|dowiedz się więcej|"
     r"przeczytaj (?:też|także|również)|à voir aussi|à découvrir aussi|sur le même thème|"
-    r"más noticias|otras noticias|ti potrebbe interessare|potrebbe interessarti anche)"
+    r"más noticias|otras noticias|ti potrebbe interessare|potrebbe interessarti anche|"
+    r"(?:lea|lee|vea|mira|mire|ver|siehe|voir|lire|leia|veja|leggi|zobacz|czytaj|lesen)\s*:|"
+    r"lea (?:también|más|además)|vea (?:también|además)|le puede interesar|puedes ver|"
+    r"también te puede interesar|notas relacionadas|contenido relacionado|más sobre|"
+    r"artículos relacionados|auch lesen|mehr themen|zum weiterlesen|top-themen|"
+    r"weitere aktuelle|beiträge aus dem forum|auch auf \S+$|articles? liés?|"
+    r"dans la même rubrique|nos articles|powiązane|podobne artykuły|artigos relacionados)"
     r"\b\s*[:»›>.…-]*",
     re.IGNORECASE,
 )
@@ -281,7 +299,7 @@ _PHOTO_CREDIT = re.compile(
     r"imagen|zdjęcie|zdjęcia|fot\.|zdj\.|immagine|afbeelding|credit|credits|crédits? photos?|"
     r"crédit|crédits|titelbild|beitragsbild|aufmacherbild|headerbild|symbolbild|"
     r"image illustrative|illustration|"
-    r"bildquelle|quelle|source image|photo credit|image credit|image source|video)\s*"
+    r"bildquelle|quelle|source image|photo credit|image credit|image source)\s*"
     r"(?::|/|by\b|©|von\b|par\b|de\b)"
     r"|©|\(c\)\s"
     r"|.{0,80}/(?:getty images|reuters|ap|afp|epa|dpa|shutterstock|istock|anadolu|xinhua)\)?$"
@@ -296,6 +314,7 @@ _LEGAL = re.compile(
     r"reservados|wszelkie prawa zastrzeżone|tutti i diritti riservati|alle rechten "
     r"voorbehouden|todos os direitos reservados|^copyright\b|^©\s*\d{4}|"
     r"materiał chroniony prawem|alle angaben ohne gewähr|"
+    r"copyrighted property|written permission (?:must|is required)|may not be (?:re)?published|"
     r"(?:licensed|lizenziert|stehen|is available|sont disponibles?) (?:under|unter|sous) "
     r".{0,30}(?:cc[- ]by|creative commons)"
     r"|^(?:privacy policy|terms of (?:use|service)|datenschutz(?:erklärung)?|impressum|"
@@ -320,7 +339,7 @@ _TAGS = re.compile(
     r"^(?:tags?|tagged(?: with)?|topics?|keywords|filed under|categories|category|"
     r"schlagwörter|schlagworte|stichwörter|themen|thema|kategorie|kategorien|étiquettes|"
     r"mots-clés|mots clés|sujets|etiquetas|temas|palabras clave|tagi|tematy|kategorie|"
-    r"argomenti|parole chiave|trefwoorden|onderwerpen|assuntos|palavras-chave)\s*:",
+    r"argomenti|parole chiave|trefwoorden|onderwerpen|assuntos|palavras-chave)\s*(?::|$)",
     re.IGNORECASE,
 )
 # Two words glued without a space, lower->upper ("RubioPakistan", "StatesUS"): the signature
@@ -328,11 +347,24 @@ _TAGS = re.compile(
 _GLUE = re.compile(r"[a-zà-ÿ]{2}[A-ZÀ-Þ]")
 _HANDLES = re.compile(r"[@#]\w+|https?://\S+|www\.\S+")
 # A short caption whose last words are a © credit ("Harbour at dusk. © AFP / Jane Roe").
-_CAPTION_CREDIT = re.compile(r"©\s*[^.!?©]{0,60}$")
-_DATE_SHAPE = re.compile(
-    r"\b\d{4}-\d{1,2}-\d{1,2}\b|\b\d{1,2}[./]\d{1,2}[./]\d{2,4}\b|\b\d{1,2}:\d{2}\b"
+_CAPTION_CREDIT = re.compile(
+    r"©\s*[^.!?©]{0,60}$|\((?:foto|fotos|photo|photos|imagen|image|bild|zdjęcie|fot\.|"
+    r"crédit|credit)\s*:?[^()]{0,80}\)\.?$",
+    re.IGNORECASE,
 )
+_DATE_SHAPE = re.compile(r"\b\d{4}-\d{1,2}-\d{1,2}\b|\b\d{1,2}[./]\d{1,2}[./]\d{2,4}\b|\b\d{1,2}:\d{2}\b")
 _SEGMENTS = re.compile(r"\s+[|·•]\s+")
+# Signature lines of user comments: "Posted by: jim | January 14, 2008 07:23 PM",
+# "Anna says: 5 May 2024 at 10:12", "Reply". Reporting verbs ("said:") are not signatures.
+_SIGNATURE = re.compile(
+    r"^(?:posted|written|submitted|commented|geschrieben|publié|publicado|napisane|"
+    r"scritto|kommentar) (?:by|von|par|por|przez|da)\b.{0,80}(?:\d|\|)"
+    r"|^[^.!?]{1,60}\s+(?:says|wrote|schreibt|écrit|escribió|napisał|scrive|schreef)\s*:?"
+    r"\s*(?:$|\d|on\b|am\b|le\b|el\b)"
+    r"|^(?:reply|antworten|répondre|responder|rispondi|odpowiedz|report abuse|melden|"
+    r"missbrauch melden|signaler un abus)$",
+    re.IGNORECASE,
+)
 _WORD = re.compile(r"\w+")
 _TERMINAL = re.compile(r"[.!?…:;\"'”’»)]\s*$")
 
@@ -342,9 +374,7 @@ def _key(line: str) -> str:
     return " ".join(_WORD.findall(line.casefold()))
 
 
-def _vocab_match(
-    words: list[str], core: set[str], vocab: set[str], max_words: int
-) -> bool:
+def _vocab_match(words: list[str], core: set[str], vocab: set[str], max_words: int) -> bool:
     if not words or len(words) > max_words:
         return False
     has_core = False
@@ -369,16 +399,17 @@ def _is_date_line(line: str, words: list[str]) -> bool:
         if word not in _DATE_VOCAB:
             return False
         named = named or word in _MONTHS or word in _WEEKDAYS
-    return (
-        named and any(w[0].isdigit() for w in words) or bool(_DATE_SHAPE.search(line))
-    )
+    return named and any(w[0].isdigit() for w in words) or bool(_DATE_SHAPE.search(line))
 
 
 def _is_tag_run(line: str) -> bool:
     """Run-on tag strip: short, no sentence punctuation at the end, two or more glued words."""
     if len(line) > 160 or _TERMINAL.search(line) or line.count(",") > 1:
         return False
-    return len(_GLUE.findall(_HANDLES.sub(" ", line))) >= 2
+    # Glued pairs in two different tokens: one camel-case brand ("RealClearPolitics") is not
+    # a run of tags.
+    tokens = _HANDLES.sub(" ", line).split()
+    return sum(1 for token in tokens if _GLUE.search(token)) >= 2
 
 
 def line_rule(line: str, rules: CleanRules) -> str | None:
@@ -404,9 +435,7 @@ def _segment_rule(line: str, rules: CleanRules) -> str | None:
         (
             "comments",
             lambda: (
-                _vocab_match(words, _COMMENT_CORE, _COMMENT_VOCAB, 8)
-                or short
-                and bool(_COMMENT_PROMPT.search(line))
+                _vocab_match(words, _COMMENT_CORE, _COMMENT_VOCAB, 8) or short and bool(_COMMENT_PROMPT.search(line))
             ),
         ),
         (
@@ -418,10 +447,7 @@ def _segment_rule(line: str, rules: CleanRules) -> str | None:
         ),
         (
             "advert",
-            lambda: (
-                _vocab_match(words, _ADVERT_CORE, _ADVERT_VOCAB, 10)
-                or bool(_ADVERT_PHRASE.search(line))
-            ),
+            lambda: _vocab_match(words, _ADVERT_CORE, _ADVERT_VOCAB, 10) or bool(_ADVERT_PHRASE.search(line)),
         ),
         ("dateline_meta", lambda: _is_date_line(line, words)),
         (
@@ -436,10 +462,7 @@ def _segment_rule(line: str, rules: CleanRules) -> str | None:
         ("related", lambda: bool(_RELATED.match(line.lstrip("•·-–—»›> ")))),
         (
             "photo_credit",
-            lambda: (
-                short
-                and bool(_PHOTO_CREDIT.search(line) or _CAPTION_CREDIT.search(line))
-            ),
+            lambda: short and bool(_PHOTO_CREDIT.search(line) or _CAPTION_CREDIT.search(line)),
         ),
         ("legal", lambda: bool(_LEGAL.search(line))),
         ("ui", lambda: short and bool(_UI.search(line))),
@@ -489,6 +512,13 @@ def clean_text(
                 drop("dateline_meta", match.group(0).strip())
                 lines[i] = lines[i][match.end() :]
 
+    if rules.enabled("comments"):
+        start = _comment_thread_start(lines, rules)
+        if start is not None:
+            for line in lines[start:]:
+                drop("comments", line)
+            lines = lines[:start]
+
     kept: list[str] = []
     for line in lines:
         rule = line_rule(line, rules)
@@ -514,17 +544,37 @@ def clean_text(
                 break
 
     if rules.enabled("repeated_paragraph"):
-        kept = _drop_repeats(kept, drop, rules.min_contained_chars)
+        kept = _drop_repeats(kept, drop, rules.min_contained_chars, rules.min_repeat_chars)
 
     return Cleaned("\n".join(kept), clean_title, tuple(fired), tuple(removed))
 
 
-def _drop_repeats(lines: list[str], drop, min_contained: int) -> list[str]:
+def _comment_thread_start(lines: list[str], rules: CleanRules) -> int | None:
+    """Index where a trailing user-comment thread begins, or None.
+
+    A thread is >= 2 comment signatures in the later part of the text. With signatures after
+    each comment ("Posted by: ..." closing the text) the thread starts one comment length
+    (the median gap between signatures) before the first signature; a comment-counter or
+    header line right before it ("Comments (3)") belongs to the thread too."""
+    sigs = [i for i, line in enumerate(lines) if len(line) <= 200 and _SIGNATURE.search(line)]
+    if len(sigs) < 2 or sigs[0] < 0.3 * len(lines):
+        return None
+    gaps = sorted(b - a for a, b in zip(sigs, sigs[1:]))
+    gap = gaps[len(gaps) // 2]
+    start = sigs[0]
+    if len(lines) - 1 - sigs[-1] < gap:  # signatures close each comment
+        start = max(sigs[0] - (gap - 1), 0)
+    if start > 0 and _segment_rule(lines[start - 1], rules) == "comments":
+        start -= 1
+    return start
+
+
+def _drop_repeats(lines: list[str], drop, min_contained: int, min_repeat: int) -> list[str]:
     seen: set[str] = set()
     unique: list[str] = []
     for line in lines:
         key = _key(line)
-        if key in seen and key:
+        if key in seen and len(key) >= min_repeat:
             drop("repeated_paragraph", line)
             continue
         seen.add(key)
@@ -534,8 +584,7 @@ def _drop_repeats(lines: list[str], drop, min_contained: int) -> list[str]:
     for i, line in enumerate(unique):
         key = keys[i]
         if len(key) - 2 >= min_contained and any(
-            j != i and len(other) > len(key) and key in other
-            for j, other in enumerate(keys)
+            j != i and len(other) > len(key) and key in other for j, other in enumerate(keys)
         ):
             drop("repeated_paragraph", line)
             continue
@@ -617,9 +666,7 @@ class _CleanDoFn(beam.DoFn):
         for article in articles:
             result = clean_article(article, self._rules, learned)
             if isinstance(result, Failure):
-                Metrics.counter(
-                    records.METRICS_NAMESPACE, f"{result.stage}_{result.reason}"
-                ).inc()
+                Metrics.counter(records.METRICS_NAMESPACE, f"{result.stage}_{result.reason}").inc()
                 yield TaggedOutput(records.FAILED, result)
             else:
                 yield result
@@ -641,11 +688,5 @@ class CleanText(beam.PTransform):
     def expand(self, articles):
         learn = self._rules.enabled("host_boilerplate") and articles.is_bounded
         if learn:
-            articles = (
-                articles
-                | "KeyByHost" >> beam.Map(lambda a: (a.source, a))
-                | "GroupByHost" >> beam.GroupByKey()
-            )
-        return articles | "Clean" >> beam.ParDo(_CleanDoFn(self._rules)).with_outputs(
-            records.FAILED, main="ok"
-        )
+            articles = articles | "KeyByHost" >> beam.Map(lambda a: (a.source, a)) | "GroupByHost" >> beam.GroupByKey()
+        return articles | "Clean" >> beam.ParDo(_CleanDoFn(self._rules)).with_outputs(records.FAILED, main="ok")

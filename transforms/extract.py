@@ -99,9 +99,7 @@ class ExtractSettings:
         if self.isolation not in _ISOLATION_MODES:
             raise ValueError(f"isolation: must be one of {', '.join(_ISOLATION_MODES)}")
         if self.max_memory_mb < 256:
-            raise ValueError(
-                "max_memory_mb: must be >= 256 (trafilatura needs ~150 MiB)"
-            )
+            raise ValueError("max_memory_mb: must be >= 256 (trafilatura needs ~150 MiB)")
 
 
 class ExtractTimeout(Exception):
@@ -153,9 +151,7 @@ def _not_html_reason(doc: Document) -> str | None:
     return None
 
 
-_META_CHARSET = re.compile(
-    rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE
-)
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 _BOMS = (
     (codecs.BOM_UTF8, "utf-8"),
     (codecs.BOM_UTF32_LE, "utf-32"),
@@ -222,9 +218,7 @@ _JSONLD = re.compile(
 )
 _META_TAG = re.compile(r"<meta\s[^>]*>", re.IGNORECASE)
 _ATTR = re.compile(r"""([a-zA-Z:_-]+)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""")
-_HTML_LANG = re.compile(
-    r"<html[^>]*\blang\s*=\s*[\"']?([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]+)?", re.IGNORECASE
-)
+_HTML_LANG = re.compile(r"<html[^>]*\blang\s*=\s*[\"']?([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]+)?", re.IGNORECASE)
 _ARTICLE_TYPES = {
     "article",
     "newsarticle",
@@ -316,9 +310,7 @@ def page_metadata(html: str) -> PageMeta:
         for node in _walk_jsonld(data):
             if not _types(node) & _ARTICLE_TYPES:
                 continue
-            found.setdefault(
-                "title", _text_value(node.get("headline") or node.get("name"))
-            )
+            found.setdefault("title", _text_value(node.get("headline") or node.get("name")))
             found.setdefault("published", _text_value(node.get("datePublished")))
             found.setdefault("author", _person_name(node.get("author")))
             found.setdefault("language", _text_value(node.get("inLanguage")))
@@ -328,9 +320,7 @@ def page_metadata(html: str) -> PageMeta:
     meta: dict[str, str] = {}
     for tag in _META_TAG.findall(html[:300_000]):
         attrs = {m[0].lower(): m[1] or m[2] or m[3] for m in _ATTR.findall(tag)}
-        key = (
-            attrs.get("property") or attrs.get("name") or attrs.get("itemprop") or ""
-        ).lower()
+        key = (attrs.get("property") or attrs.get("name") or attrs.get("itemprop") or "").lower()
         if key and attrs.get("content") and key not in meta:
             meta[key] = html_lib.unescape(attrs["content"]).strip()
     lang = _HTML_LANG.search(html[:5000])
@@ -408,9 +398,7 @@ def _trafilatura(html: str, url: str, settings: ExtractSettings, **mode: bool) -
     )
 
 
-def _choose_text(
-    html: str, url: str, settings: ExtractSettings, main: str, meta: PageMeta
-):
+def _choose_text(html: str, url: str, settings: ExtractSettings, main: str, meta: PageMeta):
     """Main text, or a fallback when trafilatura's text is short compared with the page.
 
     Returns (text, extractor name)."""
@@ -442,9 +430,7 @@ def _heuristic_metadata(html: str, url: str) -> Any:
     from trafilatura.settings import set_date_params
 
     try:
-        return extract_metadata(
-            html, default_url=url or None, date_config=set_date_params(False)
-        )
+        return extract_metadata(html, default_url=url or None, date_config=set_date_params(False))
     except Exception:  # noqa: BLE001 - metadata is optional; text extraction already worked
         return None
 
@@ -458,9 +444,7 @@ def extract_html(html: str, url: str, settings: ExtractSettings) -> dict[str, An
     found = None
     if not (meta.title and meta.published and meta.author):
         found = _heuristic_metadata(html, url)
-    categories = [
-        c for c in (getattr(found, "categories", None) or []) if isinstance(c, str)
-    ]
+    categories = [c for c in (getattr(found, "categories", None) or []) if isinstance(c, str)]
     if meta.section and meta.section not in categories:
         categories.append(meta.section)
     return {
@@ -536,13 +520,9 @@ class ProcessExtractor:
         self._lock = threading.Lock()
 
     def _start(self) -> None:
-        ctx = multiprocessing.get_context(
-            "forkserver" if hasattr(signal, "SIGKILL") else "spawn"
-        )
+        ctx = multiprocessing.get_context("forkserver" if hasattr(signal, "SIGKILL") else "spawn")
         parent, child = ctx.Pipe()
-        self._proc = ctx.Process(
-            target=_child_main, args=(child, self._max_memory_mb), daemon=True
-        )
+        self._proc = ctx.Process(target=_child_main, args=(child, self._max_memory_mb), daemon=True)
         self._proc.start()
         child.close()
         self._conn = parent
@@ -565,16 +545,12 @@ class ProcessExtractor:
             self._conn.send((html, url, settings))
             if not self._conn.poll(settings.timeout_s):
                 self.close()
-                raise ExtractTimeout(
-                    f"extraction took more than {settings.timeout_s:g} s"
-                )
+                raise ExtractTimeout(f"extraction took more than {settings.timeout_s:g} s")
             try:
                 status, value = self._conn.recv()
             except (EOFError, OSError):
                 self.close()
-                raise _ExtractFailed(
-                    "extract_error", "extraction worker died (memory limit?)"
-                )
+                raise _ExtractFailed("extract_error", "extraction worker died (memory limit?)")
         if status != "ok":
             raise _ExtractFailed("extract_error", value)
         return value
@@ -590,9 +566,7 @@ def _default_process_extractor(settings: ExtractSettings) -> ProcessExtractor:
     return extractor
 
 
-def _run_guarded(
-    html: str, url: str, settings: ExtractSettings, process: ProcessExtractor | None
-) -> dict[str, Any]:
+def _run_guarded(html: str, url: str, settings: ExtractSettings, process: ProcessExtractor | None) -> dict[str, Any]:
     mode = settings.isolation
     on_main = threading.current_thread() is threading.main_thread()
     if mode == "auto":
@@ -673,11 +647,7 @@ def extract_document(
         if not _visible_text_chars(html):
             return _failure(doc, "empty_page", "page has no visible text")
         return _failure(doc, "no_text", f"{len(text)} characters of main text")
-    published = (
-        parse_datetime(found["published"])
-        or doc.published_at
-        or parse_datetime(found["date_heuristic"])
-    )
+    published = parse_datetime(found["published"]) or doc.published_at or parse_datetime(found["date_heuristic"])
     categories = tuple(dict.fromkeys([*doc.categories, *found["categories"]]))
     return Article(
         text=text,
@@ -702,9 +672,7 @@ class _ExtractDoFn(beam.DoFn):
     def process(self, doc: Document):
         result = extract_document(doc, self._settings, process=self._process)
         if isinstance(result, Failure):
-            Metrics.counter(
-                records.METRICS_NAMESPACE, f"{result.stage}_{result.reason}"
-            ).inc()
+            Metrics.counter(records.METRICS_NAMESPACE, f"{result.stage}_{result.reason}").inc()
             yield TaggedOutput(records.FAILED, result)
         else:
             yield result
@@ -724,6 +692,4 @@ class ExtractMainText(beam.PTransform):
         self._settings = settings
 
     def expand(self, documents):
-        return documents | "Extract" >> beam.ParDo(
-            _ExtractDoFn(self._settings)
-        ).with_outputs(records.FAILED, main="ok")
+        return documents | "Extract" >> beam.ParDo(_ExtractDoFn(self._settings)).with_outputs(records.FAILED, main="ok")
