@@ -115,12 +115,7 @@ def _fields_agree(expect: str, ours: ParsedFeed, raw: dict) -> bool | None:
         if re.search(rf"entries\[0\](\.{name}\b|\[['\"]{name}['\"]\])", expect):
             raw_value = _norm(first_raw.get(name)) if first_raw else None
             our_value = getattr(first, name) if first else None
-            if (
-                name == "link"
-                and raw_value
-                and our_value
-                and our_value.endswith(raw_value.lstrip("/"))
-            ):
+            if name == "link" and raw_value and our_value and our_value.endswith(raw_value.lstrip("/")):
                 raw_value = our_value  # we join relative links with the feed URL
             checks.append((our_value, raw_value))
     if not checks:
@@ -132,10 +127,7 @@ def _as_feedparser_result(feed: ParsedFeed) -> dict:
     from feedparser import FeedParserDict
 
     entries = [
-        FeedParserDict(
-            title=e.title, link=e.link, id=e.id, author=e.author, summary=e.summary
-        )
-        for e in feed.entries
+        FeedParserDict(title=e.title, link=e.link, id=e.id, author=e.author, summary=e.summary) for e in feed.entries
     ]
     return FeedParserDict(
         bozo=feed.bozo,
@@ -148,11 +140,7 @@ def _as_feedparser_result(feed: ParsedFeed) -> dict:
 def bench_feedparser_tests(root: Path) -> int:
     import feedparser
 
-    files = sorted(
-        p
-        for p in root.rglob("*")
-        if p.is_file() and p.suffix in (".xml", ".json", ".rdf", ".atom", ".rss")
-    )
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".xml", ".json", ".rdf", ".atom", ".rss"))
     stats: dict[str, Counter] = defaultdict(Counter)
     crashes: list[str] = []
     started = time.perf_counter()
@@ -166,9 +154,7 @@ def bench_feedparser_tests(root: Path) -> int:
         folder = path.relative_to(root).parts[0]
         data = path.read_bytes()
         comment = _test_comment(data)
-        headers = {
-            k.strip().lower(): v for k, v in _HEADER_RE["header"].findall(comment)
-        }
+        headers = {k.strip().lower(): v for k, v in _HEADER_RE["header"].findall(comment)}
         s = stats[folder]
         s["files"] += 1
         try:
@@ -222,9 +208,7 @@ def bench_feedparser_tests(root: Path) -> int:
         "expect_ok",
         "fields_agree",
     )
-    print(
-        f"\n## feedparser_tests through parse_feed ({len(files)} files, {elapsed:.1f} s)\n"
-    )
+    print(f"\n## feedparser_tests through parse_feed ({len(files)} files, {elapsed:.1f} s)\n")
     print("| folder | " + " | ".join(cols) + " |")
     print("|---" * (len(cols) + 1) + "|")
     total: Counter = Counter()
@@ -269,16 +253,12 @@ def bench_real_feeds(root: Path) -> int:
         links = len({e.link for e in feed.entries})
         ok = feed.kind == kind and len(feed.entries) == count and links == count
         bad += not ok
-        print(
-            f"| {name} | {feed.kind} | {len(feed.entries)} | {links} | {kind} {count} | {'yes' if ok else 'NO'} |"
-        )
+        print(f"| {name} | {feed.kind} | {len(feed.entries)} | {links} | {kind} {count} | {'yes' if ok else 'NO'} |")
     cnn = root / "mediacloud_rss_fetcher/real-cnn.rss"
     if cnn.exists():
         body, url = cnn.read_bytes(), "https://rss.cnn.example/top.rss"
 
-        def fetch(
-            u, **_
-        ):  # a server that ignores validators: only the seen state can tell
+        def fetch(u, **_):  # a server that ignores validators: only the seen state can tell
             return Response(
                 u,
                 200,
@@ -307,9 +287,7 @@ def bench_hostile_server() -> int:
 
     gzip_bomb()
     bad = 0
-    print(
-        "\n## hostile local server (SafeFetcher, timeout 1 s, max_bytes 3 MB, per-host concurrency 2)\n"
-    )
+    print("\n## hostile local server (SafeFetcher, timeout 1 s, max_bytes 3 MB, per-host concurrency 2)\n")
     print("| endpoint | expected | got | seconds |")
     print("|---|---|---|---|")
     with HostileServer() as server:
@@ -343,12 +321,8 @@ def bench_hostile_server() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--shared", default=str(Path(__file__).resolve().parents[2] / "shared")
-    )
-    parser.add_argument(
-        "--no-server", action="store_true", help="skip the hostile server section"
-    )
+    parser.add_argument("--shared", default=str(Path(__file__).resolve().parents[2] / "shared"))
+    parser.add_argument("--no-server", action="store_true", help="skip the hostile server section")
     args = parser.parse_args(argv)
     data = Path(args.shared) / "data"
     problems = 0

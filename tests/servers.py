@@ -41,13 +41,13 @@ import gzip
 import http.server
 import select
 import socket
+import ssl
 import struct
 import threading
 import time
 import zlib
 from collections import Counter
 from collections.abc import Callable
-from typing import Self
 from urllib.parse import urlsplit
 
 ROBOTS_TXT = b"User-agent: *\nDisallow: /private/\n"
@@ -138,6 +138,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         owner = self.server.owner
         path = urlsplit(self.path).path
         self.record = owner._enter(path)
+        owner.host_headers.append(self.headers.get("Host", ""))
         try:
             owner._dispatch(self, path)
         except OSError:  # the client went away (or the route reset the connection)
@@ -154,9 +155,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return True
 
     # helpers for route functions
-    def send(
-        self, status: int, body: bytes = b"", headers: dict[str, str] | None = None
-    ) -> None:
+    def send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         headers = dict(headers or {})
         headers.setdefault("Content-Type", "text/html; charset=utf-8")
@@ -182,8 +181,11 @@ class _Server(http.server.ThreadingHTTPServer):
 class HostileServer:
     """Start on 127.0.0.1 with a free port; stop on exit. Thread-safe request records."""
 
-    def __init__(self, *, other_port: int = 9) -> None:
+    def __init__(self, *, other_port: int = 9, tls: ssl.SSLContext | None = None) -> None:
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
+        self.scheme = "https" if tls else "http"
+        if tls is not None:
+            self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
         self._httpd.owner = self
         self.port = self._httpd.server_address[1]
         self.other_port = other_port if other_port != self.port else other_port + 1
@@ -191,12 +193,13 @@ class HostileServer:
         self.requests: list[str] = []
         self.hits: Counter = Counter()
         self._spans: list[list[float]] = []  # [start, end] of every request
+        self.host_headers: list[str] = []
         self.routes: dict[str, Callable[[_Handler], None]] = {}
         self._thread: threading.Thread | None = None
         self._install()
 
     # -- lifecycle -------------------------------------------------------------------------
-    def __enter__(self) -> Self:
+    def __enter__(self) -> HostileServer:
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -214,7 +217,7 @@ class HostileServer:
         return (f"127.0.0.1:{self.port}",)
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
     def requested(self, prefix: str) -> int:
         with self._lock:
@@ -246,8 +249,7 @@ class HostileServer:
         with self._lock:
             now = time.monotonic()
             events = sorted(
-                [(start, 1) for start, _ in self._spans]
-                + [(min(end, now), -1) for _, end in self._spans],
+                [(start, 1) for start, _ in self._spans] + [(min(end, now), -1) for _, end in self._spans],
                 key=lambda e: (e[0], e[1]),
             )
         best = current = 0
@@ -271,23 +273,13 @@ class HostileServer:
     # -- endpoints -------------------------------------------------------------------------
     def _install(self) -> None:
         r = self.routes
-        r["/robots.txt"] = lambda h: h.send(
-            200, ROBOTS_TXT, {"Content-Type": "text/plain"}
-        )
-        r["/feed.xml"] = lambda h: h.send(
-            200, self.feed_body(), {"Content-Type": "application/rss+xml"}
-        )
-        r["/growing.xml"] = lambda h: h.send(
-            200, self.growing_body(), {"Content-Type": "application/rss+xml"}
-        )
+        r["/robots.txt"] = lambda h: h.send(200, ROBOTS_TXT, {"Content-Type": "text/plain"})
+        r["/feed.xml"] = lambda h: h.send(200, self.feed_body(), {"Content-Type": "application/rss+xml"})
+        r["/growing.xml"] = lambda h: h.send(200, self.growing_body(), {"Content-Type": "application/rss+xml"})
         r["/etag.xml"] = self._etag_feed
-        r["/not-a-feed.xml"] = lambda h: h.send(
-            200, b"<html><body><p>just a page</p></body></html>"
-        )
+        r["/not-a-feed.xml"] = lambda h: h.send(200, b"<html><body><p>just a page</p></body></html>")
         r["/article/*"] = self._article
-        r["/gzip-article"] = lambda h: h.send(
-            200, gzip.compress(article_html("gz")), {"Content-Encoding": "gzip"}
-        )
+        r["/gzip-article"] = lambda h: h.send(200, gzip.compress(article_html("gz")), {"Content-Encoding": "gzip"})
         r["/gzip-gzip-article"] = lambda h: h.send(
             200,
             gzip.compress(gzip.compress(article_html("gz2"))),
@@ -315,13 +307,9 @@ class HostileServer:
             r[f"/redirect/{name}"] = functools.partial(self._redirect, target=target)
         r["/trickle"] = self._trickle
         r["/bomb"] = lambda h: h.send(200, gzip_bomb(), {"Content-Encoding": "gzip"})
-        r["/bomb-stacked"] = lambda h: h.send(
-            200, gzip.compress(gzip_bomb()), {"Content-Encoding": "gzip, gzip"}
-        )
+        r["/bomb-stacked"] = lambda h: h.send(200, gzip.compress(gzip_bomb()), {"Content-Encoding": "gzip, gzip"})
         r["/huge-length"] = self._huge_length
-        r["/doc.pdf"] = lambda h: h.send(
-            200, b"%PDF-1.4\n% not really a pdf\n", {"Content-Type": "application/pdf"}
-        )
+        r["/doc.pdf"] = lambda h: h.send(200, b"%PDF-1.4\n% not really a pdf\n", {"Content-Type": "application/pdf"})
         r["/flaky"] = self._flaky
         r["/always-503"] = lambda h: h.send(503, b"busy", {"Retry-After": "1"})
         r["/slow-retry-after"] = lambda h: h.send(503, b"busy", {"Retry-After": "3600"})
@@ -406,8 +394,6 @@ class HostileServer:
 
     def _reset(self, h: _Handler) -> None:
         # SO_LINGER with a zero timeout turns close() into a TCP RST.
-        h.connection.setsockopt(
-            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-        )
+        h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         h.connection.close()
         h.close_connection = True

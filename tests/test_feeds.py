@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -25,7 +25,7 @@ from transforms.feeds import (
     save_state,
 )
 from transforms.http import FetchSettings, Response
-from transforms.records import Document, Failure
+from transforms.records import UTC, Document, Failure
 
 DATA = Path(__file__).parent / "data" / "feeds"
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
@@ -42,9 +42,7 @@ def test_rss2_entries_carry_their_metadata():
     feed = parse("rss2.xml", "https://gazette.example/rss.xml")
     assert (feed.kind, feed.title, feed.bozo) == ("rss", "Harbour Gazette", False)
     first = feed.entries[0]
-    assert (
-        first.link == "https://gazette.example/2025/01/ferry-timetable?utm_source=rss"
-    )
+    assert first.link == "https://gazette.example/2025/01/ferry-timetable?utm_source=rss"
     assert first.id == "gazette-1001"  # a bare guid stays as written
     assert first.published == datetime(2025, 1, 6, 8, 30, tzinfo=UTC)
     assert first.categories == ("Transport", "Harbour")
@@ -67,9 +65,7 @@ def test_atom_rdf_jsonfeed_kinds():
     assert atom.kind == "atom"
     assert atom.entries[0].published == datetime(2025, 2, 1, 6, 15, tzinfo=UTC)
     assert atom.entries[0].author == "Bo Lindqvist"
-    assert atom.entries[1].published == datetime(
-        2025, 2, 2, 10, tzinfo=UTC
-    )  # updated only
+    assert atom.entries[1].published == datetime(2025, 2, 2, 10, tzinfo=UTC)  # updated only
     rdf = parse("rdf.xml")
     assert rdf.kind == "rdf" and rdf.entries[0].categories == ("Weather",)
 
@@ -234,17 +230,11 @@ def test_bad_feed_is_one_failure_per_run():
     web = FakeWeb({"https://n.example/page": b"<html><body>no feed</body></html>"})
     state, reported = FeedState(), set()
     spec = FeedSpec("https://n.example/page")
-    first = poll_feeds(
-        [spec], web.fetch, state, FeedSettings(), now=NOW, reported=reported
-    )
-    second = poll_feeds(
-        [spec], web.fetch, state, FeedSettings(), now=NOW, reported=reported
-    )
+    first = poll_feeds([spec], web.fetch, state, FeedSettings(), now=NOW, reported=reported)
+    second = poll_feeds([spec], web.fetch, state, FeedSettings(), now=NOW, reported=reported)
     assert [(f.stage, f.reason) for f in first.failures] == [("parse", "bad_feed")]
     assert second.failures == []
-    gone = poll_feeds(
-        [FeedSpec("https://n.example/gone")], web.fetch, state, FeedSettings(), now=NOW
-    )
+    gone = poll_feeds([FeedSpec("https://n.example/gone")], web.fetch, state, FeedSettings(), now=NOW)
     assert [f.reason for f in gone.failures] == ["http_404"]
 
 
@@ -273,12 +263,8 @@ def test_entries_without_link_become_failures_and_cap_keeps_newest():
 def test_sitemap_index_reads_child_sitemaps():
     web = FakeWeb(
         {
-            "https://tidings.example/index.xml": (
-                DATA / "sitemap-index.xml"
-            ).read_bytes(),
-            "https://tidings.example/sitemap-news.xml": (
-                DATA / "sitemap-news.xml"
-            ).read_bytes(),
+            "https://tidings.example/index.xml": (DATA / "sitemap-index.xml").read_bytes(),
+            "https://tidings.example/sitemap-news.xml": (DATA / "sitemap-news.xml").read_bytes(),
         }
     )
     result = poll_feeds(
@@ -292,9 +278,7 @@ def test_sitemap_index_reads_child_sitemaps():
         "https://tidings.example/2025/04/market-day",
         "https://tidings.example/2025/04/rain",
     ]
-    assert [f.reason for f in result.failures] == [
-        "http_404"
-    ]  # the archive child is missing
+    assert [f.reason for f in result.failures] == ["http_404"]  # the archive child is missing
 
 
 def test_state_round_trip_and_merge(tmp_path):
@@ -316,9 +300,7 @@ def test_entry_keys_use_canonical_url_and_scoped_id():
         FeedEntry(link="https://www.n.example/a?utm_source=rss", id="1"),
         "https://n.example/rss",
     )
-    b = entry_keys(
-        FeedEntry(link="https://n.example/a", id="1"), "https://other.example/rss"
-    )
+    b = entry_keys(FeedEntry(link="https://n.example/a", id="1"), "https://other.example/rss")
     assert a[0] == b[0] and a[1] != b[1]
 
 
@@ -350,9 +332,7 @@ def test_real_feeds_known_counts(shared_dir, name):
 
 
 def test_reingesting_cnn_adds_no_new_articles(shared_dir, tmp_path):
-    body = (
-        shared_dir / "data" / "real_feeds" / "mediacloud_rss_fetcher" / "real-cnn.rss"
-    ).read_bytes()
+    body = (shared_dir / "data" / "real_feeds" / "mediacloud_rss_fetcher" / "real-cnn.rss").read_bytes()
     url = "https://rss.cnn.example/cnn_topstories.rss"
     path = str(tmp_path / "_state" / "feeds.json")
     counts = []
@@ -360,12 +340,13 @@ def test_reingesting_cnn_adds_no_new_articles(shared_dir, tmp_path):
         # a server that ignores validators: only the seen state can tell
         web = FakeWeb({url: body})
         fetch = web.fetch
-        ignore_validators = lambda u, fetch=fetch, **_: fetch(u)
+
+        def ignore_validators(u, fetch=fetch, **_):
+            return fetch(u)
+
         state = load_state(path)
         state.feeds.clear()
-        result = poll_feeds(
-            [FeedSpec(url)], ignore_validators, state, FeedSettings(), now=NOW
-        )
+        result = poll_feeds([FeedSpec(url)], ignore_validators, state, FeedSettings(), now=NOW)
         counts.append(len(result.items))
         save_state(
             path,
@@ -404,20 +385,13 @@ def run_read_feeds(tmp_path, inputs, fetch, feeds, **kwargs):
     result = p | "ReadFeeds" >> ReadFeeds(inputs, fetch, feeds, **kwargs)
     for tag, pcoll in (("ok", result.ok), ("failed", result.failed)):
         path = str(tmp_path / f"{tag}.pickle")
-        _ = (
-            pcoll
-            | f"List{tag}" >> beam.combiners.ToList()
-            | f"Dump{tag}" >> beam.Map(_dump, path)
-        )
+        _ = pcoll | f"List{tag}" >> beam.combiners.ToList() | f"Dump{tag}" >> beam.Map(_dump, path)
     run = p.run()
     run.wait_until_finish()
     counters = Counter()
     for counter in run.metrics().query()["counters"]:
         counters[counter.key.metric.name] += counter.committed
-    docs, failures = (
-        pickle.loads((tmp_path / f"{tag}.pickle").read_bytes())
-        for tag in ("ok", "failed")
-    )
+    docs, failures = (pickle.loads((tmp_path / f"{tag}.pickle").read_bytes()) for tag in ("ok", "failed"))
     return docs, failures, counters
 
 
@@ -466,9 +440,7 @@ def test_read_feeds_routes_every_hostile_entry(tmp_path):
     doc = got[server.url("/cp1251")]
     assert isinstance(doc, Document) and doc.charset == "cp1251"
     assert doc.source_kind == "feeds" and doc.feed_url == server.url("/feed.xml")
-    assert (
-        doc.categories == ("local",) and doc.published_at is not None and doc.entry_id
-    )
+    assert doc.categories == ("local",) and doc.published_at is not None and doc.entry_id
     assert elapsed < 60
     # every failure is counted in a metric named after its stage and reason
     assert counters["fetch_blocked_address"] == 6
@@ -502,15 +474,11 @@ def test_polling_fetches_only_new_items(tmp_path):
         assert len(docs) == 9 and len(pages) == 9
         assert set(pages.values()) == {1}  # every item fetched exactly once
         assert counters["feeds_entries_new"] == 9
-        assert (
-            counters["feeds_entries_seen"] == 3 + 6
-        )  # poll 2 saw 3 old items, poll 3 saw 6
+        assert counters["feeds_entries_seen"] == 3 + 6  # poll 2 saw 3 old items, poll 3 saw 6
         saved = load_state(str(tmp_path / "out" / "_state" / "feeds.json"))
         assert len(saved.seen) == 18  # canonical URL + entry id of 9 entries
         # a later run with the saved state: the feed has gained three more items by now
         fetch = SafeFetcher(fast_fetch(server)).fetch
-        next_run = poll_feeds(
-            [FeedSpec(server.url("/growing.xml"))], fetch, saved, FeedSettings()
-        )
+        next_run = poll_feeds([FeedSpec(server.url("/growing.xml"))], fetch, saved, FeedSettings())
         assert len(next_run.items) == 3
         assert next_run.stats["feeds_entries_seen"] == 9

@@ -81,9 +81,7 @@ def test_trickling_body_stops_at_the_total_deadline(server):
 def test_decompression_bomb_is_capped_after_inflating(server, fetcher):
     result = fetcher.fetch(server.url("/bomb"))
     assert result.reason == "too_large"
-    assert (
-        "after decompression" in result.detail
-    )  # the wire size (2 MB) was under the cap
+    assert "after decompression" in result.detail  # the wire size (2 MB) was under the cap
 
 
 def test_header_charset_decodes_windows_1251(server, fetcher):
@@ -97,9 +95,7 @@ def test_retry_after_is_honoured_then_success(server):
     before = server.hits["/flaky"]
     started = time.monotonic()
     result = fetcher.fetch(server.url("/flaky"))
-    if (
-        before == 0
-    ):  # first request of the module: 503, wait Retry-After (1 s), then 200
+    if before == 0:  # first request of the module: 503, wait Retry-After (1 s), then 200
         assert time.monotonic() - started >= 0.9
     assert isinstance(result, Response)
 
@@ -178,9 +174,7 @@ def test_internal_addresses_have_a_problem(address):
     assert address_problem(address)
 
 
-@pytest.mark.parametrize(
-    "address", ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111"]
-)
+@pytest.mark.parametrize("address", ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111"])
 def test_public_addresses_are_fine(address):
     assert address_problem(address) is None
 
@@ -204,18 +198,10 @@ def test_bad_urls(url):
 
 def test_per_host_concurrency_holds_under_load():
     with HostileServer() as server:
-        fetcher = SafeFetcher(
-            quick_settings(
-                server, per_host_concurrency=2, timeout_s=3.0, connect_timeout_s=1.0
-            )
-        )
+        fetcher = SafeFetcher(quick_settings(server, per_host_concurrency=2, timeout_s=3.0, connect_timeout_s=1.0))
         results = []
         threads = [
-            threading.Thread(
-                target=lambda n=n: results.append(
-                    fetcher.fetch(server.url(f"/article/{n}?sleep=0.15"))
-                )
-            )
+            threading.Thread(target=lambda n=n: results.append(fetcher.fetch(server.url(f"/article/{n}?sleep=0.15"))))
             for n in range(8)
         ]
         for thread in threads:
@@ -243,9 +229,7 @@ def test_robots_4xx_allows_all_and_5xx_disallows():
         fetcher = SafeFetcher(quick_settings(server))
         assert isinstance(fetcher.fetch(server.url("/private/open-now")), Response)
     with HostileServer() as server:
-        server.routes["/robots.txt"] = lambda h: h.send(
-            503, b"down", {"Retry-After": "0"}
-        )
+        server.routes["/robots.txt"] = lambda h: h.send(503, b"down", {"Retry-After": "0"})
         fetcher = SafeFetcher(quick_settings(server, retries=0))
         result = fetcher.fetch(server.url("/article/1"))
         assert result.reason == "robots_disallowed"
@@ -298,18 +282,13 @@ def test_crawl_delay_is_capped(server):
     finally:
         from tests.servers import ROBOTS_TXT
 
-        server.routes["/robots.txt"] = lambda h: h.send(
-            200, ROBOTS_TXT, {"Content-Type": "text/plain"}
-        )
+        server.routes["/robots.txt"] = lambda h: h.send(200, ROBOTS_TXT, {"Content-Type": "text/plain"})
 
 
 def test_decode_text_order_bom_header_meta_detection():
     assert decode_text(b"\xef\xbb\xbfhi", "latin-1") == ("hi", "utf-8")
     assert decode_text("é".encode("cp1252"), "iso-8859-1")[0] == "é"
-    meta = (
-        b'<html><head><meta charset="windows-1251"></head><body>'
-        + CYRILLIC_TEXT.encode("cp1251")
-    )
+    meta = b'<html><head><meta charset="windows-1251"></head><body>' + CYRILLIC_TEXT.encode("cp1251")
     text, charset = decode_text(meta, None)
     assert charset == "cp1251" and CYRILLIC_TEXT in text
     detected = ("<p>" + CYRILLIC_TEXT * 20 + "</p>").encode("cp1251")
@@ -345,3 +324,67 @@ def test_decompress_stacked_and_corrupt():
 def test_settings_validation_names_the_field(field, value):
     with pytest.raises(ValueError, match=f"^{field}:"):
         FetchSettings(**{field: value})
+
+
+@pytest.fixture(scope="module")
+def tls_pair(tmp_path_factory):
+    """A CA-less self-signed certificate for the name 'localhost' only (no IP address)."""
+    pytest.importorskip("cryptography")
+    import datetime as dt
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert_file, key_file)
+    client_ctx = ssl.create_default_context(cafile=str(cert_file))
+    return server_ctx, client_ctx
+
+
+def test_https_connects_to_the_checked_address_with_the_name_for_sni(tls_pair):
+    server_ctx, client_ctx = tls_pair
+    with HostileServer(tls=server_ctx) as server:
+        allow = (f"localhost:{server.port}", f"127.0.0.1:{server.port}")
+        fetcher = SafeFetcher(quick_settings(server, allow_hosts=allow), tls_context=client_ctx)
+        # 'localhost' may resolve to ::1 first (nothing listens there): the next checked
+        # address is tried; the certificate is verified against the name, not the address
+        result = fetcher.fetch(f"https://localhost:{server.port}/article/1")
+        assert isinstance(result, Response), result
+        assert f"localhost:{server.port}" in server.host_headers
+        # the same server by address: the certificate does not name 127.0.0.1
+        by_ip = fetcher.fetch(f"https://127.0.0.1:{server.port}/article/2")
+        # robots.txt is unreachable there too, which disallows the page for now
+        assert by_ip.reason == "robots_disallowed"
+        assert "robots.txt unreachable (tls_error)" in by_ip.detail
+        settings = quick_settings(server, allow_hosts=allow, obey_robots=False)
+        direct = SafeFetcher(settings, tls_context=client_ctx)
+        by_ip = direct.fetch(f"https://127.0.0.1:{server.port}/article/2")
+        assert by_ip.reason == "tls_error"

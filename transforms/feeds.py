@@ -36,7 +36,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -44,8 +44,14 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from transforms import records
-from transforms.http import FEED_TYPES, FetchSettings, Response, SafeFetcher
-from transforms.records import Document, Failure, utcnow
+from transforms.http import (
+    FEED_TYPES,
+    ROBOTS_UNREACHABLE,
+    FetchSettings,
+    Response,
+    SafeFetcher,
+)
+from transforms.records import UTC, Document, Failure, utcnow
 
 LOG = logging.getLogger(__name__)
 READ_STAGE = "read"
@@ -54,6 +60,15 @@ FETCH_STAGE = "fetch"
 #: Reasons after which a later run should try the entry again (not saved as seen).
 TRANSIENT_REASONS = frozenset({"timeout", "connection_error", "dns_error", "http_429"})
 STATE_FILE = "_state/feeds.json"
+
+
+def is_transient(failure: Failure) -> bool:
+    """Worth trying again in a later run: not saved as seen. robots.txt that could not be
+    read disallows "for now" (RFC 9309), so that counts too."""
+    reason = failure.reason
+    if reason in TRANSIENT_REASONS or reason.startswith("http_5"):
+        return True
+    return reason == "robots_disallowed" and ROBOTS_UNREACHABLE in failure.detail
 
 
 @dataclass(frozen=True)
@@ -274,9 +289,7 @@ def _lenient_date(text: str | None) -> datetime | None:
     return value
 
 
-_XML_NOISE = re.compile(
-    rb"<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^>\[]*(\[.*?\])?\s*>", re.DOTALL | re.IGNORECASE
-)
+_XML_NOISE = re.compile(rb"<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^>\[]*(\[.*?\])?\s*>", re.DOTALL | re.IGNORECASE)
 _FIRST_TAG = re.compile(rb"<\s*(?:[A-Za-z_][\w.-]*:)?([A-Za-z_][\w.-]*)")
 
 
@@ -305,39 +318,29 @@ def parse_feed(
     rule = _DateRule(now or utcnow(), min_year, max_future_s)
     try:
         if not isinstance(body, (bytes, bytearray)):
-            return ParsedFeed(
-                url, "unknown", bozo=True, bozo_reason="body is not bytes"
-            )
+            return ParsedFeed(url, "unknown", bozo=True, bozo_reason="body is not bytes")
         body = bytes(body)
         if not body.strip():
             return ParsedFeed(url, "unknown", bozo=True, bozo_reason="empty document")
         root = _sniff(body)
         mime = (headers or {}).get("content-type", "") if headers else ""
-        if root == "json" or (
-            "json" in str(mime).lower() and root not in ("rss", "feed", "rdf")
-        ):
+        if root == "json" or ("json" in str(mime).lower() and root not in ("rss", "feed", "rdf")):
             return _parse_json_feed(body, url, rule)
         if root in ("urlset", "sitemapindex"):
             return _parse_sitemap(body, url, rule)
         return _parse_with_feedparser(body, url, headers, rule, root)
     except Exception as err:  # noqa: BLE001 - a bad feed is data, never a crash
-        return ParsedFeed(
-            url, "unknown", bozo=True, bozo_reason=f"{type(err).__name__}: {err}"[:300]
-        )
+        return ParsedFeed(url, "unknown", bozo=True, bozo_reason=f"{type(err).__name__}: {err}"[:300])
 
 
 _KINDS = {"rss090": "rdf", "rss10": "rdf", "cdf": "cdf"}
 
 
 #: feedparser's bozo exceptions that only say the HTTP labels were wrong: the XML parsed.
-_RECOVERABLE = frozenset(
-    {"CharacterEncodingOverride", "NonXMLContentType", "CharacterEncodingUnknown"}
-)
+_RECOVERABLE = frozenset({"CharacterEncodingOverride", "NonXMLContentType", "CharacterEncodingUnknown"})
 
 
-def _parse_with_feedparser(
-    body: bytes, url: str, headers: dict | None, rule: _DateRule, root: str = ""
-) -> ParsedFeed:
+def _parse_with_feedparser(body: bytes, url: str, headers: dict | None, rule: _DateRule, root: str = "") -> ParsedFeed:
     import feedparser
 
     # No made-up Content-Location: feedparser would resolve bare guids ("12345") against it.
@@ -374,9 +377,7 @@ def _parse_with_feedparser(
         title=_s(feed.get("title")),
         entries=tuple(entries),
         bozo=bozo,
-        bozo_reason=f"{type(reason).__name__}: {reason}"[:300]
-        if bozo and reason
-        else None,
+        bozo_reason=f"{type(reason).__name__}: {reason}"[:300] if bozo and reason else None,
         bad_dates=bad,
         bozo_recoverable=bozo and type(reason).__name__ in _RECOVERABLE,
     )
@@ -386,9 +387,7 @@ def _feedparser_entry(raw: Any, rule: _DateRule) -> tuple[FeedEntry, bool]:
     link = _s(raw.get("link"))
     if not link:
         for candidate in raw.get("links", []) or []:
-            if candidate.get("rel", "alternate") == "alternate" and _s(
-                candidate.get("href")
-            ):
+            if candidate.get("rel", "alternate") == "alternate" and _s(candidate.get("href")):
                 link = _s(candidate.get("href"))
                 break
     if not link and raw.get("guidislink"):
@@ -397,9 +396,7 @@ def _feedparser_entry(raw: Any, rule: _DateRule) -> tuple[FeedEntry, bool]:
     for key in ("published", "updated", "created"):
         if not raw.get(key):
             continue
-        parsed = _from_struct(raw.get(f"{key}_parsed")) or _lenient_date(
-            _s(raw.get(key))
-        )
+        parsed = _from_struct(raw.get(f"{key}_parsed")) or _lenient_date(_s(raw.get(key)))
         value, _ = rule.check(parsed)
         if value is not None:
             published, dropped = value, False
@@ -433,13 +430,9 @@ def _parse_json_feed(body: bytes, url: str, rule: _DateRule) -> ParsedFeed:
     try:
         data = json.loads(body.decode("utf-8-sig"))
     except (UnicodeDecodeError, ValueError) as err:
-        return ParsedFeed(
-            url, "unknown", bozo=True, bozo_reason=f"not JSON: {err}"[:300]
-        )
+        return ParsedFeed(url, "unknown", bozo=True, bozo_reason=f"not JSON: {err}"[:300])
     if not isinstance(data, dict) or not isinstance(data.get("items"), list):
-        return ParsedFeed(
-            url, "unknown", bozo=True, bozo_reason="JSON without an items list"
-        )
+        return ParsedFeed(url, "unknown", bozo=True, bozo_reason="JSON without an items list")
     version = _s(data.get("version")) or ""
     bozo_reason = None
     if not version.startswith("https://jsonfeed.org/version/"):
@@ -456,20 +449,14 @@ def _parse_json_feed(body: bytes, url: str, rule: _DateRule) -> ParsedFeed:
             link = urljoin(base, link)
         published, dropped = rule.check(parse_date(item.get("date_published")))
         if published is None:
-            modified, dropped_modified = rule.check(
-                parse_date(item.get("date_modified"))
-            )
+            modified, dropped_modified = rule.check(parse_date(item.get("date_modified")))
             published, dropped = modified or None, dropped or dropped_modified
         if published is not None:
             dropped = False
         bad += dropped
         tags = item.get("tags") if isinstance(item.get("tags"), list) else []
         authors = _json_authors(item) or feed_authors
-        summary = (
-            _s(item.get("summary"))
-            or _s(item.get("content_html"))
-            or _s(item.get("content_text"))
-        )
+        summary = _s(item.get("summary")) or _s(item.get("content_html")) or _s(item.get("content_text"))
         entries.append(
             FeedEntry(
                 link=link,
@@ -536,9 +523,7 @@ def _parse_sitemap(body: bytes, url: str, rule: _DateRule) -> ParsedFeed:
     try:
         root = etree.fromstring(body, parser)
     except etree.XMLSyntaxError as err:
-        return ParsedFeed(
-            url, "unknown", bozo=True, bozo_reason=f"XMLSyntaxError: {err}"[:300]
-        )
+        return ParsedFeed(url, "unknown", bozo=True, bozo_reason=f"XMLSyntaxError: {err}"[:300])
     if root is None:
         return ParsedFeed(url, "unknown", bozo=True, bozo_reason="no XML root element")
     errors = [str(e) for e in parser.error_log]
@@ -566,9 +551,7 @@ def _parse_sitemap(body: bytes, url: str, rule: _DateRule) -> ParsedFeed:
                 link=loc,
                 title=_child_text(node, "news", "title"),
                 published=published,
-                categories=tuple(
-                    dict.fromkeys(k.strip() for k in keywords.split(",") if k.strip())
-                ),
+                categories=tuple(dict.fromkeys(k.strip() for k in keywords.split(",") if k.strip())),
             )
         )
     return ParsedFeed(
@@ -607,14 +590,8 @@ def _spec_from(item: Any, where: str) -> FeedSpec:
         raise ValueError(f"{where}: url: {item.get('url')!r} is not an http(s) URL")
     interval = item.get("poll_interval_s", item.get("poll_interval"))
     if interval is not None:
-        if (
-            isinstance(interval, bool)
-            or not isinstance(interval, (int, float))
-            or interval <= 0
-        ):
-            raise ValueError(
-                f"{where}: poll_interval_s: must be a positive number of seconds"
-            )
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
+            raise ValueError(f"{where}: poll_interval_s: must be a positive number of seconds")
         interval = float(interval)
     return FeedSpec(
         url=url,
@@ -638,20 +615,14 @@ def load_feed_list(path: str) -> list[FeedSpec]:
         raise ValueError(f"{path}: cannot read feed list: {err}") from None
     lower = path.lower()
     head = data[:2048].lstrip().lower()
-    if (
-        lower.endswith((".opml", ".xml"))
-        or head.startswith(b"<?xml")
-        or b"<opml" in head
-    ):
+    if lower.endswith((".opml", ".xml")) or head.startswith(b"<?xml") or b"<opml" in head:
         specs = _load_opml(data, path)
     elif lower.endswith((".yaml", ".yml", ".json")):
         specs = _load_yaml(data, path)
     else:
         specs = [
             _spec_from(line.strip(), f"{path}:{number}")
-            for number, line in enumerate(
-                data.decode("utf-8-sig", errors="replace").splitlines(), 1
-            )
+            for number, line in enumerate(data.decode("utf-8-sig", errors="replace").splitlines(), 1)
             if line.strip() and not line.lstrip().startswith("#")
         ]
     return _dedupe(specs)
@@ -667,9 +638,7 @@ def _load_yaml(data: bytes, path: str) -> list[FeedSpec]:
     if isinstance(doc, dict):
         unknown = set(doc) - {"feeds"}
         if unknown:
-            raise ValueError(
-                f"{path}: unknown top-level key(s) {sorted(unknown)} (expected 'feeds')"
-            )
+            raise ValueError(f"{path}: unknown top-level key(s) {sorted(unknown)} (expected 'feeds')")
         doc = doc.get("feeds") or []
     if doc is None:
         return []
@@ -757,9 +726,7 @@ def entry_keys(entry: FeedEntry, feed_url: str) -> tuple[str, ...]:
         keys.append("i:" + _digest(f"{feed_url}\n{entry.id}"))
     if not keys:
         published = entry.published.isoformat() if entry.published else ""
-        keys.append(
-            "h:" + _digest(f"{feed_url}\n{entry.title}\n{published}\n{entry.summary}")
-        )
+        keys.append("h:" + _digest(f"{feed_url}\n{entry.title}\n{published}\n{entry.summary}"))
     return tuple(keys)
 
 
@@ -797,11 +764,7 @@ class FeedState:
     def from_json(cls, data: Any) -> FeedState:
         if not isinstance(data, dict) or data.get("version") != 1:
             return cls()
-        seen = {
-            str(k): float(v)
-            for k, v in (data.get("seen") or {}).items()
-            if isinstance(v, (int, float))
-        }
+        seen = {str(k): float(v) for k, v in (data.get("seen") or {}).items() if isinstance(v, (int, float))}
         feeds = {}
         for url, value in (data.get("feeds") or {}).items():
             if isinstance(value, dict):
@@ -876,9 +839,7 @@ class PollResult:
 
 
 def _failure(url: str, stage: str, reason: str, detail: str) -> Failure:
-    return Failure(
-        url=url, stage=stage, reason=reason, detail=detail[:500], at=utcnow()
-    )
+    return Failure(url=url, stage=stage, reason=reason, detail=detail[:500], at=utcnow())
 
 
 def read_feed(
@@ -891,9 +852,7 @@ def read_feed(
     """Fetch and parse one feed with conditional GET -> (feed or None, failure, status) where
     status is ``new``, ``not_modified`` (304) or ``unchanged`` (same body hash)."""
     cache = state.feeds.get(spec.url) or FeedCache()
-    response = fetch(
-        spec.url, accept=FEED_TYPES, etag=cache.etag, last_modified=cache.last_modified
-    )
+    response = fetch(spec.url, accept=FEED_TYPES, etag=cache.etag, last_modified=cache.last_modified)
     if isinstance(response, Failure):
         return None, response, "failed"
     if response.status == 304:
@@ -969,9 +928,7 @@ def poll_feeds(
             if parsed.kind == "sitemap_index":
                 if depth == 0:
                     for entry in parsed.entries[: settings.max_child_sitemaps]:
-                        children.append(
-                            FeedSpec(url=entry.link, name=spec.name, topic=spec.topic)
-                        )
+                        children.append(FeedSpec(url=entry.link, name=spec.name, topic=spec.topic))
                 continue
             entries = _newest_first(parsed.entries, settings.max_entries_per_feed)
             result.stats["feeds_entries_capped"] += len(parsed.entries) - len(entries)
@@ -992,11 +949,7 @@ def poll_feeds(
                         )
                     )
                     continue
-                result.items.append(
-                    FeedItem(
-                        feed_url=spec.url, entry=entry, keys=keys, topic=spec.topic
-                    )
-                )
+                result.items.append(FeedItem(feed_url=spec.url, entry=entry, keys=keys, topic=spec.topic))
         queue, children = [c for c in children if c.url], []
         if not queue:
             break
@@ -1048,9 +1001,7 @@ def summary_document(item: FeedItem, fetched_at: datetime) -> Document:
     )
 
 
-def fetch_page(
-    item: FeedItem, fetch: FetchFn, settings: FeedSettings
-) -> Document | Failure:
+def fetch_page(item: FeedItem, fetch: FetchFn, settings: FeedSettings) -> Document | Failure:
     """One entry -> its Document, or the fetch Failure (url = the entry link)."""
     if not settings.fetch_articles:
         return summary_document(item, utcnow())
@@ -1117,8 +1068,7 @@ class _PollFeeds(beam.DoFn):
                     s
                     for s in specs
                     if s.url not in last_polled
-                    or clock - last_polled[s.url] + 0.5
-                    >= (s.poll_interval_s or self._interval or 0)
+                    or clock - last_polled[s.url] + 0.5 >= (s.poll_interval_s or self._interval or 0)
                 ]
                 for spec in due:
                     last_polled[spec.url] = clock
@@ -1153,24 +1103,16 @@ class _FetchPages(beam.DoFn):
         items = list(items)
         workers = max(1, min(self._fetch_settings.per_host_concurrency, len(items)))
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-            results = pool.map(
-                lambda it: fetch_page(it, self._fetcher.fetch, self._settings), items
-            )
-            for item, result in zip(items, results):
+            results = pool.map(lambda it: fetch_page(it, self._fetcher.fetch, self._settings), items)
+            for item, result in zip(items, results, strict=True):
                 if isinstance(result, Failure):
                     _count(result.stage, result.reason)
                     yield beam.pvalue.TaggedOutput(records.FAILED, result)
-                    if result.reason in TRANSIENT_REASONS or result.reason.startswith(
-                        "http_5"
-                    ):
-                        yield beam.pvalue.TaggedOutput(
-                            _STATE_TAG, ("retry", item.feed_url)
-                        )
+                    if is_transient(result):
+                        yield beam.pvalue.TaggedOutput(_STATE_TAG, ("retry", item.feed_url))
                         continue
                 else:
-                    Metrics.counter(
-                        records.METRICS_NAMESPACE, "feeds_pages_fetched"
-                    ).inc()
+                    Metrics.counter(records.METRICS_NAMESPACE, "feeds_pages_fetched").inc()
                     yield result
                 yield beam.pvalue.TaggedOutput(_STATE_TAG, ("seen", item.keys))
 
@@ -1264,23 +1206,19 @@ class ReadFeeds(beam.PTransform):
             | "KeyByHost" >> beam.Map(lambda item: (host_key(item.entry.link), item))
             | "GroupByHost" >> beam.GroupByKey()
             | "FetchPages"
-            >> beam.ParDo(_FetchPages(self._fetch, self._feeds)).with_outputs(
-                records.FAILED, _STATE_TAG, main="ok"
-            )
+            >> beam.ParDo(_FetchPages(self._fetch, self._feeds)).with_outputs(records.FAILED, _STATE_TAG, main="ok")
         )
         if self._state_path:
             _ = (
                 (polled[_STATE_TAG], pages[_STATE_TAG])
                 | "StateMarks" >> beam.Flatten()
                 | "CollectState" >> beam.combiners.ToList()
-                | "SaveFeedState"
-                >> beam.ParDo(_SaveState(self._state_path, self._feeds))
+                | "SaveFeedState" >> beam.ParDo(_SaveState(self._state_path, self._feeds))
             )
         return (
             (pages.ok, polled[records.FAILED], pages[records.FAILED])
             | "FeedOutputs" >> beam.Flatten()
-            | "RouteFeedOutputs"
-            >> beam.ParDo(_Route()).with_outputs(records.FAILED, main="ok")
+            | "RouteFeedOutputs" >> beam.ParDo(_Route()).with_outputs(records.FAILED, main="ok")
         )
 
 

@@ -58,9 +58,7 @@ try:  # optional: br is only advertised and decoded when a decoder is installed
     import brotli as _brotli
 except ImportError:  # pragma: no cover - depends on the environment
     _brotli = None
-_CODEC_ERRORS: tuple[type[Exception], ...] = (zlib.error, EOFError) + (
-    (_brotli.error,) if _brotli is not None else ()
-)
+_CODEC_ERRORS: tuple[type[Exception], ...] = (zlib.error, EOFError) + ((_brotli.error,) if _brotli is not None else ())
 
 FETCH_STAGE = "fetch"
 
@@ -90,6 +88,8 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _ROBOTS_MAX_BYTES = 500 * 1024
 #: robots.txt unreachable or 5xx: disallow, but ask again after this long (or sooner).
 _ROBOTS_ERROR_CACHE_S = 300.0
+#: Marks robots_disallowed failures that come from an unreadable robots.txt (retry later).
+ROBOTS_UNREACHABLE = "robots.txt unreachable"
 #: How long a request may wait for a free per-host slot before it gives up (``timeout``).
 _SLOT_WAIT_FACTOR = 4.0
 
@@ -153,19 +153,10 @@ class FetchSettings:
                 raise ValueError(f"{name}: must be >= 0")
         if self.connect_timeout_s > self.timeout_s:
             raise ValueError("connect_timeout_s: must not exceed timeout_s")
-        if (
-            not self.user_agent.strip()
-            or "\n" in self.user_agent
-            or "\r" in self.user_agent
-        ):
+        if not self.user_agent.strip() or "\n" in self.user_agent or "\r" in self.user_agent:
             raise ValueError("user_agent: must be one non-empty line")
-        if (
-            not isinstance(self.allowed_content_types, tuple)
-            or not self.allowed_content_types
-        ):
-            raise ValueError(
-                "allowed_content_types: must be a non-empty list of MIME types"
-            )
+        if not isinstance(self.allowed_content_types, tuple) or not self.allowed_content_types:
+            raise ValueError("allowed_content_types: must be a non-empty list of MIME types")
         if not isinstance(self.allow_hosts, tuple):
             raise ValueError("allow_hosts: must be a list of host[:port]")  # noqa: TRY004
         for entry in self.allow_hosts:
@@ -241,9 +232,7 @@ def address_problem(ip_text: str) -> str | None:
             embedded.append(ip.sixtofour)
         if ip.teredo is not None:
             embedded.extend(ip.teredo)
-        if ip in ipaddress.IPv6Network("64:ff9b::/96") or ip in ipaddress.IPv6Network(
-            "::/96"
-        ):
+        if ip in ipaddress.IPv6Network("64:ff9b::/96") or ip in ipaddress.IPv6Network("::/96"):
             embedded.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
     for candidate in (ip, *embedded):
         if candidate.is_loopback:
@@ -263,9 +252,7 @@ def address_problem(ip_text: str) -> str | None:
     return None
 
 
-def _is_allowed(
-    host: str, port: int, allow: tuple[tuple[str, int | None], ...]
-) -> bool:
+def _is_allowed(host: str, port: int, allow: tuple[tuple[str, int | None], ...]) -> bool:
     host = host.lower().strip("[]")
     return any(h == host and (p is None or p == port) for h, p in allow)
 
@@ -313,9 +300,7 @@ def _robots_path(pattern: str) -> str:
 
 def parse_robots(text: str, user_agent: str) -> RobotsRules:
     """Pick the group for our product token (else ``*``) and return its rules."""
-    token = (
-        user_agent.split("/", 1)[0].split()[0].lower() if user_agent.strip() else "*"
-    )
+    token = user_agent.split("/", 1)[0].split()[0].lower() if user_agent.strip() else "*"
     groups: list[tuple[list[str], list[tuple[bool, str]], list[float]]] = []
     current: tuple[list[str], list[tuple[bool, str]], list[float]] | None = None
     last_was_agent = False
@@ -469,9 +454,7 @@ def _unbrotli(data: bytes, cap: int) -> bytes:
         out += chunk
         if len(out) > cap:
             raise _TooLarge(f"more than {cap} bytes after decompression")
-        if decomp.is_finished() or (
-            not chunk and not pending and decomp.can_accept_more_data()
-        ):
+        if decomp.is_finished() or (not chunk and not pending and decomp.can_accept_more_data()):
             break
     return bytes(out)
 
@@ -488,9 +471,7 @@ def decompress(body: bytes, encodings: list[str], cap: int) -> bytes:
             elif coding == "deflate":
                 try:
                     body = _inflate(body, cap, zlib.MAX_WBITS)
-                except (
-                    zlib.error
-                ):  # servers often send raw deflate without the zlib header
+                except zlib.error:  # servers often send raw deflate without the zlib header
                     body = _inflate(body, cap, -zlib.MAX_WBITS)
             elif coding == "br" and _brotli is not None:
                 body = _unbrotli(body, cap)
@@ -511,9 +492,7 @@ def decompress(body: bytes, encodings: list[str], cap: int) -> bytes:
 class _DeadlineSocket:
     """A socket whose every send/recv gets only the time left before the deadline."""
 
-    def __init__(
-        self, sock: socket.socket, deadline: float, clock: Callable[[], float]
-    ):
+    def __init__(self, sock: socket.socket, deadline: float, clock: Callable[[], float]):
         self._sock, self._deadline, self._clock = sock, deadline, clock
         self._io_refs, self._closed = 0, False
 
@@ -612,9 +591,7 @@ class HostGate:
     @contextmanager
     def slot(self, host: str, delay: float, wait_limit: float) -> Iterator[bool]:
         with self._lock:
-            sem = self._slots.setdefault(
-                host, threading.BoundedSemaphore(self._concurrency)
-            )
+            sem = self._slots.setdefault(host, threading.BoundedSemaphore(self._concurrency))
         if not sem.acquire(timeout=wait_limit):
             yield False
             return
@@ -636,17 +613,13 @@ class HostGate:
 class _Attempt(Exception):
     """One attempt's outcome that is not a response: reason code, detail, retryable?"""
 
-    def __init__(
-        self, reason: str, detail: str, retry: bool = False, wait: float | None = None
-    ):
+    def __init__(self, reason: str, detail: str, retry: bool = False, wait: float | None = None):
         super().__init__(detail)
         self.reason, self.detail, self.retry, self.wait = reason, detail, retry, wait
 
 
 def _fail(url: str, reason: str, detail: str) -> Failure:
-    return Failure(
-        url=url, stage=FETCH_STAGE, reason=reason, detail=detail[:500], at=utcnow()
-    )
+    return Failure(url=url, stage=FETCH_STAGE, reason=reason, detail=detail[:500], at=utcnow())
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -701,7 +674,8 @@ def _type_ok(mime: str, body: bytes, accept: tuple[str, ...]) -> bool:
 class SafeFetcher:
     """Thread-safe fetcher; build one per worker process (``DoFn.setup`` via ``Shared``).
 
-    ``clock``/``sleep``/``resolve`` are injectable so tests control time and DNS.
+    ``clock``/``sleep``/``resolve``/``tls_context`` are injectable so tests control time,
+    DNS and the trusted certificates.
     """
 
     def __init__(
@@ -711,15 +685,14 @@ class SafeFetcher:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         resolve: Callable[..., list] = socket.getaddrinfo,
+        tls_context: ssl.SSLContext | None = None,
     ):
         self.settings = settings
         self._clock, self._sleep, self._resolve = clock, sleep, resolve
         self._allow = tuple(_parse_allow_entry(e) for e in settings.allow_hosts)
         self._gate = HostGate(settings.per_host_concurrency, clock, sleep)
-        self._tls = ssl.create_default_context()
-        self._dns = concurrent.futures.ThreadPoolExecutor(
-            max_workers=4, thread_name_prefix="storybeam-dns"
-        )
+        self._tls = tls_context or ssl.create_default_context()
+        self._dns = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="storybeam-dns")
         self._robots: dict[str, tuple[RobotsRules, float]] = {}
         self._robots_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
@@ -745,9 +718,7 @@ class SafeFetcher:
             request = _Request(accept, etag, last_modified)
             return self._fetch(url, request, robots=self.settings.obey_robots)
         except Exception as err:  # noqa: BLE001 - a fetch never stops the run
-            return _fail(
-                url, "connection_error", f"unexpected {type(err).__name__}: {err}"
-            )
+            return _fail(url, "connection_error", f"unexpected {type(err).__name__}: {err}")
 
     def robots_for(self, scheme: str, netloc: str) -> RobotsRules:
         """The cached robots rules of one origin, fetching robots.txt when stale."""
@@ -776,9 +747,7 @@ class SafeFetcher:
         if code.startswith("http_4") and code != "http_429":
             return RobotsRules(note=f"{code}: allow all"), ttl  # RFC 9309 2.3.1.3
         # 5xx, 429, unreachable: RFC 9309 2.3.1.4 - assume complete disallow, ask again soon
-        return RobotsRules(disallow_all=True, note=f"robots.txt {code}"), min(
-            ttl, _ROBOTS_ERROR_CACHE_S
-        )
+        return RobotsRules(disallow_all=True, note=f"{ROBOTS_UNREACHABLE} ({code})"), min(ttl, _ROBOTS_ERROR_CACHE_S)
 
     def _check_target(self, url: str) -> _Target | Failure:
         """Parse, resolve once and check every address of ``url``'s host."""
@@ -833,9 +802,7 @@ class SafeFetcher:
             return _fail(url, "dns_error", f"{host}: no addresses")
         return addresses
 
-    def _fetch(
-        self, url: str, request: _Request, *, robots: bool
-    ) -> Response | Failure:
+    def _fetch(self, url: str, request: _Request, *, robots: bool) -> Response | Failure:
         seen: list[str] = []
         current = url
         for _hop in range(self.settings.max_redirects + 1):
@@ -858,9 +825,7 @@ class SafeFetcher:
                 seen.append(current)
                 current = urljoin(current, outcome)
                 if current in seen:
-                    return _fail(
-                        url, "too_many_redirects", f"redirect loop at {current}"
-                    )
+                    return _fail(url, "too_many_redirects", f"redirect loop at {current}")
                 # validators belong to the first URL only
                 request = dataclasses.replace(request, etag=None, last_modified=None)
                 continue
@@ -876,9 +841,7 @@ class SafeFetcher:
         detail = f"more than {self.settings.max_redirects} redirects"
         return _fail(url, "too_many_redirects", detail)
 
-    def _with_retries(
-        self, target: _Target, request: _Request, delay: float
-    ) -> _Outcome | str | Failure:
+    def _with_retries(self, target: _Target, request: _Request, delay: float) -> _Outcome | str | Failure:
         settings = self.settings
         last: _Attempt | None = None
         for attempt in range(settings.retries + 1):
@@ -920,11 +883,7 @@ class SafeFetcher:
         )
         accept = request.accept
         encodings = "gzip, deflate" + (", br" if _brotli is not None else "")
-        accept_header = (
-            ", ".join(a for a in accept if "*" not in a) + ", */*;q=0.1"
-            if accept
-            else "*/*"
-        )
+        accept_header = ", ".join(a for a in accept if "*" not in a) + ", */*;q=0.1" if accept else "*/*"
         headers = {
             "User-Agent": settings.user_agent,
             "Accept": accept_header,
@@ -945,15 +904,11 @@ class SafeFetcher:
         except _Attempt:
             raise
         except TimeoutError as err:
-            raise _Attempt(
-                "timeout", f"no complete response within {settings.timeout_s}s ({err})"
-            ) from None
+            raise _Attempt("timeout", f"no complete response within {settings.timeout_s}s ({err})") from None
         except ssl.SSLError as err:
             raise _Attempt("tls_error", str(err)) from None
         except (ConnectionError, http.client.HTTPException, OSError) as err:
-            raise _Attempt(
-                "connection_error", f"{type(err).__name__}: {err}", retry=True
-            ) from None
+            raise _Attempt("connection_error", f"{type(err).__name__}: {err}", retry=True) from None
 
     def _read(self, resp: http.client.HTTPResponse, accept, truncate) -> _Outcome | str:
         settings = self.settings
@@ -993,11 +948,7 @@ class SafeFetcher:
                     break
                 raise _Attempt("too_large", f"body larger than max_bytes {cap}")
         body = b"".join(chunks)
-        codings = [
-            c.strip().lower()
-            for c in headers.get("content-encoding", "").split(",")
-            if c.strip()
-        ]
+        codings = [c.strip().lower() for c in headers.get("content-encoding", "").split(",") if c.strip()]
         try:
             body = decompress(body, codings, cap)
         except _TooLarge as err:
@@ -1055,6 +1006,7 @@ class _Outcome:
 
 __all__ = [
     "ANY_TYPE",
+    "ROBOTS_UNREACHABLE",
     "FEED_TYPES",
     "HTML_TYPES",
     "FetchSettings",
