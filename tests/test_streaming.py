@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,9 +31,7 @@ from transforms.streaming import (
     window_expiry,
 )
 
-T0 = datetime(
-    2026, 3, 2, 10, 0, tzinfo=UTC
-)  # window A = [10:00, 11:00), window B = [11:00, 12:00)
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # window A = [10:00, 11:00), window B = [11:00, 12:00)
 
 BRIDGE = (
     "The Velmora harbour bridge partly collapsed on Monday morning after a cargo ship struck "
@@ -61,11 +60,7 @@ def article(n: int, minutes: int, body: str, title: str, host: str) -> Article:
 
 
 def read(out: Path, kind: str) -> list[dict]:
-    return (
-        ds.dataset(str(out / kind), format="parquet", partitioning="hive")
-        .to_table()
-        .to_pylist()
-    )
+    return ds.dataset(str(out / kind), format="parquet", partitioning="hive").to_table().to_pylist()
 
 
 # --------------------------------------------------------------------------- pure functions
@@ -76,12 +71,8 @@ def test_window_arithmetic_and_late_failure():
         T0.timestamp(),
         T0.timestamp() + 3600,
     )
-    assert (
-        window_expiry(T0.timestamp() + 60, 3600, 1800) == T0.timestamp() + 3600 + 1800
-    )
-    failure = late_failure(
-        article(1, 5, BRIDGE, "t", "a.example"), 3600, 3600, T0.timestamp() + 3 * 3600
-    )
+    assert window_expiry(T0.timestamp() + 60, 3600, 1800) == T0.timestamp() + 3600 + 1800
+    failure = late_failure(article(1, 5, BRIDGE, "t", "a.example"), 3600, 3600, T0.timestamp() + 3 * 3600)
     assert (failure.stage, failure.reason) == ("late", "dropped_late")
     assert "allowed lateness 1 h" in failure.detail
 
@@ -116,21 +107,12 @@ def test_plan_pane_writes_each_input_once_and_updates_the_story():
     state = StreamState(run_id="r")
     first = plan_pane(state, pane(arts[:2], 0, "on_time"), stories, now=1.0)
     assert len(first.articles) == 2 and len(first.stories) == 1
-    again = plan_pane(
-        state, pane(arts, 1, "late"), stories, now=2.0
-    )  # accumulating: repeats arts[:2]
+    again = plan_pane(state, pane(arts, 1, "late"), stories, now=2.0)  # accumulating: repeats arts[:2]
     assert [a.url for a in again.articles] == [arts[2].url]
-    assert (
-        again.stories[0].story_id == first.stories[0].story_id
-        and again.stories[0].size == 3
-    )
-    reread = dataclasses.replace(
-        arts[0], fetched_at=arts[0].fetched_at + timedelta(hours=1)
-    )
+    assert again.stories[0].story_id == first.stories[0].story_id and again.stories[0].size == 3
+    reread = dataclasses.replace(arts[0], fetched_at=arts[0].fetched_at + timedelta(hours=1))
     third = plan_pane(state, pane([*arts, reread], 2, "late"), stories, now=3.0)
-    assert not third.articles and [f.reason for f in third.failures] == [
-        "duplicate_url"
-    ]
+    assert not third.articles and [f.reason for f in third.failures] == ["duplicate_url"]
 
 
 def test_restart_finishes_pending_renames(tmp_path):
@@ -207,7 +189,9 @@ def late_run(tmp_path_factory):
     def at(x: Article):
         return beam.window.TimestampedValue(x, x.event_time.timestamp())
 
-    ts = lambda minutes: (T0 + timedelta(minutes=minutes)).timestamp()
+    def ts(minutes):
+        return (T0 + timedelta(minutes=minutes)).timestamp()
+
     stream = (
         TestStream()
         .add_elements([at(a[0]), at(a[1])])
@@ -215,9 +199,7 @@ def late_run(tmp_path_factory):
         .add_elements([at(festival)])  # window B, before A is complete
         .add_elements([at(a[2])])  # out of order: 10:40 after 11:15
         .advance_watermark_to(ts(90))  # A fires on time
-        .add_elements(
-            [at(a[3])]
-        )  # late, within the allowed lateness (A expires at 12:00)
+        .add_elements([at(a[3])])  # late, within the allowed lateness (A expires at 12:00)
         .advance_watermark_to(ts(150))  # A is past its allowed lateness
         .add_elements([at(a[4])])  # too late: dropped_late
         .advance_watermark_to_infinity()
@@ -228,14 +210,8 @@ def late_run(tmp_path_factory):
     started = time.monotonic()
     with beam.Pipeline(runner=BundleBasedDirectRunner(), options=options) as p:
         raw = p | stream
-        articles = (
-            raw
-            | Fingerprint(cfg.fingerprint)
-            | AssignTopics(load_topics(cfg.stories.topics_file))
-        )
-        stories_and_sink(
-            articles, [], raw, plan, StreamingSettings(allowed_lateness_hours=1)
-        )
+        articles = raw | Fingerprint(cfg.fingerprint) | AssignTopics(load_topics(cfg.stories.topics_file))
+        stories_and_sink(articles, [], raw, plan, StreamingSettings(allowed_lateness_hours=1))
     return {
         "out": out,
         "bridge": a,
@@ -255,14 +231,10 @@ def test_out_of_order_and_late_articles_join_their_story(late_run):
     assert len({story_of[x.url] for x in bridge[:4]}) == 1
     assert story_of[late_run["festival"].url] != story_of[bridge[0].url]
     stories = read(out, "stories")
-    assert (
-        len(stories) == len({s["story_id"] for s in stories}) == 2
-    )  # updated, not duplicated
+    assert len(stories) == len({s["story_id"] for s in stories}) == 2  # updated, not duplicated
     story = next(s for s in stories if s["story_id"] == story_of[bridge[0].url])
     assert story["size"] == 4
-    assert story["window_start"] == T0 and story["window_end"] == T0 + timedelta(
-        hours=1
-    )
+    assert story["window_start"] == T0 and story["window_end"] == T0 + timedelta(hours=1)
 
 
 def test_articles_past_allowed_lateness_are_counted_as_dropped_late(late_run):
@@ -272,28 +244,161 @@ def test_articles_past_allowed_lateness_are_counted_as_dropped_late(late_run):
         (late_run["bridge"][4].url, "late", "dropped_late")
     ]
     summary = json.loads((out / "summary.json").read_text())
-    assert (
-        summary["inputs"] == 6 and summary["articles"] == 5 and summary["failed"] == 1
-    )
+    assert summary["inputs"] == 6 and summary["articles"] == 5 and summary["failed"] == 1
     assert summary["unaccounted"] == 0
     assert summary["failures_by_reason"] == {"late/dropped_late": 1}
     window_a = summary["windows"][T0.isoformat()]
     assert window_a["late_articles"] == 1 and window_a["stories"] == 1
-    assert (
-        not list((out / "_tmp").rglob("*.parquet")) if (out / "_tmp").exists() else True
-    )
+    assert not list((out / "_tmp").rglob("*.parquet")) if (out / "_tmp").exists() else True
 
 
 def test_streaming_files_are_per_window_and_complete(late_run):
     out = late_run["out"]
     names = [p.name for p in (out / "articles").rglob("*.parquet")]
-    assert names and all(
-        n.startswith(("part-20260302T1000-", "part-20260302T1100-", "part-"))
-        for n in names
-    )
+    assert names and all(n.startswith(("part-20260302T1000-", "part-20260302T1100-", "part-")) for n in names)
     assert any(n.startswith("part-20260302T1000-") for n in names) and any(
         n.startswith("part-20260302T1100-") for n in names
     )
     for path in out.rglob("*.parquet"):
         if "_tmp" not in path.parts:
             pq.ParquetFile(path)  # a footer: every visible file is complete
+
+
+# --------------------------------------------------------------------------- polling runs
+
+
+def _live_feed(server, published: datetime, per_poll: int = 2) -> None:
+    """/live.xml gains ``per_poll`` items on every request; /live/<n> are their pages."""
+    from email.utils import format_datetime
+
+    def feed(handler):
+        count = per_poll * server.hits["/live.xml"]
+        items = "".join(
+            f"<item><title>Harbour council report {i}</title><link>{server.url(f'/live/{i}')}</link>"
+            f"<guid>{server.url(f'/live/{i}')}</guid><pubDate>{format_datetime(published + timedelta(minutes=i))}</pubDate></item>"
+            for i in range(count)
+        )
+        body = f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>Live</title>{items}</channel></rss>'
+        handler.send(200, body.encode(), {"Content-Type": "application/rss+xml"})
+
+    def page(handler):
+        n = handler.path.rsplit("/", 1)[-1]
+        paragraphs = "".join(
+            f"<p>Item {n}, paragraph {k}: the harbour council of Port Elsa met on {k} matters, "
+            f"and report {n} records its {['budget', 'ferry', 'quay', 'school'][k % 4]} decision.</p>"
+            for k in range(4)
+        )
+        html = f"<html><head><title>Harbour council report {n}</title></head><body><article><h1>Harbour council report {n}</h1>{paragraphs}</article></body></html>"
+        handler.send(200, html.encode())
+
+    server.routes["/live.xml"] = feed
+    server.routes["/live/*"] = page
+
+
+def _watch(out_articles: str, stop: threading.Event, seen: list, errors: list, summary_url: str) -> None:
+    """Read the output while the job runs: after every new commit, the whole articles table."""
+    import fsspec
+
+    last = None
+    while not stop.is_set():
+        try:
+            with fsspec.open(summary_url, "r") as handle:
+                commits = json.load(handle)["commits"]
+        except (OSError, ValueError, KeyError):
+            commits = None
+        if commits is not None and commits != last:
+            try:
+                fs, path = fsspec.core.url_to_fs(out_articles)
+                table = ds.dataset(path, filesystem=fs, format="parquet", partitioning="hive").to_table()
+                seen.append((commits, sorted(table.column("url").to_pylist())))
+                last = commits
+            except Exception as err:  # noqa: BLE001 - any read failure is the finding
+                errors.append(repr(err))
+        stop.wait(0.1)
+
+
+def _polled_run(output: str, *, interval: str, polls: str) -> dict:
+    from pipeline.main import run
+    from tests.servers import HostileServer
+
+    with HostileServer() as server:
+        _live_feed(server, datetime.now(UTC) - timedelta(minutes=30))
+        seen: list = []
+        errors: list = []
+        stop = threading.Event()
+        root = output.rstrip("/")
+        watcher = threading.Thread(
+            target=_watch,
+            args=(root + "/articles", stop, seen, errors, root + "/summary.json"),
+        )
+        watcher.start()
+        started = time.monotonic()
+        try:
+            code = run(
+                [
+                    "--source",
+                    "feeds",
+                    "--input",
+                    server.url("/live.xml"),
+                    "--output",
+                    output,
+                    "--allow-hosts",
+                    server.allow[0],
+                ]
+                + ["--poll-interval", interval, "--stop-after", polls]
+            )
+        finally:
+            stop.set()
+            watcher.join()
+        return {
+            "code": code,
+            "seen": seen,
+            "errors": errors,
+            "seconds": time.monotonic() - started,
+            "feed_hits": server.hits["/live.xml"],
+        }
+
+
+def test_bounded_polling_run_writes_each_new_article_once_after_every_poll(tmp_path):
+    out = tmp_path / "out"
+    result = _polled_run(str(out), interval="2", polls="3")
+    assert result["code"] == 0 and result["feed_hits"] == 3
+    assert not result["errors"], result["errors"]
+    rows = read(out, "articles")
+    urls = [r["url"] for r in rows]
+    assert len(urls) == len(set(urls)) == 6  # two new entries per poll, each written once
+    # the output was readable and growing while the job ran: 2, then 4, then 6 articles
+    counts = sorted({len(urls) for _, urls in result["seen"]})
+    assert {2, 4, 6} <= set(counts), result["seen"]
+    for _, seen_urls in result["seen"]:
+        assert len(seen_urls) == len(set(seen_urls))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["inputs"] == 6 == summary["articles"] + summary["filtered"] + summary["failed"]
+    assert summary["mode"] == "streaming" and summary["unaccounted"] == 0
+    stories = read(out, "stories")
+    assert len(stories) == len({s["story_id"] for s in stories}) >= 1
+
+
+def test_streaming_output_on_gcs_is_readable(tmp_path):
+    pytest.importorskip("gcsfs")
+    pytest.importorskip("gcp_storage_emulator")
+    import fsspec
+
+    from tests.cloud import gcs_emulator
+
+    with gcs_emulator("storybeam-stream"):
+        result = _polled_run("gs://storybeam-stream/news", interval="1", polls="2")
+        assert result["code"] == 0 and not result["errors"], result
+        fs = fsspec.filesystem("gs")
+        articles = ds.dataset(
+            "storybeam-stream/news/articles",
+            filesystem=fs,
+            format="parquet",
+            partitioning="hive",
+        ).to_table()
+        assert articles.num_rows == 4 and len(set(articles.column("url").to_pylist())) == 4
+        stories = ds.dataset("storybeam-stream/news/stories", filesystem=fs, format="parquet").to_table()
+        assert stories.num_rows >= 1
+        assert not [p for p in fs.find("storybeam-stream/news") if "/_tmp/" in p and p.endswith(".parquet")]
+        summary = json.loads(fs.cat("storybeam-stream/news/summary.json"))
+        assert summary["articles"] == 4 and summary["mode"] == "streaming"

@@ -48,6 +48,7 @@ import logging
 import math
 import posixpath
 import time
+import typing
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -74,6 +75,7 @@ from apache_beam.utils.timestamp import Duration
 
 from transforms import records
 from transforms.fingerprint import FingerprintSettings
+from transforms.fsutil import move
 from transforms.records import FILTER_STAGE, SCHEMAS, Article, Failure, Story
 from transforms.sinks import KINDS, SinkSettings, shard_key, write_table
 from transforms.stories import StorySettings, StoryState, cluster_window, link_clusters
@@ -83,6 +85,8 @@ LOG = logging.getLogger(__name__)
 LATE_STAGE = "late"
 DROPPED_LATE = "dropped_late"
 CHECKPOINT = "_state/stream.json"
+#: Type hint of keyed elements: str keys get a deterministic coder for stateful DoFns.
+KeyedAny = typing.Tuple[str, typing.Any]  # noqa: UP006 - Beam wants typing generics
 _COMMIT_KEY = "stream"
 
 
@@ -145,9 +149,7 @@ def window_expiry(event_s: float, window_s: float, lateness_s: float) -> float:
     return window_bounds(event_s, window_s)[1] + lateness_s
 
 
-def late_failure(
-    article: Article, window_s: float, lateness_s: float, closed_at: float
-) -> Failure:
+def late_failure(article: Article, window_s: float, lateness_s: float, closed_at: float) -> Failure:
     start, end = window_bounds(article.event_time.timestamp(), window_s)
     return Failure(
         url=article.url,
@@ -185,9 +187,7 @@ class _LateGateFn(beam.DoFn):
         expiry_timer=beam.DoFn.TimerParam(EXPIRY),
     ):
         _, article = element
-        expiry = window_expiry(
-            article.event_time.timestamp(), self._window_s, self._lateness_s
-        )
+        expiry = window_expiry(article.event_time.timestamp(), self._window_s, self._lateness_s)
         closed_before = closed.read()
         if closed_before is not None and expiry <= closed_before:
             _counter(f"{LATE_STAGE}_{DROPPED_LATE}").inc()
@@ -231,15 +231,12 @@ class GateLateArticles(beam.PTransform):
     def expand(self, articles):
         return (
             articles
-            | "StampEventTime"
-            >> beam.Map(
-                lambda a: beam.window.TimestampedValue(a, a.event_time.timestamp())
-            )
-            | "KeyByTopic" >> beam.Map(lambda a: (a.topic, a))
+            | "StampEventTime" >> beam.Map(lambda a: beam.window.TimestampedValue(a, a.event_time.timestamp()))
+            | "KeyByTopic" >> beam.Map(lambda a: (a.topic, a)).with_output_types(KeyedAny)
             | "LateGate"
             >> beam.ParDo(_LateGateFn(self._window_s, self._lateness_s))
-            .with_input_types(tuple[str, Any])
-            .with_output_types(tuple[str, Any])
+            .with_input_types(KeyedAny)
+            .with_output_types(KeyedAny)
             .with_outputs(records.FAILED, main="ok")
         )
 
@@ -262,26 +259,18 @@ class ClusterPane:
 _TIMING = {0: "early", 1: "on_time", 2: "late"}
 
 
-def story_windowing(
-    stories: StorySettings, settings: StreamingSettings
-) -> beam.WindowInto:
+def story_windowing(stories: StorySettings, settings: StreamingSettings) -> beam.WindowInto:
     """FixedWindows(window_hours) with early panes, one late pane per late bundle and
     accumulation, so each pane sees the whole window. The grouping keeps one window more than
     the gate's allowed lateness: the gate decides what is late, the grouping never drops
     what the gate let through."""
     window_s = stories.window_hours * 3600
-    early = (
-        tr.AfterCount(1)
-        if settings.early_firing_s == 0
-        else tr.AfterProcessingTime(settings.early_firing_s)
-    )
+    early = tr.AfterCount(1) if settings.early_firing_s == 0 else tr.AfterProcessingTime(settings.early_firing_s)
     return beam.WindowInto(
         beam.window.FixedWindows(window_s),
         trigger=tr.AfterWatermark(early=early, late=tr.AfterCount(1)),
         accumulation_mode=tr.AccumulationMode.ACCUMULATING,
-        allowed_lateness=Duration(
-            seconds=int(settings.allowed_lateness_hours * 3600 + window_s)
-        ),
+        allowed_lateness=Duration(seconds=int(settings.allowed_lateness_hours * 3600 + window_s)),
     )
 
 
@@ -289,16 +278,12 @@ class _ClusterPaneFn(beam.DoFn):
     def __init__(self, stories: StorySettings, fingerprint: FingerprintSettings):
         self._stories, self._fingerprint = stories, fingerprint
 
-    def process(
-        self, element, window=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam
-    ):
+    def process(self, element, window=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
         topic, articles = element
         start, end = _ts(float(window.start)), _ts(float(window.end))
         timing = _TIMING.get(int(pane.timing), "unknown")
         _counter(f"stream_pane_{timing}").inc()
-        clusters = cluster_window(
-            topic, list(articles), start, end, self._stories, self._fingerprint
-        )
+        clusters = cluster_window(topic, list(articles), start, end, self._stories, self._fingerprint)
         yield ClusterPane(topic, start, end, int(pane.index), timing, tuple(clusters))
 
 
@@ -324,8 +309,7 @@ class WindowStories(beam.PTransform):
             keyed
             | "WindowByEventTime" >> story_windowing(self._stories, self._settings)
             | "GroupByTopic" >> beam.GroupByKey()
-            | "ClusterWindow"
-            >> beam.ParDo(_ClusterPaneFn(self._stories, self._fingerprint))
+            | "ClusterWindow" >> beam.ParDo(_ClusterPaneFn(self._stories, self._fingerprint))
             | "GlobalWindow" >> beam.WindowInto(beam.window.GlobalWindows())
         )
 
@@ -340,12 +324,8 @@ class StreamState:
     run_id: str = ""
     seq: int = 0
     stories: dict[str, StoryState] = field(default_factory=dict)
-    written: dict[str, float] = field(
-        default_factory=dict
-    )  # article id -> when written
-    accounted: dict[str, float] = field(
-        default_factory=dict
-    )  # input key -> when counted
+    written: dict[str, float] = field(default_factory=dict)  # article id -> when written
+    accounted: dict[str, float] = field(default_factory=dict)  # input key -> when counted
     counts: dict[str, int] = field(default_factory=dict)
     reasons: dict[str, int] = field(default_factory=dict)
     story_ids: set[str] = field(default_factory=set)  # stories written by this run
@@ -357,34 +337,22 @@ class StreamState:
             "version": 1,
             "run_id": self.run_id,
             "seq": self.seq,
-            "stories": [
-                json.loads(s.to_json())
-                for s in sorted(self.stories.values(), key=lambda s: s.story_id)
-            ],
+            "stories": [json.loads(s.to_json()) for s in sorted(self.stories.values(), key=lambda s: s.story_id)],
             "written": self.written,
             "accounted": self.accounted,
             "pending": [list(p) for p in pending],
         }
 
     @classmethod
-    def from_json(
-        cls, data: dict, run_id: str
-    ) -> tuple[StreamState, list[tuple[str, str]]]:
+    def from_json(cls, data: dict, run_id: str) -> tuple[StreamState, list[tuple[str, str]]]:
         state = cls(run_id=run_id)
         if not isinstance(data, dict) or data.get("version") != 1:
             return state, []
         state.stories = {
-            s.story_id: s
-            for s in (
-                StoryState.from_json(json.dumps(row)) for row in data.get("stories", [])
-            )
+            s.story_id: s for s in (StoryState.from_json(json.dumps(row)) for row in data.get("stories", []))
         }
-        state.written = {
-            str(k): float(v) for k, v in (data.get("written") or {}).items()
-        }
-        state.accounted = {
-            str(k): float(v) for k, v in (data.get("accounted") or {}).items()
-        }
+        state.written = {str(k): float(v) for k, v in (data.get("written") or {}).items()}
+        state.accounted = {str(k): float(v) for k, v in (data.get("accounted") or {}).items()}
         if data.get("run_id") == run_id:  # a retried or resumed commit of this very run
             state.seq = int(data.get("seq", 0))
         return state, [(str(a), str(b)) for a, b in data.get("pending", [])]
@@ -402,9 +370,7 @@ def input_key(article: Article) -> str:
 
 def _duplicate(article: Article, detail: str) -> Failure:
     _counter("filter_duplicate_url").inc()
-    return Failure(
-        article.url, FILTER_STAGE, "duplicate_url", detail, article.fetched_at
-    )
+    return Failure(article.url, FILTER_STAGE, "duplicate_url", detail, article.fetched_at)
 
 
 @dataclass
@@ -414,16 +380,12 @@ class PanePlan:
     failures: list[Failure]
 
 
-def plan_pane(
-    state: StreamState, pane: ClusterPane, stories: StorySettings, now: float
-) -> PanePlan:
+def plan_pane(state: StreamState, pane: ClusterPane, stories: StorySettings, now: float) -> PanePlan:
     """The pure core of a pane commit: link the pane's clusters to the known stories, pick the
     articles not written before (each input is accounted for once, whatever the number of
     panes that repeat it) and the story rows that changed. Updates ``state``."""
     summaries = [c.summary for c in pane.clusters]
-    assignment, touched, kept = link_clusters(
-        summaries, list(state.stories.values()), stories
-    )
+    assignment, touched, kept = link_clusters(summaries, list(state.stories.values()), stories)
     state.stories = {s.story_id: s for s in kept}
     out = PanePlan([], [s.to_story() for s in touched], [])
     for cluster in pane.clusters:
@@ -434,11 +396,7 @@ def plan_pane(
                 continue
             state.accounted[key] = now
             if article.article_id in state.written:
-                out.failures.append(
-                    _duplicate(
-                        article, f"article {article.article_id} was already written"
-                    )
-                )
+                out.failures.append(_duplicate(article, f"article {article.article_id} was already written"))
             else:
                 state.written[article.article_id] = now
                 out.articles.append(records.replace(article, story_id=story_id))
@@ -483,22 +441,17 @@ def count_rows(state: StreamState, plan: PanePlan, pane: ClusterPane | None) -> 
 
 def summary_of(state: StreamState, inputs: int, keep_windows: int) -> dict[str, Any]:
     summary: dict[str, Any] = {
-        k: state.counts.get(k, 0)
-        for k in ("articles", "duplicates", "stories", "filtered", "failed")
+        k: state.counts.get(k, 0) for k in ("articles", "duplicates", "stories", "filtered", "failed")
     }
     summary["inputs"] = inputs
-    summary["unaccounted"] = (
-        inputs - summary["articles"] - summary["filtered"] - summary["failed"]
-    )  # still in flight
+    summary["unaccounted"] = inputs - summary["articles"] - summary["filtered"] - summary["failed"]  # still in flight
     summary["failures_by_reason"] = dict(sorted(state.reasons.items()))
     summary["run_id"] = state.run_id
     summary["mode"] = "streaming"
     summary["commits"] = state.seq
     recent = sorted(state.windows)[-keep_windows:]
     state.windows = {k: state.windows[k] for k in recent}
-    state.window_story_ids = {
-        k: v for k, v in state.window_story_ids.items() if k in state.windows
-    }
+    state.window_story_ids = {k: v for k, v in state.window_story_ids.items() if k in state.windows}
     summary["windows"] = {k: state.windows[k] for k in recent}
     return summary
 
@@ -529,9 +482,7 @@ class StreamFiles:
             with self.fs.open(path, "r", encoding="utf-8") as handle:
                 return json.load(handle)
         except (OSError, ValueError) as err:
-            LOG.warning(
-                "stream checkpoint %s unreadable (%s); starting afresh", path, err
-            )
+            LOG.warning("stream checkpoint %s unreadable (%s); starting afresh", path, err)
             return None
 
     def roll_forward(self, pending: Iterable[tuple[str, str]]) -> int:
@@ -540,16 +491,14 @@ class StreamFiles:
         for tmp, final in pending:
             if self.fs.exists(tmp):
                 self.fs.makedirs(posixpath.dirname(final), exist_ok=True)
-                self.fs.mv(tmp, final)
+                move(self.fs, tmp, final)
                 done += 1
         return done
 
     def _write(self, path: str, kind: str, rows: list[Any]) -> None:
         write_table(self.fs, path, kind, rows, self.sink.compression)
 
-    def stage(
-        self, seq: int, plan: PanePlan, pane: ClusterPane | None
-    ) -> list[tuple[str, str]]:
+    def stage(self, seq: int, plan: PanePlan, pane: ClusterPane | None) -> list[tuple[str, str]]:
         """Write this commit's files under _tmp -> [(tmp, final)]."""
         tmp_root = self.path("_tmp", self.run_id, f"{seq:06d}")
         groups: dict[tuple[str, str, int], list[Any]] = defaultdict(list)
@@ -594,12 +543,12 @@ class StreamFiles:
         self.fs.makedirs(posixpath.dirname(final), exist_ok=True)
         with self.fs.open(tmp, "w", encoding="utf-8") as handle:
             json.dump(data, handle, sort_keys=True)
-        self.fs.mv(tmp, final)
+        move(self.fs, tmp, final)
 
     def publish(self, moves: Sequence[tuple[str, str]]) -> None:
         for tmp, final in moves:
             self.fs.makedirs(posixpath.dirname(final), exist_ok=True)
-            self.fs.mv(tmp, final)
+            move(self.fs, tmp, final)
         leftover = self.path("_tmp", self.run_id)
         if self.fs.exists(leftover) and not self.fs.find(leftover):
             self.fs.rm(leftover, recursive=True)
@@ -608,35 +557,19 @@ class StreamFiles:
         """An empty file for a table with no rows yet, so every table is readable at once."""
         for kind in KINDS:
             folder = self.path(kind)
-            if self.fs.exists(folder) and any(
-                p.endswith(".parquet") for p in self.fs.find(folder)
-            ):
+            if self.fs.exists(folder) and any(p.endswith(".parquet") for p in self.fs.find(folder)):
                 continue
-            name = (
-                f"part-{self.run_id}-empty.parquet"
-                if kind != "stories"
-                else "part-00000.parquet"
-            )
+            name = f"part-{self.run_id}-empty.parquet" if kind != "stories" else "part-00000.parquet"
             tmp = self.path("_tmp", self.run_id, "empty", kind, name)
             self._write(tmp, kind, [])
             self.publish([(tmp, self.path(kind, name))])
-
-    def drop_placeholders(self, moves: Sequence[tuple[str, str]]) -> None:
-        """Once a table has a real file, its empty placeholder of this run goes."""
-        for kind in {
-            posixpath.relpath(final, self.base).split("/")[0] for _, final in moves
-        }:
-            if kind in ("articles", "failures"):
-                empty = self.path(kind, f"part-{self.run_id}-empty.parquet")
-                if self.fs.exists(empty):
-                    self.fs.rm(empty)
 
     def write_summary(self, summary: dict) -> None:
         tmp = self.path("_tmp", f"summary-{self.run_id}.json")
         self.fs.makedirs(posixpath.dirname(tmp), exist_ok=True)
         with self.fs.open(tmp, "w") as handle:
             json.dump(summary, handle, indent=2, sort_keys=True)
-        self.fs.mv(tmp, self.path("summary.json"))
+        move(self.fs, tmp, self.path("summary.json"))
 
 
 # --------------------------------------------------------------------------- committer
@@ -669,9 +602,7 @@ class _CommitFn(beam.DoFn):
     def _state(self, cell) -> StreamState:
         state = cell.read()
         if state is None:  # first element of this job: recover from the checkpoint
-            state, pending = StreamState.from_json(
-                self._files.load_checkpoint() or {}, self._run_id
-            )
+            state, pending = StreamState.from_json(self._files.load_checkpoint() or {}, self._run_id)
             rolled = self._files.roll_forward(pending)
             if rolled:
                 LOG.info("finished %d renames of an interrupted commit", rolled)
@@ -719,16 +650,10 @@ class _CommitFn(beam.DoFn):
     ):
         yield self._commit(self._state(cell), cell, inputs, failures, None)
 
-    def _commit(
-        self, state: StreamState, cell, inputs, failures, pane: ClusterPane | None
-    ) -> dict:
+    def _commit(self, state: StreamState, cell, inputs, failures, pane: ClusterPane | None) -> dict:
         now = time.time()
         state.forget_before(now - self._settings.written_ttl_days * 86_400)
-        plan = (
-            plan_pane(state, pane, self._stories, now)
-            if pane is not None
-            else PanePlan([], [], [])
-        )
+        plan = plan_pane(state, pane, self._stories, now) if pane is not None else PanePlan([], [], [])
         plan.failures.extend(failures.read())
         failures.clear()
         count_rows(state, plan, pane)
@@ -736,7 +661,6 @@ class _CommitFn(beam.DoFn):
         moves = self._files.stage(state.seq, plan, pane)
         self._files.save_checkpoint(state.to_json(moves))
         self._files.publish(moves)
-        self._files.drop_placeholders(moves)
         summary = summary_of(state, inputs.read() or 0, self._settings.window_summaries)
         self._files.write_summary(summary)
         cell.write(state)
@@ -776,18 +700,16 @@ class CommitStream(beam.PTransform):
 
     def expand(self, pcolls: dict[str, beam.PCollection]):
         tagged = (
-            pcolls["panes"]
-            | "TagPanes" >> beam.Map(lambda v: (_COMMIT_KEY, ("pane", v))),
+            pcolls["panes"] | "TagPanes" >> beam.Map(lambda v: (_COMMIT_KEY, ("pane", v))).with_output_types(KeyedAny),
             pcolls["failures"]
-            | "TagFailures" >> beam.Map(lambda v: (_COMMIT_KEY, ("failure", v))),
+            | "TagFailures" >> beam.Map(lambda v: (_COMMIT_KEY, ("failure", v))).with_output_types(KeyedAny),
             pcolls["inputs"]
-            | "TagInputs" >> beam.Map(lambda _: (_COMMIT_KEY, ("input", None))),
+            | "TagInputs" >> beam.Map(lambda _: (_COMMIT_KEY, ("input", None))).with_output_types(KeyedAny),
         )
         return (
             tagged
             | "ToCommit" >> beam.Flatten()
-            | "CommitFiles"
-            >> beam.ParDo(_CommitFn(*self._args)).with_input_types(tuple[str, Any])
+            | "CommitFiles" >> beam.ParDo(_CommitFn(*self._args)).with_input_types(KeyedAny)
         )
 
 
@@ -803,7 +725,8 @@ class Tick:
 
 
 def tick_times(start: float, interval_s: float, polls: int) -> list[float]:
-    return [start + i * interval_s for i in range(polls)]
+    """Due times of the polls, to the millisecond (Beam watermarks have ms precision)."""
+    return [round(start + i * interval_s, 3) for i in range(polls)]
 
 
 class _WaitForTick(beam.DoFn):
@@ -853,31 +776,15 @@ class PollTicks(beam.PTransform):
                 )
                 stream = stream.advance_processing_time(self._interval)
             stream = stream.advance_watermark_to_infinity()
-            return (
-                pbegin
-                | "ScriptedTicks" >> stream
-                | "WaitForTick" >> beam.ParDo(_WaitForTick())
-            )
+            return pbegin | "ScriptedTicks" >> stream | "WaitForTick" >> beam.ParDo(_WaitForTick())
         from apache_beam.transforms.periodicsequence import PeriodicImpulse
 
-        stop = (
-            self._start + (self._stop_after - 1) * self._interval + self._interval / 2
-            if self._stop_after
-            else None
-        )
+        stop = self._start + (self._stop_after - 1) * self._interval + self._interval / 2 if self._stop_after else None
         kwargs = {"stop_timestamp": stop} if stop is not None else {}
         return (
             pbegin
-            | "PeriodicImpulse"
-            >> PeriodicImpulse(
-                start_timestamp=self._start, fire_interval=self._interval, **kwargs
-            )
-            | "ToTick"
-            >> beam.Map(
-                lambda t, s=self._start, i=self._interval: Tick(
-                    round((float(t) - s) / i), float(t)
-                )
-            )
+            | "PeriodicImpulse" >> PeriodicImpulse(start_timestamp=self._start, fire_interval=self._interval, **kwargs)
+            | "ToTick" >> beam.Map(lambda t, s=self._start, i=self._interval: Tick(round((float(t) - s) / i), float(t)))
         )
 
 
@@ -896,17 +803,18 @@ class _PollFeedFn(beam.DoFn):
         self._fetcher = shared_fetcher(self._fetch_settings)
 
     def process(self, element, cell=beam.DoFn.StateParam(SEEN)):
-        from transforms.feeds import FeedState, poll_feeds
+        from transforms.feeds import FeedState
 
         _, (_tick, spec) = element
         saved = cell.read() or {"state": FeedState(), "reported": set(), "last": None}
         now = time.time()
-        if (
-            spec.poll_interval_s
-            and saved["last"] is not None
-            and now - saved["last"] + 0.5 < spec.poll_interval_s
-        ):
-            return  # this feed asked to be polled less often
+        # a feed may ask to be polled less often than the ticks come
+        due = not spec.poll_interval_s or saved["last"] is None or now - saved["last"] + 0.5 >= spec.poll_interval_s
+        yield from self._poll(spec, saved, now, cell) if due else ()
+
+    def _poll(self, spec, saved, now, cell):
+        from transforms.feeds import poll_feeds
+
         state = saved["state"]
         max_age = self._settings.state_max_age_days * 86_400
         state.seen = {k: t for k, t in state.seen.items() if now - t <= max_age}
@@ -964,17 +872,15 @@ class PollFeedsStream(beam.PTransform):
         items = (
             ticks
             | "PerFeed"
-            >> beam.FlatMap(
-                lambda t, specs=self._specs: [(s.url, (t, s)) for s in specs]
-            )
+            >> beam.FlatMap(lambda t, specs=self._specs: [(s.url, (t, s)) for s in specs]).with_output_types(KeyedAny)
             | "PollFeed"
             >> beam.ParDo(_PollFeedFn(self._fetch, self._feeds))
-            .with_input_types(tuple[str, Any])
+            .with_input_types(KeyedAny)
             .with_outputs(records.FAILED, main="items")
         )
-        pages = items.items | "FetchPages" >> beam.ParDo(
-            _FetchPageFn(self._fetch, self._feeds)
-        ).with_outputs(records.FAILED, main="ok")
+        pages = items.items | "FetchPages" >> beam.ParDo(_FetchPageFn(self._fetch, self._feeds)).with_outputs(
+            records.FAILED, main="ok"
+        )
         failed = (
             items[records.FAILED],
             pages[records.FAILED],
