@@ -19,6 +19,8 @@ INSTALL_REQUIRES = [
     "numpy>=1.26",
     "pyyaml>=6.0",
     "charset-normalizer>=3.3.0",
+    "lxml>=5.0",
+    "brotli>=1.1.0",
 ]
 
 EXTRAS_REQUIRE = {
@@ -33,6 +35,7 @@ EXTRAS_REQUIRE = {
         "gcp-storage-emulator>=2024.8.3",
         "moto[server]>=5.0.0",
         "ruff>=0.6.0",
+        "cryptography>=42.0",
     ],
 }
 
