@@ -41,27 +41,31 @@ class RunPlan:
 
 
 def read_documents(p: beam.Pipeline, plan: RunPlan):
-    """PBegin -> result with ``.ok`` (Document) and ``.failed`` (Failure)."""
+    """PBegin -> (result with ``.ok`` (Document) and ``.failed`` (Failure), a callback that
+    saves the source's state once the sink has committed, or None)."""
     cfg = plan.config
     if cfg.run.source == "feeds":
         from transforms.feeds import ReadFeeds
 
-        return p | "ReadFeeds" >> ReadFeeds(
+        feeds = ReadFeeds(
             list(plan.files),
             cfg.fetch,
             cfg.feeds,
             poll_interval_s=plan.poll_interval_s,
             stop_after=plan.stop_after,
             output_root=plan.output,
+            save_after_commit=True,
         )
-    return p | "ReadDocuments" >> ReadDocuments(cfg.run.source, list(plan.files), cfg.sources, plan.fetched_at)
+        return p | "ReadFeeds" >> feeds, feeds.save_state_after
+    reader = ReadDocuments(cfg.run.source, list(plan.files), cfg.sources, plan.fetched_at)
+    return p | "ReadDocuments" >> reader, None
 
 
 def build_pipeline(p: beam.Pipeline, plan: RunPlan):
     """Assemble the whole graph on ``p``; returns the one-element summary PCollection."""
     cfg = plan.config
     every = cfg.run.progress_interval_s
-    read = read_documents(p, plan)
+    read, save_source_state = read_documents(p, plan)
     documents = read.ok | "ProgressRead" >> LogProgress("documents read", every)
     extracted = documents | "ExtractMainText" >> ExtractMainText(cfg.extract)
     cleaned = extracted.ok | "CleanText" >> CleanText(cfg.clean)
@@ -87,4 +91,8 @@ def build_pipeline(p: beam.Pipeline, plan: RunPlan):
         "inputs": inputs,
     }
     manifest_inputs = plan.files if cfg.run.source != "feeds" else ()
-    return outputs | "WriteOutputs" >> WriteOutputs(plan.output, plan.run_id, cfg.sink, manifest_inputs)
+    summary = outputs | "WriteOutputs" >> WriteOutputs(plan.output, plan.run_id, cfg.sink, manifest_inputs)
+    # State that says "done" (seen feed entries) is saved only after the outputs committed.
+    if save_source_state is not None:
+        save_source_state(summary)
+    return summary

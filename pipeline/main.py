@@ -65,7 +65,16 @@ def plan_run(argv: list[str]):
     if not cfg.run.inputs:
         raise UsageError("no input: give --input (or run.inputs in the config)")
     if cfg.run.source == "feeds":
+        from transforms.feeds import resolve_inputs
+
+        try:
+            resolve_inputs(list(cfg.run.inputs))
+        except (OSError, ValueError) as err:
+            raise UsageError(f"bad feed input: {err}") from None
         files = tuple(cfg.run.inputs)
+        # Feeds are incremental: entries seen before are not fetched again, so a run adds to
+        # the output instead of replacing it.
+        cfg = cfg.replace("sink", mode="append")
     else:
         files = tuple(expand_inputs(cfg.run.inputs))
     try:
@@ -180,7 +189,7 @@ def execute(plan, options, standard) -> dict | None:
         if summary is None:
             return None
         parts.append(summary)
-    if len(parts) == 1 and not plan.resume:
+    if len(parts) == 1 and not plan.resume and cfg.sink.mode != "append":
         return parts[0]
     total = merge_summaries(parts)
     total["stories"] = compact_stories(plan.output, parts[-1]["run_id"], cfg.sink)

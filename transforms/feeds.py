@@ -1121,7 +1121,7 @@ class _SaveState(beam.DoFn):
     def __init__(self, path: str, settings: FeedSettings):
         self._path, self._settings = path, settings
 
-    def process(self, marks: list[tuple[str, Any]]) -> Iterator[Any]:
+    def process(self, marks: list[tuple[str, Any]], _after: Any = None) -> Iterator[Any]:
         keys: list[str] = []
         feeds: dict[str, FeedCache] = {}
         retry: set[str] = set()
@@ -1170,6 +1170,7 @@ class ReadFeeds(beam.PTransform):
         poll_interval_s: float | None = None,
         stop_after: int | None = None,
         output_root: str | None = None,
+        save_after_commit: bool = False,
     ):
         super().__init__()
         if poll_interval_s is not None and poll_interval_s < 0:
@@ -1184,6 +1185,22 @@ class ReadFeeds(beam.PTransform):
         self._polls = stop_after or 1
         self._state_path = feeds.state_path or (
             posixpath.join(output_root.rstrip("/"), STATE_FILE) if output_root else None
+        )
+        self._save_after_commit = save_after_commit
+        self._marks = None
+
+    def save_state_after(self, barrier: beam.PCollection | None) -> None:
+        """Save the seen-entry state; with ``barrier`` (e.g. the sink's one-element commit
+        summary) only once that exists, so entries are remembered only after their articles
+        were committed (a run that dies before the commit fetches them again next time).
+        With ``save_after_commit=True`` the caller must call this after building the sink."""
+        if self._marks is None:
+            return
+        extra = [beam.pvalue.AsSingleton(barrier)] if barrier is not None else []
+        _ = (
+            self._marks
+            | "CollectState" >> beam.combiners.ToList()
+            | "SaveFeedState" >> beam.ParDo(_SaveState(self._state_path, self._feeds), *extra)
         )
 
     def expand(self, pbegin):
@@ -1208,13 +1225,11 @@ class ReadFeeds(beam.PTransform):
             | "FetchPages"
             >> beam.ParDo(_FetchPages(self._fetch, self._feeds)).with_outputs(records.FAILED, _STATE_TAG, main="ok")
         )
+        self._marks = None
         if self._state_path:
-            _ = (
-                (polled[_STATE_TAG], pages[_STATE_TAG])
-                | "StateMarks" >> beam.Flatten()
-                | "CollectState" >> beam.combiners.ToList()
-                | "SaveFeedState" >> beam.ParDo(_SaveState(self._state_path, self._feeds))
-            )
+            self._marks = (polled[_STATE_TAG], pages[_STATE_TAG]) | "StateMarks" >> beam.Flatten()
+            if not self._save_after_commit:
+                self.save_state_after(None)
         return (
             (pages.ok, polled[records.FAILED], pages[records.FAILED])
             | "FeedOutputs" >> beam.Flatten()

@@ -1,0 +1,48 @@
+"""Feeds through the CONTRACT command: incremental runs add only new entries, and the seen-state
+is saved only after the outputs are committed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.dataset as ds
+
+from pipeline.main import run
+from tests.servers import HostileServer
+
+
+def articles(out: Path) -> list[dict]:
+    return ds.dataset(str(out / "articles"), format="parquet", partitioning="hive").to_table().to_pylist()
+
+
+def test_growing_feed_twice_adds_only_new_articles(tmp_path):
+    out = tmp_path / "out"
+    config = tmp_path / "feeds.yaml"
+    config.write_text("fetch:\n  timeout_s: 5.0\n  connect_timeout_s: 2.0\n  per_host_min_delay_s: 0.0\n  retries: 0\n")
+    with HostileServer() as server:
+        args = [
+            "--config",
+            str(config),
+            "--source",
+            "feeds",
+            "--input",
+            server.url("/growing.xml"),
+            "--output",
+            str(out),
+            "--allow-hosts",
+            ",".join(server.allow),
+        ]
+        assert run(args) == 0
+        first = articles(out)
+        assert first and all(a["feed_url"] == server.url("/growing.xml") for a in first)
+        assert (out / "_state" / "feeds.json").exists()
+        assert run(args) == 0
+        second = articles(out)
+    ids_first = {a["article_id"] for a in first}
+    ids_second = [a["article_id"] for a in second]
+    assert len(ids_second) == len(set(ids_second))  # no article twice
+    assert ids_first < set(ids_second)  # the first run's articles are kept, new ones added
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["inputs"] == summary["articles"] + summary["filtered"] + summary["failed"]
+    assert summary["articles"] == len(ids_second) - len(ids_first)
