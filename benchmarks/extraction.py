@@ -197,6 +197,10 @@ def seed_counts(title: str | None, body: str, output: str) -> tuple[int, int]:
 # ---------------------------------------------------------------------------------------------
 
 
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f} %"
+
+
 def _ms(outputs: dict[str, Output]) -> str:
     return f"{1000 * sum(o.seconds for o in outputs.values()) / max(len(outputs), 1):.1f}"
 
@@ -242,11 +246,10 @@ def run(sets: list[str], limit: int | None, misses: Path | None) -> list[tuple[s
 
         (bm, bc, br), (om, oc, orl) = scores(base), scores(ours)
         tm = scores(ours, with_title=True)[0]
-        pct = lambda v: "-" if v is None else f"{100 * v:.1f} %"
         rows.append((label, "shingle P / R / F1", _prf(bm), _prf(om)))
         rows.append((label, "shingle P / R / F1, title+text", "", _prf(tm)))
-        rows.append((label, "user-comment leakage", pct(bc), pct(oc)))
-        rows.append((label, "related-content leakage", pct(br), pct(orl)))
+        rows.append((label, "user-comment leakage", _pct(bc), _pct(oc)))
+        rows.append((label, "related-content leakage", _pct(br), _pct(orl)))
         rows.append((label, "ms / page", _ms(base), _ms(ours)))
         for k in (p.key for p in pages):
             miss_log.append(("l3s_gn1", "storybeam", k, "output", ours[k].text[:3000]))
@@ -280,7 +283,10 @@ def run(sets: list[str], limit: int | None, misses: Path | None) -> list[tuple[s
 def print_table(rows: list[tuple[str, ...]]) -> None:
     header = ("set", "metric", "trafilatura", "storybeam")
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(4)]
-    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"
+
+    def line(row: tuple[str, ...]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+
     print(line(header))
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in rows:

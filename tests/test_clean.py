@@ -38,13 +38,13 @@ PORTWELL: Engineers replaced two damaged pontoons and a section of the ramp that
 
 The operator said tickets bought for cancelled crossings remain valid until the end of the year.
 
+The operator said tickets bought for cancelled crossings remain valid until the end of the year.
+
 Share on Facebook
 Previous Post Next Post
 Harbour NewsPortwell - IslandsFerry Services
 Comments (3)
 Add Comment
-
-The operator said tickets bought for cancelled crossings remain valid until the end of the year.
 """
 OWN_BOILERPLATE = [
     "Share on Facebook",
@@ -165,10 +165,47 @@ def test_multilingual_boilerplate_lines(line):
         "iPhone sales rose in the third quarter, Apple said.",
         "In March 2024, the council approved the plan.",
         "Facebook owner Meta said it would appeal the ruling.",
+        "A spokeswoman declined to comment on the report.",
+        "They were working to support us, she said.",
+        "RealClearPolitics Iowa average",
+        "Video: the ferry leaving the harbour at dawn",
+        "The agency received 300 comments from the public.",
+        "Ten Pros: fast, light, cheap",
     ],
 )
 def test_prose_lines_are_not_boilerplate(line):
     assert line_rule(line, RULES) is None
+
+
+PROSE = (
+    "The council met on Tuesday to discuss the harbour budget for the coming year, and members "
+    "agreed to set aside money for dredging the channel before the summer season begins."
+)
+
+
+def test_comment_thread_after_the_article_is_removed():
+    text = "\n".join(
+        [PROSE, PROSE.replace("Tuesday", "Wednesday"), "Have your say", "Great news for us all!"]
+        + ["Posted by: Ann | May 2, 2024 10:01 AM", "I disagree with the plan entirely."]
+        + ["Posted by: Bob | May 2, 2024 11:15 AM"]
+    )
+    cleaned = clean_text(text, None, RULES)
+    assert cleaned.text.splitlines() == [PROSE, PROSE.replace("Tuesday", "Wednesday")]
+    assert "Posted by: Bob | May 2, 2024 11:15 AM" in cleaned.removed
+    assert "comments" in cleaned.rules_fired
+
+
+def test_glued_comment_section_is_cut_at_its_header():
+    second = PROSE.replace("Tuesday", "Friday")
+    line = f"{second} Comments are now closed for this story Ann Smith I think this is wrong."
+    cleaned = clean_text(f"{PROSE}\n{line}", None, RULES)
+    assert cleaned.text == f"{PROSE}\n{second}"
+    assert cleaned.removed == ("Comments are now closed for this story Ann Smith I think this is wrong.",)
+
+
+def test_comment_counter_inside_prose_does_not_cut():
+    text = f"{PROSE}\nThe agency received 300 comments from the public about the dredging plan."
+    assert clean_text(text, None, RULES).text == text
 
 
 def test_host_boilerplate_learned_from_recurring_lines():

@@ -146,6 +146,26 @@ def test_settings_validate():
         ExtractSettings(isolation="threads")
 
 
+def test_link_lines_around_the_article_are_trimmed():
+    anchors = ["Pier repairs delayed again after winter storms", "Fish market to reopen"]
+    text = "\n".join(
+        [
+            "Fish market to reopen",
+            "The barrier was switched on today after eight years of planning.",
+            "Read the council report: Pier repairs delayed again after winter storms, it said.",
+            "Pier repairs delayed again after winter storms",
+        ]
+    )
+    kept, removed = extract_mod.trim_link_lines(text, anchors, 0.9)
+    assert removed == ["Fish market to reopen", "Pier repairs delayed again after winter storms"]
+    assert kept.splitlines()[0].startswith("The barrier")
+    assert "Read the council report" in kept  # a linked phrase inside prose stays
+    # A title that is itself a link (a common headline pattern) is not trimmed.
+    assert extract_mod.trim_link_lines(text, anchors, 0.9, keep="Fish market to reopen")[1] == [
+        "Pier repairs delayed again after winter storms"
+    ]
+
+
 def test_helpers():
     assert source_host("https://WWW.Dawn.com:443/news/1") == "dawn.com"
     assert parse_datetime("2024-03-05T09:30:00+0100") == datetime(2024, 3, 5, 8, 30, tzinfo=UTC)

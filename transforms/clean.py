@@ -290,7 +290,9 @@ _RELATED = re.compile(
     r"también te puede interesar|notas relacionadas|contenido relacionado|más sobre|"
     r"artículos relacionados|auch lesen|mehr themen|zum weiterlesen|top-themen|"
     r"weitere aktuelle|beiträge aus dem forum|auch auf \S+$|articles? liés?|"
-    r"dans la même rubrique|nos articles|powiązane|podobne artykuły|artigos relacionados)"
+    r"dans la même rubrique|nos articles|powiązane|podobne artykuły|artigos relacionados|"
+    r"also see|all about|(?:previous|next|prev|older|newer|vorheriger|nächster|précédent|"
+    r"suivant|anterior|siguiente)(?: (?:post|article|story|entry|artikel|beitrag))?\s*[:»›])"
     r"\b\s*[:»›>.…-]*",
     re.IGNORECASE,
 )
@@ -513,6 +515,14 @@ def clean_text(
                 lines[i] = lines[i][match.end() :]
 
     if rules.enabled("comments"):
+        cut = _comment_header_cut(lines)
+        if cut is not None:
+            i, offset = cut
+            drop("comments", lines[i][offset:])
+            for line in lines[i + 1 :]:
+                drop("comments", line)
+            lines = [*lines[:i], lines[i][:offset].rstrip()] if offset else lines[:i]
+            lines = [line for line in lines if line]
         start = _comment_thread_start(lines, rules)
         if start is not None:
             for line in lines[start:]:
@@ -549,6 +559,43 @@ def clean_text(
     return Cleaned("\n".join(kept), clean_title, tuple(fired), tuple(removed))
 
 
+# Headers that open a user-comment section. After the first part of a text, a header that
+# starts a line or a sentence opens the comment section, and everything from it on goes
+# (table layouts glue the whole section into one long line). Counters ("12 comments") only
+# count at the start of a line: "received 300 comments" is prose.
+_COMMENT_HEADER = re.compile(
+    r"comments are (?:now )?closed|(?:reader|user|readers'|your) comments\b|have your say\b|"
+    r"post a comment|leave a (?:comment|reply)|add (?:your|a) comment|join the (?:discussion|"
+    r"conversation)|\b\d+ (?:comments|responses|replies|kommentare|commentaires|comentarios|"
+    r"komentarz[ey]?|commenti)\b|\b(?:kommentare|commentaires|comentarios|komentarze|"
+    r"commenti|comments) \(\d+\)|kommentar schreiben|laisser un commentaire|"
+    r"deja (?:tu|un) comentario|dodaj komentarz|lascia un commento",
+    re.IGNORECASE,
+)
+
+
+_SENTENCE_END = re.compile(r"(?:^|[.!?|:)»\"”]\s*)$")
+
+
+def _comment_header_cut(lines: list[str]) -> tuple[int, int] | None:
+    """(line, offset) of a comment-section header after the first 15 % (and 300 characters)
+    of the text, or None."""
+    total = sum(len(line) for line in lines)
+    first = max(0.15 * total, 300)
+    before = 0
+    for i, line in enumerate(lines):
+        if before + len(line) >= first:
+            for match in _COMMENT_HEADER.finditer(line):
+                at = match.start()
+                if before + at < first or not _SENTENCE_END.search(line[:at]):
+                    continue
+                if at and match.group(0)[0].isdigit():
+                    continue
+                return i, at
+        before += len(line)
+    return None
+
+
 def _comment_thread_start(lines: list[str], rules: CleanRules) -> int | None:
     """Index where a trailing user-comment thread begins, or None.
 
@@ -559,7 +606,7 @@ def _comment_thread_start(lines: list[str], rules: CleanRules) -> int | None:
     sigs = [i for i, line in enumerate(lines) if len(line) <= 200 and _SIGNATURE.search(line)]
     if len(sigs) < 2 or sigs[0] < 0.3 * len(lines):
         return None
-    gaps = sorted(b - a for a, b in zip(sigs, sigs[1:]))
+    gaps = sorted(b - a for a, b in zip(sigs, sigs[1:], strict=False))
     gap = gaps[len(gaps) // 2]
     start = sigs[0]
     if len(lines) - 1 - sigs[-1] < gap:  # signatures close each comment
