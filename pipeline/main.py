@@ -154,6 +154,7 @@ def execute(plan, options, standard) -> dict | None:
     committed on its own so that ``--resume`` can continue after an interruption."""
     import dataclasses
 
+    from pipeline.streaming import wants_streaming
     from transforms.sinks import (
         compact_stories,
         existing_article_ids,
@@ -161,6 +162,8 @@ def execute(plan, options, standard) -> dict | None:
         remove_orphans,
     )
 
+    if wants_streaming(plan, bool(standard.streaming)):  # its sink commits and summarises per pane
+        return run_once(plan, options, standard)
     cfg = plan.config
     files = plan.files
     skipped = 0
