@@ -286,3 +286,45 @@ def test_seeds_lose_boilerplate_and_keep_prose():
             assert para in text, (path.name, para[:60])
         if "ISLAMABAD:" in raw or "WASHINGTON:" in raw:
             assert re.search(r"\b(ISLAMABAD|WASHINGTON):", cleaned.text)
+
+
+def test_host_state_round_trip(tmp_path):
+    from transforms.clean import load_host_state, save_host_state
+
+    path = str(tmp_path / "hosts.json")
+    assert load_host_state(path) == {}
+    save_host_state(path, {"example.org": {"b", "a"}})
+    assert load_host_state(path) == {"example.org": frozenset({"a", "b"})}
+
+
+def test_clean_text_pipeline_learns_host_boilerplate(tmp_path):
+    """One small offline pipeline: a footer shared by one host's articles is removed and
+    reported on the host_boilerplate output; another host is untouched."""
+    import apache_beam as beam
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from transforms.clean import HOST_BOILERPLATE, CleanText, line_key
+
+    footer = "Portwell Gazette is published by Harbour Media Group Limited"
+    body = "Story {} is about a different harbour topic entirely, with enough words to be kept."
+    articles = [
+        Article(url=f"https://gazette.example/{i}", fetched_at=T0, source="gazette.example",
+                text=f"{body.format(i)}\n{footer}")
+        for i in range(4)
+    ] + [
+        Article(url="https://other.example/1", fetched_at=T0, source="other.example",
+                text=f"{body.format(9)}\n{footer}")
+    ]  # fmt: skip
+    with TestPipeline(runner="FnApiRunner") as p:
+        out = p | beam.Create(articles) | CleanText(CleanRules())
+        assert_that(
+            out.ok | beam.Map(lambda a: (a.source, footer in a.text)),
+            equal_to([("gazette.example", False)] * 4 + [("other.example", True)]),
+            label="FooterGone",
+        )
+        assert_that(
+            out[HOST_BOILERPLATE],
+            equal_to([("gazette.example", (line_key(footer),))]),
+            label="Learned",
+        )

@@ -34,10 +34,11 @@ separated by " | " or " · " is boilerplate when every segment is ("May 2, 2024 
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import apache_beam as beam
@@ -95,6 +96,11 @@ class CleanRules:
     # Lines longer than this (characters) are never learned as host boilerplate: long repeated
     # paragraphs are more likely syndicated prose than template text.
     host_max_line_chars: int = 300
+    # JSON file (local path or fsspec URL) with host boilerplate saved by earlier runs:
+    # {"host": ["line key", ...]}; its lines are removed in addition to those learned in this
+    # run (and are the only learned lines on unbounded input). "" = no saved state. Write it
+    # from CleanText's ``host_boilerplate`` output with save_host_state().
+    host_state_path: str = ""
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.disabled) - set(RULE_GROUPS))
@@ -697,19 +703,58 @@ def clean_article(
     )
 
 
+def _open(path: str, mode: str):
+    try:
+        import fsspec
+
+        return fsspec.open(path, mode, encoding="utf-8")
+    except ImportError:  # pragma: no cover - fsspec ships with the project
+        return open(path, mode, encoding="utf-8")
+
+
+def load_host_state(path: str) -> dict[str, frozenset[str]]:
+    """Saved host boilerplate {host: line keys}; empty when ``path`` is "" or missing."""
+    if not path:
+        return {}
+    try:
+        with _open(path, "r") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        return {}
+    return {str(host): frozenset(map(str, keys)) for host, keys in data.items()}
+
+
+def save_host_state(path: str, state: Mapping[str, Iterable[str]]) -> None:
+    """Write host boilerplate {host: line keys} (e.g. the collected ``host_boilerplate``
+    output of CleanText merged with load_host_state) for the next run."""
+    with _open(path, "w") as fh:
+        json.dump({h: sorted(keys) for h, keys in sorted(state.items())}, fh, ensure_ascii=False)
+
+
+#: Tag of CleanText's extra output: (host, tuple of line keys) learned in this run.
+HOST_BOILERPLATE = "host_boilerplate"
+
+
 class _CleanDoFn(beam.DoFn):
     def __init__(self, rules: CleanRules) -> None:
         self._rules = rules
+        self._saved: dict[str, frozenset[str]] = {}
+
+    def setup(self) -> None:
+        self._saved = load_host_state(self._rules.host_state_path)
 
     def process(self, element):
         if isinstance(element, tuple):  # (host, [articles]) after grouping by host
-            _, articles = element
+            host, articles = element
             articles = list(articles)
             learned = learn_host_boilerplate((a.text for a in articles), self._rules)
             if learned:
                 Metrics.counter(records.METRICS_NAMESPACE, "clean_hosts_learned").inc()
+                yield TaggedOutput(HOST_BOILERPLATE, (host, tuple(sorted(learned))))
         else:
             articles, learned = [element], frozenset()
+        saved = self._saved.get(articles[0].source, frozenset()) if articles else frozenset()
+        learned = learned | saved
         for article in articles:
             result = clean_article(article, self._rules, learned)
             if isinstance(result, Failure):
@@ -721,8 +766,10 @@ class _CleanDoFn(beam.DoFn):
 
 class CleanText(beam.PTransform):
     """PCollection[Article] -> outputs ``ok``: PCollection[Article] with cleaned ``text``,
-    ``rules_fired`` and ``removed`` filled, and ``failed``: PCollection[Failure] (stage
-    'filter', reason 'empty_text' or 'too_short').
+    ``rules_fired`` and ``removed`` filled, ``failed``: PCollection[Failure] (stage
+    'filter', reason 'empty_text' or 'too_short'), and ``host_boilerplate``:
+    PCollection[(host, tuple of line keys)] learned in this run (to persist with
+    save_host_state and pass back through ``host_state_path`` next time).
 
     On bounded input the articles are grouped by host first, so lines that recur across many
     articles of one host (templates) can be learned and removed (rule host_boilerplate).
@@ -736,4 +783,6 @@ class CleanText(beam.PTransform):
         learn = self._rules.enabled("host_boilerplate") and articles.is_bounded
         if learn:
             articles = articles | "KeyByHost" >> beam.Map(lambda a: (a.source, a)) | "GroupByHost" >> beam.GroupByKey()
-        return articles | "Clean" >> beam.ParDo(_CleanDoFn(self._rules)).with_outputs(records.FAILED, main="ok")
+        return articles | "Clean" >> beam.ParDo(_CleanDoFn(self._rules)).with_outputs(
+            records.FAILED, HOST_BOILERPLATE, main="ok"
+        )
