@@ -65,6 +65,7 @@ def _sections() -> dict[str, type]:
     from transforms.sinks import SinkSettings
     from transforms.sources import SourceSettings
     from transforms.stories import StorySettings
+    from transforms.streaming import StreamingSettings
 
     return {
         "run": RunSettings,
@@ -76,6 +77,7 @@ def _sections() -> dict[str, type]:
         "fingerprint": FingerprintSettings,
         "stories": StorySettings,
         "sink": SinkSettings,
+        "streaming": StreamingSettings,
     }
 
 
@@ -91,6 +93,7 @@ class Config:
     fingerprint: Any
     stories: Any
     sink: Any
+    streaming: Any
 
     def replace(self, section: str, **changes: Any) -> Config:
         """A copy with some keys of one section changed (validated like the file)."""

@@ -87,6 +87,8 @@ def plan_run(argv: list[str]):
     if "://" not in output:
         output = os.path.abspath(output)
     options = PipelineOptions(list(args.beam_args))
+    if options.view_as(StandardOptions).streaming and cfg.run.source != "feeds":
+        raise UsageError(f"--streaming reads feeds; --source {cfg.run.source} is a batch source (drop --streaming)")
     fetched_at = default_fetched_at()
     plan = RunPlan(
         config=cfg,

@@ -88,12 +88,15 @@ def test_kill_and_resume_gives_the_uninterrupted_result(archives, tmp_path):
 
 def test_orphans_of_an_interrupted_commit_are_removed(tmp_path):
     root = str(tmp_path / "out")
-    commit_outputs(root, "run1", [], {"inputs": 0}, SinkSettings(), inputs=("a.warc.gz",))
-    orphan = tmp_path / "out" / "articles" / "date=2026-03-10" / "part-run2-00001.parquet"
+    run1, run2 = "20260310T090000-aaaaaa", "20260310T100000-bbbbbb-b0001"
+    commit_outputs(root, run1, [], {"inputs": 0}, SinkSettings(), inputs=("a.warc.gz",))
+    orphan = tmp_path / "out" / "articles" / "date=2026-03-10" / f"part-{run2}-00001.parquet"
+    streamed = tmp_path / "out" / "articles" / "date=2026-03-10" / "part-20260310T0000-r1-000003-00001.parquet"
     orphan.parent.mkdir(parents=True)
     orphan.write_bytes(b"PAR1")
+    streamed.write_bytes(b"PAR1")
     done, runs = read_manifest(root)
-    assert done == {"a.warc.gz"} and runs == {"run1"}
+    assert done == {"a.warc.gz"} and runs == {run1}
     removed = remove_orphans(root, runs)
-    assert [Path(p).name for p in removed] == ["part-run2-00001.parquet"]
-    assert not orphan.exists()
+    assert [Path(p).name for p in removed] == [orphan.name]
+    assert not orphan.exists() and streamed.exists()  # streaming files are not batch orphans

@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import posixpath
+import re
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -219,12 +220,15 @@ def write_summary(root: str, run_id: str, summary: dict) -> None:
     )
 
 
+# Batch file names: part-<YYYYmmddTHHMMSS>-<6 hex>[-b<batch>]-<shard | c0000>.parquet. Streaming
+# files (part-<window YYYYmmddTHHMM>-<run>-<seq>-<shard>) do not match and are never orphans.
+_BATCH_FILE = re.compile(r"^part-(\d{8}T\d{6}-[0-9a-f]{6}(?:-b\d{4})?)-(?:\d{5}|c\d{4})\.parquet$")
+
+
 def _run_of(path: str) -> str | None:
-    """'.../part-<run_id>-<shard>.parquet' -> run_id."""
-    name = posixpath.basename(path)
-    if not (name.startswith("part-") and name.endswith(".parquet")):
-        return None
-    return name[len("part-") : -len(".parquet")].rsplit("-", 1)[0]
+    """'.../part-<run_id>-<shard>.parquet' of a batch run -> run_id, else None."""
+    match = _BATCH_FILE.match(posixpath.basename(path))
+    return match.group(1) if match else None
 
 
 def read_manifest(root: str) -> tuple[set[str], set[str]]:

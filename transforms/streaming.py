@@ -265,7 +265,11 @@ def story_windowing(stories: StorySettings, settings: StreamingSettings) -> beam
     the gate's allowed lateness: the gate decides what is late, the grouping never drops
     what the gate let through."""
     window_s = stories.window_hours * 3600
-    early = tr.AfterCount(1) if settings.early_firing_s == 0 else tr.AfterProcessingTime(settings.early_firing_s)
+    early = (
+        tr.AfterCount(1)
+        if settings.early_firing_s == 0
+        else tr.AfterProcessingTime(max(1, round(settings.early_firing_s)))
+    )  # the runner API wants whole seconds
     return beam.WindowInto(
         beam.window.FixedWindows(window_s),
         trigger=tr.AfterWatermark(early=early, late=tr.AfterCount(1)),
