@@ -33,14 +33,23 @@ from pathlib import Path
 
 import numpy as np
 
-from transforms.fingerprint import FingerprintSettings, shingles, signature
+from transforms.fingerprint import (
+    FingerprintSettings,
+    find_duplicates,
+    fingerprint_article,
+    shingles,
+    signature,
+)
 from transforms.records import Article
 from transforms.stories import (
     StorySettings,
     _average_linkage,
     _cosine_matrix,
+    assign_topic,
     cluster_stories,
     content_terms,
+    load_topics,
+    text_profile,
 )
 
 DEFAULT_SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -72,9 +81,7 @@ def bcubed(truth: Sequence[int], pred: Sequence[int]) -> tuple[float, float, flo
     n = len(truth)
     both = Counter(zip(truth, pred, strict=True))
     t_size, p_size = Counter(truth), Counter(pred)
-    precision = (
-        sum(both[(t, p)] / p_size[p] for t, p in zip(truth, pred, strict=True)) / n
-    )
+    precision = sum(both[(t, p)] / p_size[p] for t, p in zip(truth, pred, strict=True)) / n
     recall = sum(both[(t, p)] / t_size[t] for t, p in zip(truth, pred, strict=True)) / n
     return precision, recall, 2 * precision * recall / (precision + recall)
 
@@ -129,15 +136,11 @@ def load_news_search(
             articles.append(_article(f"{path.stem}-{k:03d}", title, text, day))
         golds = {}
         for annotator in ("gold1", "gold2"):
-            clusters = json.loads(
-                (root / annotator / path.name).read_text(encoding="utf-8-sig")
-            )
+            clusters = json.loads((root / annotator / path.name).read_text(encoding="utf-8-sig"))
             labels = [-1] * len(items)
             for c, members in enumerate(clusters):
                 for position in members:
-                    if (
-                        labels[position - 1] == -1
-                    ):  # first assignment wins on duplicates
+                    if labels[position - 1] == -1:  # first assignment wins on duplicates
                         labels[position - 1] = c
             fresh = len(clusters)
             for i, label in enumerate(labels):
@@ -153,9 +156,7 @@ def load_wikiref(root: Path) -> tuple[list[Article], list[str]]:
     articles, topics = [], []
     with open(root / "labels.csv", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
-            raw = (root / "WikiRef220" / row["file"]).read_text(
-                encoding="utf-8", errors="replace"
-            )
+            raw = (root / "WikiRef220" / row["file"]).read_text(encoding="utf-8", errors="replace")
             title, _, body = raw.strip().partition("\n")
             articles.append(_article(row["file"], title.strip(), body.strip(), None))
             topics.append(row["topic"])
@@ -170,13 +171,7 @@ def tfidf_baseline(articles: Sequence[Article], threshold: float) -> list[list[s
     docs = [Counter(content_terms(f"{a.title or ''} {a.text}")) for a in articles]
     df = Counter(t for d in docs for t in d)
     n = len(docs)
-    rows = [
-        {
-            t: (1 + math.log(c)) * (math.log((1 + n) / (1 + df[t])) + 1)
-            for t, c in d.items()
-        }
-        for d in docs
-    ]
+    rows = [{t: (1 + math.log(c)) * (math.log((1 + n) / (1 + df[t])) + 1) for t, c in d.items()} for d in docs]
     groups = _average_linkage(_cosine_matrix(rows), threshold)
     return [[articles[i].article_id for i in g] for g in groups]
 
@@ -235,9 +230,7 @@ def agreed_pairs(groups, limit_per_group: int = 0):
                 chosen.append((articles[i], articles[j], same1))
         if limit_per_group:
             positives = [c for c in chosen if c[2]]
-            negatives = [c for c in chosen if not c[2]][
-                : max(limit_per_group, len(positives))
-            ]
+            negatives = [c for c in chosen if not c[2]][: max(limit_per_group, len(positives))]
             chosen = positives + negatives
         pairs.extend(chosen)
     return pairs
@@ -285,11 +278,77 @@ def speed(texts: Sequence[str]) -> list[tuple[str, float]]:
     start = time.perf_counter()
     for text in texts:
         minhash = datasketch.MinHash(num_perm=settings.num_perm, seed=settings.seed)
-        minhash.update_batch(
-            [s.encode() for s in shingles(text, settings.shingle_size)]
-        )
+        minhash.update_batch([s.encode() for s in shingles(text, settings.shingle_size)])
     rows.append(("datasketch update_batch", (time.perf_counter() - start) / len(texts)))
     return rows
+
+
+def speed_pool(groups, wikiref: Sequence[Article], n: int) -> list[Article]:
+    """``n`` articles for timing, mixed like one (topic, window) group: the news_search
+    items (short) interleaved with the wikiref texts cut into five parts (full-length
+    paragraphs, parts of one article share a story), event times spread over one day."""
+    short = [a for _, articles, _ in groups for a in articles]
+    long = []
+    for article in wikiref:
+        lines = [x for x in article.text.split("\n") if x.strip()]
+        step = max(1, math.ceil(len(lines) / 5))
+        for part in range(0, len(lines), step):
+            long.append(
+                _article(
+                    f"{article.article_id}-{part}",
+                    article.title or "",
+                    "\n".join(lines[part : part + step]),
+                    None,
+                )
+            )
+    pool = [x for pair in zip(short, long, strict=False) for x in pair]
+    pool += short[len(long) :] + long[len(short) :]
+    out = []
+    for k, article in enumerate(pool[:n]):
+        when = EPOCH.replace(hour=(k * 7) % 24, minute=(k * 13) % 60)
+        fields = {name: getattr(article, name) for name in article.__slots__}
+        out.append(Article(**{**fields, "published_at": when}))
+    return out
+
+
+def stage_speed(groups, wikiref: Sequence[Article], topics_file: Path):
+    """ms per article of the non-extraction stages, for one group of n = 200 and 2,000."""
+    settings, fp = StorySettings(), FingerprintSettings()
+    topics = load_topics(topics_file)
+    # one-off costs (word lists, stemmers, topic index) are per worker, not per article
+    assign_topic(wikiref[0], topics)
+    text_profile(wikiref[0], settings.languages)
+    rows = []
+    for n in (200, 2000):
+        pool = speed_pool(groups, wikiref, n)
+        start = time.perf_counter()
+        printed = [fingerprint_article(a, fp) for a in pool]
+        marks = [time.perf_counter()]
+        for article in pool:
+            assign_topic(article, topics)
+        marks.append(time.perf_counter())
+        find_duplicates(printed, fp)
+        marks.append(time.perf_counter())
+        cluster_stories(printed, settings)
+        marks.append(time.perf_counter())
+        ms = [(b - a) * 1e3 / n for a, b in zip([start, *marks], marks, strict=False)]
+        words = sum(len(a.text.split()) for a in pool) / n
+        rows.append((n, words, ms[1], ms[0], ms[2], ms[3]))
+    return rows
+
+
+def print_speed(groups, wikiref: Sequence[Article]) -> None:
+    print("\nstage speed, one (topic, window) group of n articles (ms per article)")
+    header = f"{'n':>6}{'words':>7}{'topic':>8}{'fingerpr':>10}{'dups':>8}{'cluster':>9}"
+    print(header)
+    print("-" * len(header))
+    topics_file = Path(__file__).resolve().parents[1] / "configs" / "topics.yaml"
+    for n, words, topic, fingerprint, dups, cluster in stage_speed(groups, wikiref, topics_file):
+        print(f"{n:6d}{words:7.0f}{topic:8.3f}{fingerprint:10.3f}{dups:8.3f}{cluster:9.3f}")
+
+    print("\nfingerprint speed (wikiref220 texts)")
+    for name, seconds in speed([a.text for a in wikiref]):
+        print(f"  {name:<26}{seconds * 1e3:7.2f} ms/article")
 
 
 # --- main ---------------------------------------------------------------------------------
@@ -298,43 +357,35 @@ def speed(texts: Sequence[str]) -> list[tuple[str, float]]:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=DEFAULT_SHARED)
-    parser.add_argument(
-        "--sweep", action="store_true", help="also sweep cluster_threshold"
-    )
-    parser.add_argument(
-        "--pairs", type=int, default=200, help="negatives per group, 0 = all"
-    )
+    parser.add_argument("--sweep", action="store_true", help="also sweep cluster_threshold")
+    parser.add_argument("--pairs", type=int, default=200, help="negatives per group, 0 = all")
+    parser.add_argument("--speed", action="store_true", help="only the speed tables")
     args = parser.parse_args(argv)
     data = args.shared / "data"
     settings = StorySettings()
     methods = {"ours": ours(settings), "tfidf-cosine": baseline()}
 
     groups = load_news_search(data / "news_search_clustering")
+    if args.speed:
+        print_speed(groups, load_wikiref(data / "wikiref220")[0])
+        return
     agree = eval_annotators(groups)
     print("news_search_clustering: 20 groups x 50 items, mean over groups")
     header = f"{'method':<22}{'gold':<7}{'ARI':>7}{'B3-P':>7}{'B3-R':>7}{'B3-F1':>7}"
     print(header)
     print("-" * len(header))
-    print(
-        f"{'annotators g1<->g2':<22}{'':<7}{agree['ari']:7.3f}{agree['p']:7.3f}"
-        f"{agree['r']:7.3f}{agree['f1']:7.3f}"
-    )
+    print(f"{'annotators g1<->g2':<22}{'':<7}{agree['ari']:7.3f}{agree['p']:7.3f}{agree['r']:7.3f}{agree['f1']:7.3f}")
     for name, method in methods.items():
         start = time.perf_counter()
         s = eval_news(groups, method)
         took = time.perf_counter() - start
         for g in ("gold1", "gold2"):
-            print(
-                f"{name:<22}{g:<7}{s[g + '_ari']:7.3f}{s[g + '_p']:7.3f}"
-                f"{s[g + '_r']:7.3f}{s[g + '_f1']:7.3f}"
-            )
+            print(f"{name:<22}{g:<7}{s[g + '_ari']:7.3f}{s[g + '_p']:7.3f}{s[g + '_r']:7.3f}{s[g + '_f1']:7.3f}")
         print(f"{'':<22}({took:.2f} s for 1,000 items)")
 
     pairs = agreed_pairs(groups, args.pairs)
     positives = sum(1 for p in pairs if p[2])
-    print(
-        f"\nsame-story pairs, each clustered alone ({positives} same / {len(pairs)} pairs)"
-    )
+    print(f"\nsame-story pairs, each clustered alone ({positives} same / {len(pairs)} pairs)")
     print(f"{'method':<22}{'P':>7}{'R':>7}{'F1':>7}")
     for name, method in methods.items():
         p, r, f = eval_pairs(pairs, method)
@@ -343,15 +394,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         ((t, eval_pairs(pairs, baseline(t))[2]) for t in np.arange(0.05, 0.9, 0.05)),
         key=lambda x: x[1],
     )
-    print(
-        f"{'tfidf best threshold':<22}{'':>14}{best[1]:7.3f}  (threshold {best[0]:.2f})"
-    )
+    print(f"{'tfidf best threshold':<22}{'':>14}{best[1]:7.3f}  (threshold {best[0]:.2f})")
 
     articles, topics = load_wikiref(data / "wikiref220")
     print("\nwikiref220: 220 full texts, topic labels (16, or 5 major + noise)")
-    header = (
-        f"{'method':<22}{'ARI16':>7}{'F1-16':>7}{'ARI5+n':>7}{'F1-5+n':>7}{'#clu':>6}"
-    )
+    header = f"{'method':<22}{'ARI16':>7}{'F1-16':>7}{'ARI5+n':>7}{'F1-5+n':>7}{'#clu':>6}"
     print(header)
     print("-" * len(header))
     for name, method in methods.items():
@@ -362,18 +409,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
 
     if args.sweep:
-        print(
-            "\ncluster_threshold sweep (news_search_clustering B3-F1 g1/g2, pairs F1)"
-        )
+        print("\ncluster_threshold sweep (news_search_clustering B3-F1 g1/g2, pairs F1)")
         for t in (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45):
             swept = StorySettings(cluster_threshold=t)
             s = eval_news(groups, ours(swept))
             pf = eval_pairs(pairs, ours(swept))[2]
             print(f"  {t:.2f}  {s['gold1_f1']:.3f} {s['gold2_f1']:.3f}  {pf:.3f}")
 
-    print("\nfingerprint speed (wikiref220 texts)")
-    for name, seconds in speed([a.text for a in articles]):
-        print(f"  {name:<26}{seconds * 1e3:7.2f} ms/article")
+    print_speed(groups, articles)
 
 
 if __name__ == "__main__":

@@ -41,24 +41,14 @@ def test_url_variants_of_one_page_share_an_article_id(variant: str) -> None:
 
 
 def test_canonical_url_keeps_what_selects_content() -> None:
-    assert canonicalize_url("http://example.com/a?id=2&page=1") == (
-        "http://example.com/a?id=2&page=1"
-    )
+    assert canonicalize_url("http://example.com/a?id=2&page=1") == ("http://example.com/a?id=2&page=1")
     # query parameters are sorted, content parameters kept, tracking ones dropped
-    assert canonicalize_url("https://example.com/a?page=1&utm_campaign=x&id=2") == (
-        "https://example.com/a?id=2&page=1"
-    )
-    assert (
-        canonicalize_url("https://example.com:8080/a") == "https://example.com:8080/a"
-    )
+    assert canonicalize_url("https://example.com/a?page=1&utm_campaign=x&id=2") == ("https://example.com/a?id=2&page=1")
+    assert canonicalize_url("https://example.com:8080/a") == "https://example.com:8080/a"
     assert canonicalize_url("https://example.com/") == "https://example.com/"
-    assert canonicalize_url("https://example.com/story.amp.html") == (
-        "https://example.com/story.html"
-    )
+    assert canonicalize_url("https://example.com/story.amp.html") == ("https://example.com/story.html")
     # different articles stay different
-    assert canonicalize_url("https://example.com/a/1") != canonicalize_url(
-        "https://example.com/a/2"
-    )
+    assert canonicalize_url("https://example.com/a/1") != canonicalize_url("https://example.com/a/2")
 
 
 def test_non_http_strings_pass_through() -> None:
@@ -77,9 +67,7 @@ def test_article_id_is_stable_hex() -> None:
 def test_content_hash_ignores_case_whitespace_and_punctuation() -> None:
     a = "Rubio says:  the US seeks\nstronger ties with Pakistan."
     b = "RUBIO SAYS the U.S seeks stronger ties — with Pakistan"
-    assert content_hash(a) != content_hash(
-        "Rubio says the US seeks weaker ties with Pakistan."
-    )
+    assert content_hash(a) != content_hash("Rubio says the US seeks weaker ties with Pakistan.")
     assert content_hash(a) == content_hash(a.upper().replace(" ", "\t"))
     assert content_hash("Hello, world!") == content_hash("hello world")
     assert content_hash(a) != content_hash(b)  # "U.S" vs "US" are different words
@@ -120,9 +108,7 @@ def test_signature_is_deterministic_and_tracks_similarity() -> None:
     a = signature(WIRE, settings)
     assert len(a) == settings.num_perm and a == signature(WIRE, settings)
     edited = signature(WIRE.replace("twelve years", "a decade"), settings)
-    other = signature(
-        "A completely different text about football and the league table.", settings
-    )
+    other = signature("A completely different text about football and the league table.", settings)
     agree = sum(x == y for x, y in zip(a, edited, strict=True)) / len(a)
     assert agree > 0.7
     assert sum(x == y for x, y in zip(a, other, strict=True)) / len(a) < 0.1
@@ -131,19 +117,13 @@ def test_signature_is_deterministic_and_tracks_similarity() -> None:
 
 def test_exact_and_near_copies_point_to_the_earliest_article() -> None:
     original = _article("https://paper-a.example/water", WIRE, hours=2)
-    retyped = _article(
-        "https://paper-b.example/water", WIRE.upper().replace(". ", ".\n"), 5
-    )
+    retyped = _article("https://paper-b.example/water", WIRE.upper().replace(". ", ".\n"), 5)
     edited = _article(
         "https://paper-c.example/water",
-        "By our correspondent. "
-        + WIRE.replace("twelve years", "a decade")
-        + " More soon.",
+        "By our correspondent. " + WIRE.replace("twelve years", "a decade") + " More soon.",
         hours=1,
     )
-    teaser = _article(
-        "https://paper-d.example/water", WIRE[: len(WIRE) * 2 // 3], hours=3
-    )
+    teaser = _article("https://paper-d.example/water", WIRE[: len(WIRE) * 2 // 3], hours=3)
     unrelated = _article(
         "https://paper-e.example/match",
         "The home side won the cup final after a late penalty, ending a run of defeats.",

@@ -45,9 +45,7 @@ TOKYO_VISIT = (
 
 
 def make(url: str, title: str, text: str, hours: float = 0.0, **fields) -> Article:
-    article = Article(
-        url=url, fetched_at=T0 + timedelta(hours=hours), text=text, title=title
-    )
+    article = Article(url=url, fetched_at=T0 + timedelta(hours=hours), text=text, title=title)
     article = fingerprint_article(article, FingerprintSettings())
     return article.__class__(**{**_fields(article), **fields}) if fields else article
 
@@ -63,17 +61,12 @@ def read_text_article(path: Path, hours: float) -> Article:
     first = lines[0]
     has_title = len(first) < 150 and not first.endswith(".")
     body = "\n".join(lines[1:] if has_title else lines)
-    return make(
-        f"https://seed.example/{path.stem}", first if has_title else "", body, hours
-    )
+    return make(f"https://seed.example/{path.stem}", first if has_title else "", body, hours)
 
 
 @pytest.fixture(scope="module")
 def seeds(seeds_dir: Path) -> list[Article]:
-    return [
-        read_text_article(p, i * 3)
-        for i, p in enumerate(sorted(seeds_dir.glob("*.txt")))
-    ]
+    return [read_text_article(p, i * 3) for i, p in enumerate(sorted(seeds_dir.glob("*.txt")))]
 
 
 @pytest.fixture(scope="module")
@@ -100,13 +93,9 @@ def test_topic_is_explained_by_matched_terms(topics) -> None:
 
 
 def test_feed_category_counts_and_fallback_is_general(topics) -> None:
-    bland = make(
-        "https://a.example/2", "A quiet afternoon", "Nothing much happened here."
-    )
+    bland = make("https://a.example/2", "A quiet afternoon", "Nothing much happened here.")
     assert assign_topic(bland, topics) == ("general", ())
-    hinted = make(
-        "https://a.example/3", "A quiet afternoon", "Nothing.", categories=("Sport",)
-    )
+    hinted = make("https://a.example/3", "A quiet afternoon", "Nothing.", categories=("Sport",))
     assert assign_topic(hinted, topics) == ("sports", ("category:sport",))
 
 
@@ -130,9 +119,7 @@ def test_seed_articles_form_one_story_and_unrelated_ones_stay_out(seeds) -> None
     tokyo = make("https://wire.example/tokyo", *TOKYO_VISIT, hours=5)
     clusters = cluster_stories([*seeds, bikes, tokyo], StorySettings())
     seed_ids = sorted(a.article_id for a in seeds)
-    assert sorted(sorted(c) for c in clusters) == sorted(
-        [seed_ids, [bikes.article_id], [tokyo.article_id]]
-    )
+    assert sorted(sorted(c) for c in clusters) == sorted([seed_ids, [bikes.article_id], [tokyo.article_id]])
 
 
 def test_clustering_does_not_depend_on_input_order(seeds) -> None:
@@ -152,9 +139,7 @@ def _window(day: int) -> tuple[datetime, datetime]:
 
 
 def _clusters(articles: list[Article], day: int):
-    found = cluster_window(
-        "politics", articles, *_window(day), StorySettings(), FingerprintSettings()
-    )
+    found = cluster_window("politics", articles, *_window(day), StorySettings(), FingerprintSettings())
     return [c.summary for c in found]
 
 
@@ -172,9 +157,7 @@ def test_later_window_and_later_run_keep_the_story_id(seeds) -> None:
     assert len(story.article_ids) == 5
 
     # a second run over the same input, with the state of the first: same id, no new story
-    again, touched_again, state_again = link_clusters(
-        first_day + second_day, state, settings
-    )
+    again, touched_again, state_again = link_clusters(first_day + second_day, state, settings)
     assert set(again.values()) == ids
     assert [s.story_id for s in state_again] == [s.story_id for s in state]
     assert sorted(touched_again[0].article_ids) == sorted(story.article_ids)
@@ -190,9 +173,7 @@ def test_later_window_and_later_run_keep_the_story_id(seeds) -> None:
 
 def test_unrelated_cluster_in_a_later_window_gets_its_own_story(seeds) -> None:
     tokyo = make("https://wire.example/tokyo", *TOKYO_VISIT, hours=26)
-    assignment, touched, _ = link_clusters(
-        _clusters(seeds, 0) + _clusters([tokyo], 1), [], StorySettings()
-    )
+    assignment, touched, _ = link_clusters(_clusters(seeds, 0) + _clusters([tokyo], 1), [], StorySettings())
     assert len(set(assignment.values())) == 2
     assert sorted(len(s.article_ids) for s in touched) == [1, 5]
 
@@ -223,34 +204,19 @@ def _run_group_stories(articles: list[Article], output_root: str) -> dict[str, l
 
     _COLLECTED.clear()
     with beam.Pipeline(runner=FnApiRunner()) as p:
-        grouped = (
-            p
-            | beam.Create(articles, reshuffle=False)
-            | GroupStories(StorySettings(), output_root=output_root)
-        )
+        grouped = p | beam.Create(articles, reshuffle=False) | GroupStories(StorySettings(), output_root=output_root)
         for kind in ("articles", "stories", "failed"):
-            _ = (
-                grouped[kind]
-                | f"Collect{kind}" >> beam.combiners.ToList()
-                | f"Keep{kind}" >> beam.Map(_collect, kind)
-            )
+            _ = grouped[kind] | f"Collect{kind}" >> beam.combiners.ToList() | f"Keep{kind}" >> beam.Map(_collect, kind)
     return dict(_COLLECTED)
 
 
 @pytest.mark.slow
-def test_group_stories_pipeline_is_stable_across_windows_runs_and_order(
-    seeds, topics
-) -> None:
+def test_group_stories_pipeline_is_stable_across_windows_runs_and_order(seeds, topics) -> None:
     late = [make(a.url, a.title or "", a.text, hours=30) for a in seeds[3:]]
-    copy = make(
-        "https://mirror.example/copy", seeds[0].title or "", seeds[0].text, hours=1
-    )
+    copy = make("https://mirror.example/copy", seeds[0].title or "", seeds[0].text, hours=1)
     bikes = make("https://city.example/bikes", *BIKE_LANES, hours=2)
     articles = [*seeds[:3], *late, copy, bikes, seeds[1]]  # seeds[1] read twice
-    articles = [
-        a.__class__(**{**_fields(a), "topic": assign_topic(a, topics)[0]})
-        for a in articles
-    ]
+    articles = [a.__class__(**{**_fields(a), "topic": assign_topic(a, topics)[0]}) for a in articles]
     root = "memory://storybeam-group-stories"
 
     first = _run_group_stories(articles, root)
@@ -264,17 +230,67 @@ def test_group_stories_pipeline_is_stable_across_windows_runs_and_order(
     stories = {s.story_id: s for s in first["stories"]}
     (story_id,) = seed_story
     assert stories[story_id].size == 6 and len(stories) == 2
-    assert stories[story_id].window_end - stories[story_id].window_start == timedelta(
-        days=2
-    )
+    assert stories[story_id].window_end - stories[story_id].window_start == timedelta(days=2)
 
     # second run over the same input in another order: same ids, no new story
     shuffled = articles[:]
     random.Random(3).shuffle(shuffled)
     second = _run_group_stories(shuffled, root)
-    assert {a.article_id: a.story_id for a in second["articles"]} == {
-        a: s.story_id for a, s in by_id.items()
-    }
-    assert sorted(second["stories"], key=lambda s: s.story_id) == sorted(
-        first["stories"], key=lambda s: s.story_id
+    assert {a.article_id: a.story_id for a in second["articles"]} == {a: s.story_id for a, s in by_id.items()}
+    assert sorted(second["stories"], key=lambda s: s.story_id) == sorted(first["stories"], key=lambda s: s.story_id)
+
+
+# --- similarity building blocks -----------------------------------------------------------
+
+
+def test_blocked_linkage_equals_linkage_of_the_whole_matrix() -> None:
+    import numpy as np
+    from scipy import sparse
+
+    from transforms.stories import _average_linkage, _blocked_average_linkage
+
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        n = int(rng.integers(2, 40))
+        sim = rng.random((n, n)) ** 3
+        sim[rng.random((n, n)) < 0.7] = 0.0
+        sim = np.maximum(sim, sim.T)
+        np.fill_diagonal(sim, 1.0)
+        blocked = _blocked_average_linkage(sparse.coo_matrix(sim), 0.3)
+        assert blocked == _average_linkage(sim, 0.3)
+
+
+def test_topic_phrases_need_all_their_words(topics) -> None:
+    text = "The prime minister spoke. Later a minister of state left the room."
+    article = make("https://a.example/pm", "", text)
+    _, terms = assign_topic(article, topics)
+    assert "prime minister" in terms and "secretary of state" not in terms
+
+
+def test_inflected_german_reports_match_and_function_words_do_not() -> None:
+    pytest.importorskip("wordfreq")
+    pytest.importorskip("Stemmer")
+    flood = make(
+        "https://de.example/flut",
+        "Hochwasser in Passau: Feuerwehr evakuiert Altstadt",
+        "Die Feuerwehr hat in der Nacht die Altstadt von Passau evakuiert, nachdem "
+        "die Donau über die Ufer getreten war. Der Pegel stieg auf zwölf Meter.",
+    )
+    follow_up = make(
+        "https://de2.example/flut",
+        "Passauer Altstadt nach Hochwasser der Donau evakuiert",
+        "Wegen des Hochwassers der Donau wurden in Passau Teile der Altstadt "
+        "evakuiert. Feuerwehren waren die ganze Nacht im Einsatz, der Pegel steigt.",
+        hours=3,
+    )
+    other = make(
+        "https://de3.example/bahn",
+        "Bahn erhöht die Preise im Fernverkehr",
+        "Die Deutsche Bahn hat angekündigt, dass die Preise für Fahrkarten im "
+        "Fernverkehr im Dezember steigen werden. Die Kunden sind nicht erfreut.",
+        hours=1,
+    )
+    clusters = cluster_stories([flood, follow_up, other], StorySettings())
+    assert sorted(sorted(c) for c in clusters) == sorted(
+        [sorted([flood.article_id, follow_up.article_id]), [other.article_id]]
     )

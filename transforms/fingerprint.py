@@ -149,9 +149,7 @@ def canonicalize_url(url: str) -> str:
     if port is not None and port != _DEFAULT_PORTS[scheme]:
         host = f"{host}:{port}"
     query = sorted(
-        (name, value)
-        for name, value in parse_qsl(parts.query, keep_blank_values=True)
-        if _keep_param(name, value)
+        (name, value) for name, value in parse_qsl(parts.query, keep_blank_values=True) if _keep_param(name, value)
     )
     return urlunsplit((scheme, host, _canonical_path(parts.path), urlencode(query), ""))
 
@@ -225,10 +223,7 @@ class FingerprintSettings:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be a positive integer")
         if self.bands * self.rows != self.num_perm:
-            raise ValueError(
-                f"num_perm: must equal bands * rows ({self.bands} * {self.rows}), "
-                f"got {self.num_perm}"
-            )
+            raise ValueError(f"num_perm: must equal bands * rows ({self.bands} * {self.rows}), got {self.num_perm}")
         for name in ("near_dup_jaccard", "near_dup_containment"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}: must be in (0, 1]")
@@ -244,26 +239,20 @@ def shingles(text: str, size: int) -> frozenset[str]:
     tokens = words(text)
     if len(tokens) <= size:
         return frozenset([" ".join(tokens)]) if tokens else frozenset()
-    return frozenset(
-        " ".join(tokens[i : i + size]) for i in range(len(tokens) - size + 1)
-    )
+    return frozenset(" ".join(tokens[i : i + size]) for i in range(len(tokens) - size + 1))
 
 
 @lru_cache(maxsize=8)
 def _hash_family(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     # Multiply-shift hashing: h_i(x) = (a_i * x + b_i) mod 2**64, top 32 bits; a_i odd.
     rng = np.random.Generator(np.random.PCG64(seed))
-    a = rng.integers(1, 2**63, size=num_perm, dtype=np.uint64) * np.uint64(
-        2
-    ) + np.uint64(1)
+    a = rng.integers(1, 2**63, size=num_perm, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
     b = rng.integers(0, 2**63, size=num_perm, dtype=np.uint64)
     return a, b
 
 
 def _shingle_hashes(items: frozenset[str]) -> np.ndarray:
-    digests = b"".join(
-        hashlib.blake2b(s.encode("utf-8"), digest_size=8).digest() for s in items
-    )
+    digests = b"".join(hashlib.blake2b(s.encode("utf-8"), digest_size=8).digest() for s in items)
     return np.frombuffer(digests, dtype="<u8")
 
 
@@ -279,9 +268,7 @@ def signature(text: str, settings: FingerprintSettings) -> tuple[int, ...]:
     if not items:
         return ()
     a, b = _hash_family(settings.num_perm, settings.seed)
-    hashed = (
-        _shingle_hashes(items)[:, None] * a[None, :] + b[None, :]
-    )  # wraps mod 2**64
+    hashed = _shingle_hashes(items)[:, None] * a[None, :] + b[None, :]  # wraps mod 2**64
     return tuple(int(v) for v in (hashed >> np.uint64(32)).min(axis=0))
 
 
@@ -305,24 +292,17 @@ def representative_key(article: Article) -> tuple:
     return (article.event_time, article.article_id)
 
 
-def _similar(
-    a: frozenset[str], b: frozenset[str], settings: FingerprintSettings
-) -> bool:
+def _similar(a: frozenset[str], b: frozenset[str], settings: FingerprintSettings) -> bool:
     if not a or not b:
         return False
     common = len(a & b)
     if common / (len(a) + len(b) - common) >= settings.near_dup_jaccard:
         return True
     smaller = min(len(a), len(b))
-    return (
-        smaller >= settings.min_containment_shingles
-        and common / smaller >= settings.near_dup_containment
-    )
+    return smaller >= settings.min_containment_shingles and common / smaller >= settings.near_dup_containment
 
 
-def find_duplicates(
-    articles: list[Article], settings: FingerprintSettings
-) -> dict[str, str]:
+def find_duplicates(articles: list[Article], settings: FingerprintSettings) -> dict[str, str]:
     """Map the article_id of every exact or near duplicate to its group's representative.
 
     Exact duplicates share ``content_hash``; near duplicates are LSH candidates (any band of
@@ -382,11 +362,7 @@ def find_duplicates(
                 if _similar(shingled(i), shingled(j), settings):
                     union(i, j)
 
-    return {
-        items[i].article_id: items[find(i)].article_id
-        for i in range(len(items))
-        if find(i) != i
-    }
+    return {items[i].article_id: items[find(i)].article_id for i in range(len(items)) if find(i) != i}
 
 
 # --- Beam ---------------------------------------------------------------------------------
@@ -402,6 +378,4 @@ class Fingerprint(beam.PTransform):
         self.settings = settings or FingerprintSettings()
 
     def expand(self, articles):
-        return articles | "FingerprintArticles" >> beam.Map(
-            fingerprint_article, settings=self.settings
-        )
+        return articles | "FingerprintArticles" >> beam.Map(fingerprint_article, settings=self.settings)
