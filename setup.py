@@ -21,6 +21,9 @@ INSTALL_REQUIRES = [
     "charset-normalizer>=3.3.0",
     "lxml>=5.0",
     "brotli>=1.1.0",
+    "scipy>=1.10",
+    "wordfreq>=3.1",
+    "PyStemmer>=2.2",
 ]
 
 EXTRAS_REQUIRE = {
