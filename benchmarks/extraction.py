@@ -182,7 +182,8 @@ def seed_counts(title: str | None, body: str, output: str) -> tuple[int, int]:
     left += bool(title and paras and paras[0] == title)
     left += bool(re.match(r"\s*date \d{4}-\d\d-\d\d", output))
     left += len(paras) - len(set(paras))
-    left += sum(1 for a in paras for b in paras if a != b and len(a) > 60 and a in b)
+    bare = [re.sub(r"^date \d{4}-\d\d-\d\d ", "", p) for p in paras]
+    left += sum(1 for a in bare for b in bare if a != b and len(a) > 60 and a in b)
     joined = " ".join(paras)
     lost = 0
     for para in (" ".join(p.split()) for p in body.splitlines() if p.strip()):

@@ -171,6 +171,9 @@ def test_multilingual_boilerplate_lines(line):
         "Video: the ferry leaving the harbour at dawn",
         "The agency received 300 comments from the public.",
         "Ten Pros: fast, light, cheap",
+        "See all the details in the council report.",
+        "Trending topics on social media included the storm and the ferry strike.",
+        "More from the survey suggests that most residents support the barrier.",
     ],
 )
 def test_prose_lines_are_not_boilerplate(line):

@@ -329,10 +329,14 @@ _LEGAL = re.compile(
     r"mentions légales|aviso legal|polityka prywatności)$)",
     re.IGNORECASE,
 )
-_UI = re.compile(
+# Interface labels: only whole short lines ("Show more", "View all 6 photos").
+_UI_LABEL = re.compile(
     r"^(?:show|load|view|see) (?:more|all)\b|^(?:mehr|alle) (?:anzeigen|laden)\b|"
     r"^(?:bild|bilder|video|galerie|fotos?) (?:anzeigen|ansehen|vergrößern)\b|"
-    r"^(?:wird geladen|loading|chargement|cargando|ładowanie|caricamento)\b|"
+    r"^(?:wird geladen|loading|chargement|cargando|ładowanie|caricamento)\b",
+    re.IGNORECASE,
+)
+_UI = re.compile(
     r"um den inhalt .{0,80} zu laden|click to load|to view this content|externer? inhalte?\b|"
     r"javascript (?:is )?(?:disabled|required)|enable javascript|javascript aktivieren|"
     r"nicht (?:eingeloggt|angemeldet)|not logged in|(?:must|need to) be logged in|"
@@ -410,6 +414,17 @@ def _is_date_line(line: str, words: list[str]) -> bool:
     return named and any(w[0].isdigit() for w in words) or bool(_DATE_SHAPE.search(line))
 
 
+def _is_related(line: str) -> bool:
+    """A read-more / related lead-in: alone on its line, followed by a separator ("Read
+    more: ..."), or opening a short line without a closing full stop ("Related stories")."""
+    stripped = line.lstrip("•·-–—»›> ")
+    match = _RELATED.match(stripped)
+    if not match:
+        return False
+    lead, rest = match.group(0).rstrip(), stripped[match.end() :].strip()
+    return not rest or lead[-1] in ":»›>.…-" or len(stripped) <= 80 and not rest.endswith(".")
+
+
 def _is_tag_run(line: str) -> bool:
     """Run-on tag strip: short, no sentence punctuation at the end, two or more glued words."""
     if len(line) > 160 or _TERMINAL.search(line) or line.count(",") > 1:
@@ -467,13 +482,22 @@ def _segment_rule(line: str, rules: CleanRules) -> str | None:
                 and bool(re.search(r"newsletter|\babo\b|abonnement", key))
             ),
         ),
-        ("related", lambda: bool(_RELATED.match(line.lstrip("•·-–—»›> ")))),
+        ("related", lambda: _is_related(line)),
         (
             "photo_credit",
             lambda: short and bool(_PHOTO_CREDIT.search(line) or _CAPTION_CREDIT.search(line)),
         ),
         ("legal", lambda: bool(_LEGAL.search(line))),
-        ("ui", lambda: short and bool(_UI.search(line))),
+        (
+            "ui",
+            lambda: (
+                short
+                and bool(_UI.search(line))
+                or len(line) <= 60
+                and not line.endswith(".")
+                and bool(_UI_LABEL.search(line))
+            ),
+        ),
         ("tags", lambda: bool(_TAGS.match(line)) or _is_tag_run(line)),
     )
     for name, check in checks:
@@ -632,13 +656,14 @@ def _drop_repeats(lines: list[str], drop, min_contained: int, min_repeat: int) -
             continue
         seen.add(key)
         unique.append(line)
+    # A key (padded with spaces, so whole words only) that occurs twice in the \0-joined keys
+    # occurs in another line; equal long lines are gone already, so that line is longer.
+    # str.count keeps this linear in the text size instead of comparing every pair.
     keys = [f" {_key(line)} " for line in unique]
+    joined = "\0".join(keys)
     result = []
-    for i, line in enumerate(unique):
-        key = keys[i]
-        if len(key) - 2 >= min_contained and any(
-            j != i and len(other) > len(key) and key in other for j, other in enumerate(keys)
-        ):
+    for line, key in zip(unique, keys, strict=True):
+        if len(key) - 2 >= min_contained and joined.count(key) > 1:
             drop("repeated_paragraph", line)
             continue
         result.append(line)
