@@ -41,8 +41,8 @@ class RunPlan:
 
 
 def read_documents(p: beam.Pipeline, plan: RunPlan):
-    """PBegin -> (result with ``.ok`` (Document) and ``.failed`` (Failure), a callback that
-    saves the source's state once the sink has committed, or None)."""
+    """PBegin -> (result with ``.ok`` (Document) and ``.failed`` (Failure), the source's
+    staged state files for the sink's commit, or None)."""
     cfg = plan.config
     if cfg.run.source == "feeds":
         from transforms.feeds import ReadFeeds
@@ -54,9 +54,10 @@ def read_documents(p: beam.Pipeline, plan: RunPlan):
             poll_interval_s=plan.poll_interval_s,
             stop_after=plan.stop_after,
             output_root=plan.output,
-            save_after_commit=True,
+            commit_token=plan.run_id,
         )
-        return p | "ReadFeeds" >> feeds, feeds.save_state_after
+        result = p | "ReadFeeds" >> feeds
+        return result, feeds.staged_state
     reader = ReadDocuments(cfg.run.source, list(plan.files), cfg.sources, plan.fetched_at)
     return p | "ReadDocuments" >> reader, None
 
@@ -65,16 +66,15 @@ def build_pipeline(p: beam.Pipeline, plan: RunPlan):
     """Assemble the whole graph on ``p``; returns the one-element summary PCollection."""
     cfg = plan.config
     every = cfg.run.progress_interval_s
-    read, save_source_state = read_documents(p, plan)
+    read, source_state = read_documents(p, plan)
     documents = read.ok | "ProgressRead" >> LogProgress("documents read", every)
     extracted = documents | "ExtractMainText" >> ExtractMainText(cfg.extract)
     cleaned = extracted.ok | "CleanText" >> CleanText(cfg.clean)
     fingerprinted = cleaned.ok | "Fingerprint" >> Fingerprint(cfg.fingerprint)
     fresh = fingerprinted | "SkipKnownArticles" >> SkipKnownArticles(plan.known_ids)
     with_topics = fresh.ok | "AssignTopics" >> AssignTopics(load_topics(cfg.stories.topics_file))
-    grouped = with_topics | "GroupStories" >> GroupStories(
-        cfg.stories, output_root=plan.output, fingerprint=cfg.fingerprint
-    )
+    grouping = GroupStories(cfg.stories, output_root=plan.output, fingerprint=cfg.fingerprint, commit_token=plan.run_id)
+    grouped = with_topics | "GroupStories" >> grouping
 
     failures = (
         read.failed,
@@ -90,9 +90,11 @@ def build_pipeline(p: beam.Pipeline, plan: RunPlan):
         "failures": failures | "ProgressFailures" >> LogProgress("failed or filtered", every),
         "inputs": inputs,
     }
+    # State that says "done" (seen feed entries, known stories) is staged during the run and
+    # moved into place by the sink's commit, before the manifest entry: a run that dies
+    # before its commit leaves the state as it was.
+    staged = [pc for pc in (source_state, grouped.get("staged_state")) if pc is not None]
+    if staged:
+        outputs["staged"] = tuple(staged) | "StagedState" >> beam.Flatten()
     manifest_inputs = plan.files if cfg.run.source != "feeds" else ()
-    summary = outputs | "WriteOutputs" >> WriteOutputs(plan.output, plan.run_id, cfg.sink, manifest_inputs)
-    # State that says "done" (seen feed entries) is saved only after the outputs committed.
-    if save_source_state is not None:
-        save_source_state(summary)
-    return summary
+    return outputs | "WriteOutputs" >> WriteOutputs(plan.output, plan.run_id, cfg.sink, manifest_inputs)

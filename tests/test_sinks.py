@@ -130,3 +130,18 @@ def test_failure_rows_roundtrip(tmp_path):
     path = str(tmp_path / "f.parquet")
     write_table(fs, path, "failures", [Failure("u", "fetch", "timeout", "d", T)], "zstd")
     assert ds.dataset(path).to_table().to_pylist()[0]["reason"] == "timeout"
+
+
+def test_staged_state_moves_in_with_the_commit(tmp_path):
+    from transforms.fsutil import stage_file
+
+    root = str(tmp_path / "out")
+    state = tmp_path / "out" / "_state" / "feeds.json"
+    state.parent.mkdir(parents=True)
+    state.write_text("old")
+    pair = stage_file(str(state), b"new", "run2")
+    assert state.read_text() == "old"  # a run that dies here leaves the old state
+    commit_outputs(root, "run2", [], summary(0), SinkSettings(), staged=[pair])
+    assert state.read_text() == "new"
+    assert not list(state.parent.glob("_pending-*"))
+    assert (tmp_path / "out" / "_manifest" / "run2.json").exists()

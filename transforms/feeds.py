@@ -32,7 +32,6 @@ import posixpath
 import re
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from transforms import records
+from transforms.fsutil import stage_file, write_atomic
 from transforms.http import (
     FEED_TYPES,
     ROBOTS_UNREACHABLE,
@@ -792,16 +792,18 @@ def load_state(path: str | None) -> FeedState:
         return FeedState()
 
 
+def _state_bytes(state: FeedState) -> bytes:
+    return json.dumps(state.to_json(), sort_keys=True).encode("utf-8")
+
+
 def save_state(path: str, state: FeedState) -> None:
     """Write the state whole, then move it into place (readers never see half a file)."""
-    import fsspec
+    write_atomic(path, _state_bytes(state))
 
-    fs, base = fsspec.core.url_to_fs(path)
-    fs.makedirs(posixpath.dirname(base) or ".", exist_ok=True)
-    tmp = f"{base}.tmp-{uuid.uuid4().hex}"
-    with fs.open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(state.to_json(), handle, sort_keys=True)
-    fs.mv(tmp, base)
+
+def stage_state(path: str, state: FeedState, token: str) -> tuple[str, str]:
+    """Write the state under a pending name for the sink's commit to move into place."""
+    return stage_file(path, _state_bytes(state), token)
 
 
 def merge_state(
@@ -1118,10 +1120,13 @@ class _FetchPages(beam.DoFn):
 
 
 class _SaveState(beam.DoFn):
-    def __init__(self, path: str, settings: FeedSettings):
-        self._path, self._settings = path, settings
+    """[state marks] -> saves the merged state (``token`` None) or stages it for the sink's
+    commit and yields (pending URL, final URL)."""
 
-    def process(self, marks: list[tuple[str, Any]], _after: Any = None) -> Iterator[Any]:
+    def __init__(self, path: str, settings: FeedSettings, token: str | None = None):
+        self._path, self._settings, self._token = path, settings, token
+
+    def process(self, marks: list[tuple[str, Any]]) -> Iterator[Any]:
         keys: list[str] = []
         feeds: dict[str, FeedCache] = {}
         retry: set[str] = set()
@@ -1140,8 +1145,11 @@ class _SaveState(beam.DoFn):
             now=time.time(),
             max_age_s=self._settings.state_max_age_days * 86_400,
         )
-        save_state(self._path, state)
-        yield len(state.seen)
+        if self._token is None:
+            save_state(self._path, state)
+            yield len(state.seen)
+        else:
+            yield stage_state(self._path, state, self._token)
 
 
 class _Route(beam.DoFn):
@@ -1170,7 +1178,7 @@ class ReadFeeds(beam.PTransform):
         poll_interval_s: float | None = None,
         stop_after: int | None = None,
         output_root: str | None = None,
-        save_after_commit: bool = False,
+        commit_token: str | None = None,
     ):
         super().__init__()
         if poll_interval_s is not None and poll_interval_s < 0:
@@ -1186,22 +1194,9 @@ class ReadFeeds(beam.PTransform):
         self._state_path = feeds.state_path or (
             posixpath.join(output_root.rstrip("/"), STATE_FILE) if output_root else None
         )
-        self._save_after_commit = save_after_commit
-        self._marks = None
-
-    def save_state_after(self, barrier: beam.PCollection | None) -> None:
-        """Save the seen-entry state; with ``barrier`` (e.g. the sink's one-element commit
-        summary) only once that exists, so entries are remembered only after their articles
-        were committed (a run that dies before the commit fetches them again next time).
-        With ``save_after_commit=True`` the caller must call this after building the sink."""
-        if self._marks is None:
-            return
-        extra = [beam.pvalue.AsSingleton(barrier)] if barrier is not None else []
-        _ = (
-            self._marks
-            | "CollectState" >> beam.combiners.ToList()
-            | "SaveFeedState" >> beam.ParDo(_SaveState(self._state_path, self._feeds), *extra)
-        )
+        self._commit_token = commit_token
+        #: with ``commit_token``: PCollection of (pending, final) state files for the sink
+        self.staged_state = None
 
     def expand(self, pbegin):
         polled = (
@@ -1225,11 +1220,13 @@ class ReadFeeds(beam.PTransform):
             | "FetchPages"
             >> beam.ParDo(_FetchPages(self._fetch, self._feeds)).with_outputs(records.FAILED, _STATE_TAG, main="ok")
         )
-        self._marks = None
         if self._state_path:
-            self._marks = (polled[_STATE_TAG], pages[_STATE_TAG]) | "StateMarks" >> beam.Flatten()
-            if not self._save_after_commit:
-                self.save_state_after(None)
+            self.staged_state = (
+                (polled[_STATE_TAG], pages[_STATE_TAG])
+                | "StateMarks" >> beam.Flatten()
+                | "CollectState" >> beam.combiners.ToList()
+                | "SaveFeedState" >> beam.ParDo(_SaveState(self._state_path, self._feeds, self._commit_token))
+            )
         return (
             (pages.ok, polled[records.FAILED], pages[records.FAILED])
             | "FeedOutputs" >> beam.Flatten()

@@ -34,3 +34,23 @@ def write_atomic(url: str, data: bytes) -> None:
     with fs.open(tmp, "wb") as handle:
         handle.write(data)
     move(fs, tmp, path)
+
+
+def stage_file(url: str, data: bytes, token: str) -> tuple[str, str]:
+    """Write ``data`` beside ``url`` under a pending name; returns (pending URL, final URL).
+    The sink's commit moves pending state files into place together with the run's output
+    (``commit_staged``), so state never runs ahead of, or behind, what was committed."""
+    fs, path = fsspec.core.url_to_fs(url)
+    pending = posixpath.join(posixpath.dirname(path), f"_pending-{token}-{posixpath.basename(path)}")
+    fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    with fs.open(pending, "wb") as handle:
+        handle.write(data)
+    return fs.unstrip_protocol(pending) if "://" in url else pending, url
+
+
+def commit_staged(pairs: list[tuple[str, str]]) -> None:
+    """Move staged (pending, final) files into place."""
+    for pending, final in sorted(pairs):
+        fs, src = fsspec.core.url_to_fs(pending)
+        _, dst = fsspec.core.url_to_fs(final)
+        move(fs, src, dst)

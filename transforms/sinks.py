@@ -34,7 +34,7 @@ import fsspec
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from transforms.fsutil import move
+from transforms.fsutil import commit_staged, move
 from transforms.records import FAILED, FILTER_STAGE, SCHEMAS, Article, Failure, Story, to_table, utcnow
 
 LOG = logging.getLogger(__name__)
@@ -157,13 +157,15 @@ def commit_outputs(
     summary: dict,
     settings: SinkSettings,
     inputs: tuple[str, ...] = (),
+    staged: list[tuple[str, str]] | None = None,
 ) -> dict:
     """Move a run's complete files into place, record the run in the manifest, drop earlier
     runs' files (replace mode), write summary.json last. Kinds with no rows get an empty file so
     every table stays readable.
 
-    Crash safety: data files carry the run id in their name and the manifest entry
-    ``_manifest/<run_id>.json`` is written after them; files of a run without a manifest entry
+    Crash safety: data files carry the run id in their name; then staged state files (feed
+    seen-entries, story state: ``staged``) are moved into place; the manifest entry
+    ``_manifest/<run_id>.json`` is written last, as the commit point; files of a run without a manifest entry
     are orphans of an interrupted commit, removed by ``remove_orphans`` before a resume."""
     fs, base = fsspec.core.url_to_fs(root)
     written = sorted(written)
@@ -178,6 +180,7 @@ def commit_outputs(
     for _, tmp, final in written:
         move(fs, tmp, final)
         finals.add(final)
+    commit_staged(list(staged or ()))
     entry = {"run_id": run_id, "inputs": sorted(inputs), "counts": {k: summary.get(k, 0) for k in SUMMARY_KEYS}}
     _write_json(
         fs,
@@ -359,15 +362,17 @@ class _Commit(beam.DoFn):
     def __init__(self, root: str, run_id: str, settings: SinkSettings, inputs: tuple[str, ...]):
         self._root, self._run_id, self._settings, self._inputs = root, run_id, settings, inputs
 
-    def process(self, written, summary):
-        yield commit_outputs(self._root, self._run_id, list(written), summary, self._settings, self._inputs)
+    def process(self, written, summary, staged):
+        yield commit_outputs(self._root, self._run_id, list(written), summary, self._settings, self._inputs, staged)
 
 
 class WriteOutputs(beam.PTransform):
     """{'articles': PCollection[Article], 'stories': PCollection[Story],
     'failures': PCollection[Failure], 'inputs': PCollection[Any]} -> PCollection[dict] (the
-    summary, one element, after everything is committed). ``inputs`` names the input files
-    the run reads, recorded in the manifest when the run commits (for ``--resume``)."""
+    summary, one element, after everything is committed), plus optional ``'staged'``:
+    PCollection of (pending, final) state files moved into place in the same commit.
+    ``inputs`` names the input files the run reads, recorded in the manifest when the run
+    commits (for ``--resume``)."""
 
     def __init__(self, root: str, run_id: str, settings: SinkSettings, inputs: tuple[str, ...] = ()):
         super().__init__()
@@ -397,6 +402,11 @@ class WriteOutputs(beam.PTransform):
             | "AllMarks" >> beam.Flatten()
             | "Summarise" >> beam.CombineGlobally(SummaryFn())
         )
+        staged = pcolls.get("staged")
+        if staged is None:
+            staged = written.pipeline | "NoStagedState" >> beam.Create([])
         return written | "CommitOutputs" >> beam.ParDo(
-            _Commit(self._root, self._run_id, settings, self._inputs), beam.pvalue.AsSingleton(marks)
+            _Commit(self._root, self._run_id, settings, self._inputs),
+            beam.pvalue.AsSingleton(marks),
+            beam.pvalue.AsList(staged),
         )

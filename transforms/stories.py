@@ -38,7 +38,7 @@ from transforms.fingerprint import (
     representative_key,
     words,
 )
-from transforms.fsutil import write_atomic
+from transforms.fsutil import stage_file, write_atomic
 from transforms.records import Article, Story
 
 #: languages of the world's larger news markets that have a Snowball stemmer or, for
@@ -925,13 +925,21 @@ def read_state(url: str | None) -> list[StoryState]:
         return [StoryState.from_json(line) for line in handle if line.strip()]
 
 
+def _state_bytes(stories: Sequence[StoryState]) -> bytes:
+    return "".join(story.to_json() + "\n" for story in stories).encode("utf-8")
+
+
+def stage_state(url: str, stories: Sequence[StoryState], token: str) -> tuple[str, str]:
+    """Write the state under a pending name for the sink's commit; (pending, final) URLs."""
+    return stage_file(f"{url.rstrip('/')}/{STATE_FILE}", _state_bytes(stories), token)
+
+
 def write_state(url: str | None, stories: Sequence[StoryState], token: str) -> None:
     """Replace the state file: write a temporary file, then move it over the old one, so a
     reader sees the old or the new state, never half of one (``token`` is kept for callers)."""
     if not url:
         return
-    data = "".join(story.to_json() + "\n" for story in stories).encode("utf-8")
-    write_atomic(f"{url.rstrip('/')}/{STATE_FILE}", data)
+    write_atomic(f"{url.rstrip('/')}/{STATE_FILE}", _state_bytes(stories))
 
 
 # --- Beam ---------------------------------------------------------------------------------
@@ -1059,6 +1067,7 @@ def _duplicate_url(article: Article) -> records.Failure:
 class GroupStories(beam.PTransform):
     """PCollection[Article] (fingerprinted, topic assigned) -> ``{'articles':
     PCollection[Article] with story_id and duplicate_of, 'stories': PCollection[Story],
+    ('staged_state': PCollection of (pending, final) state files, with ``commit_token``),
     'failed': PCollection[Failure]}`` (repeated reads of one article id, stage ``filter``,
     reason ``duplicate_url``). Outputs are in the global window.
 
@@ -1074,11 +1083,13 @@ class GroupStories(beam.PTransform):
         settings: StorySettings | None = None,
         output_root: str | None = None,
         fingerprint: FingerprintSettings | None = None,
+        commit_token: str | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings or StorySettings()
         self.fingerprint = fingerprint or FingerprintSettings()
         self.state_url = state_url(self.settings, output_root)
+        self._commit_token = commit_token
 
     def expand(self, articles):
         window_s = self.settings.window_hours * 3600
@@ -1101,14 +1112,22 @@ class GroupStories(beam.PTransform):
             _emit_articles, linked=beam.pvalue.AsSingleton(linked)
         ).with_outputs(records.FAILED, main="articles")
         stories = linked | "StoryRows" >> beam.FlatMap(lambda r: [s.to_story() for s in r[1]])
-        _ = linked | "WriteStoryState" >> beam.Map(self._save)
-        return {
+        result = {
             "articles": out.articles,
             "stories": stories,
             "failed": out[records.FAILED],
         }
+        if self._commit_token is None:
+            _ = linked | "WriteStoryState" >> beam.Map(self._save)
+        elif self.state_url:
+            result["staged_state"] = linked | "StageStoryState" >> beam.Map(self._stage)
+        return result
 
     def _save(self, linked) -> None:
         _, _, state = linked
         token = hashlib.sha256("".join(s.to_json() for s in state).encode()).hexdigest()[:12]
         write_state(self.state_url, state, token)
+
+    def _stage(self, linked) -> tuple[str, str]:
+        _, _, state = linked
+        return stage_state(self.state_url, state, self._commit_token)
