@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.feeds import REAL_FEEDS
 from tests.servers import ROUTES, HostileServer, gzip_bomb
 from transforms.feeds import (
     FeedSettings,
@@ -307,16 +308,7 @@ def test_entry_keys_use_canonical_url_and_scoped_id():
 # --------------------------------------------------------------------------- real feeds
 
 
-REAL = {
-    "mediacloud_rss_fetcher/real-cnn.rss": ("rss", 69),
-    "mediacloud_rss_fetcher/real-korean-times.rss": ("rss", 195),
-    "trafilatura/feed.json": ("jsonfeed", 25),
-    "trafilatura/feed1.atom": ("atom", 2),
-    "trafilatura/feed2.rss": ("rss", 1),
-    "stormcrawler/stormcrawler.rss": ("rss", 6),
-    "commoncrawl_news_crawl/feed-with-sitemap-namespace.xml": ("rss", 2),
-    "commoncrawl_news_crawl/sitemap-news.xml": ("sitemap", 1),
-}
+REAL = REAL_FEEDS  # the known item counts, shared with benchmarks/feeds.py
 
 
 @pytest.mark.parametrize("name", list(REAL))

@@ -961,16 +961,16 @@ def poll_feeds(
 # --------------------------------------------------------------------------- pages
 
 
-def page_document(item: FeedItem, response: Response, fetched_at: datetime) -> Document:
-    """A fetched page + the entry's metadata -> Document (url = the entry link as received)."""
+def _entry_document(item: FeedItem, fetched_at: datetime, url: str, body: bytes, content_type, charset) -> Document:
+    """A page body + the feed entry's metadata -> Document."""
     entry = item.entry
     return Document(
-        url=entry.link or response.url,
+        url=url,
         source_kind="feeds",
         fetched_at=fetched_at,
-        html=response.body,
-        content_type=response.content_type or None,
-        charset=response.charset,
+        html=body,
+        content_type=content_type,
+        charset=charset,
         title=entry.title,
         published_at=entry.published,
         author=entry.author,
@@ -979,6 +979,12 @@ def page_document(item: FeedItem, response: Response, fetched_at: datetime) -> D
         entry_id=entry.id,
         topic_hint=item.topic,
     )
+
+
+def page_document(item: FeedItem, response: Response, fetched_at: datetime) -> Document:
+    """A fetched page + the entry's metadata -> Document (url = the entry link as received)."""
+    url = item.entry.link or response.url
+    return _entry_document(item, fetched_at, url, response.body, response.content_type or None, response.charset)
 
 
 def summary_document(item: FeedItem, fetched_at: datetime) -> Document:
@@ -986,21 +992,7 @@ def summary_document(item: FeedItem, fetched_at: datetime) -> Document:
     entry = item.entry
     title = html.escape(entry.title or "")
     page = f"<html><head><title>{title}</title></head><body><h1>{title}</h1>{entry.summary or ''}</body></html>"
-    return Document(
-        url=entry.link or item.feed_url,
-        source_kind="feeds",
-        fetched_at=fetched_at,
-        html=page.encode("utf-8"),
-        content_type="text/html",
-        charset="utf-8",
-        title=entry.title,
-        published_at=entry.published,
-        author=entry.author,
-        categories=entry.categories,
-        feed_url=item.feed_url,
-        entry_id=entry.id,
-        topic_hint=item.topic,
-    )
+    return _entry_document(item, fetched_at, entry.link or item.feed_url, page.encode("utf-8"), "text/html", "utf-8")
 
 
 def fetch_page(item: FeedItem, fetch: FetchFn, settings: FeedSettings) -> Document | Failure:
