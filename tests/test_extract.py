@@ -129,9 +129,14 @@ def test_process_isolation_kills_slow_extraction():
         settings = ExtractSettings(isolation="process")
         ok = extract_document(page("news_article.html"), settings, process=process)
         assert isinstance(ok, Article) and "tide barrier" in ok.text
-        tight = ExtractSettings(isolation="process", timeout_s=0.0005)
-        result = extract_document(page("news_article.html"), tight, process=process)
+        # A huge page takes seconds to extract; the child is killed at the limit.
+        huge = b"<html><body>" + b"<p>Words of a paragraph that repeats many times.</p>" * 60000
+        slow = Document(url="https://example.org/huge", source_kind="warc", fetched_at=T0, html=huge)
+        tight = ExtractSettings(isolation="process", timeout_s=0.5)
+        started = time.monotonic()
+        result = extract_document(slow, tight, process=process)
         assert isinstance(result, Failure) and result.reason == "timeout"
+        assert time.monotonic() - started < 4
         # The worker was replaced and keeps serving pages.
         again = extract_document(page("news_article.html"), settings, process=process)
         assert isinstance(again, Article)
