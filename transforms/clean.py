@@ -34,6 +34,7 @@ separated by " | " or " · " is boilerplate when every segment is ("May 2, 2024 
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import unicodedata
@@ -93,6 +94,9 @@ class CleanRules:
     # ...and a line must occur in at least this share of them (and in >= 3 articles) to be
     # treated as boilerplate of that host (menus, sign-offs, newsletter prompts).
     host_min_share: float = 0.5
+    # Learning looks at most at this many articles of a host (memory stays bounded for hosts
+    # with very many articles in a backfill; templates show up in any sample of that size).
+    host_sample_articles: int = 1000
     # Lines longer than this (characters) are never learned as host boilerplate: long repeated
     # paragraphs are more likely syndicated prose than template text.
     host_max_line_chars: int = 300
@@ -120,6 +124,8 @@ class CleanRules:
             raise ValueError("host_min_articles: must be >= 2 (one article cannot recur)")
         if not 0.0 < self.host_min_share <= 1.0:
             raise ValueError("host_min_share: must be in (0, 1]")
+        if self.host_sample_articles < self.host_min_articles:
+            raise ValueError("host_sample_articles: must be >= host_min_articles")
         if self.host_max_line_chars <= 0:
             raise ValueError("host_max_line_chars: must be > 0")
 
@@ -771,17 +777,16 @@ class _CleanDoFn(beam.DoFn):
     def process(self, element):
         if isinstance(element, tuple):  # (host, [articles]) after grouping by host
             host, articles = element
-            articles = list(articles)
-            learned = learn_host_boilerplate((a.text for a in articles), self._rules)
+            sample = itertools.islice(articles, self._rules.host_sample_articles)
+            learned = learn_host_boilerplate((a.text for a in sample), self._rules)
             if learned:
                 Metrics.counter(records.METRICS_NAMESPACE, "clean_hosts_learned").inc()
                 yield TaggedOutput(HOST_BOILERPLATE, (host, tuple(sorted(learned))))
         else:
             articles, learned = [element], frozenset()
-        saved = self._saved.get(articles[0].source, frozenset()) if articles else frozenset()
-        learned = learned | saved
-        for article in articles:
-            result = clean_article(article, self._rules, learned)
+        for article in articles:  # grouped values can be iterated again
+            saved = self._saved.get(article.source, frozenset())
+            result = clean_article(article, self._rules, learned | saved if saved else learned)
             if isinstance(result, Failure):
                 Metrics.counter(records.METRICS_NAMESPACE, f"{result.stage}_{result.reason}").inc()
                 yield TaggedOutput(records.FAILED, result)
