@@ -171,6 +171,19 @@ def test_link_lines_around_the_article_are_trimmed():
     ]
 
 
+def test_decoding_prefers_what_the_bytes_are():
+    decode = extract_mod.decode_html
+    # Declared latin-1 but served as UTF-8: no mojibake.
+    mislabelled = '<meta charset="iso-8859-1"><p>Brücke über die Wümme</p>'.encode()
+    assert "Brücke über die Wümme" in decode(mislabelled)
+    # Declared UTF-8 with one stray byte: UTF-8 with a replacement, not a guessed charset.
+    stray = '<meta charset="utf-8"><p>Fundację ataków</p>'.encode() + b"\xff"
+    assert "Fundację ataków" in decode(stray)
+    # Real legacy bytes follow the declaration.
+    legacy = '<meta charset="windows-1250"><p>Fundację</p>'.encode("cp1250")
+    assert "Fundację" in decode(legacy)
+
+
 def test_helpers():
     assert source_host("https://WWW.Dawn.com:443/news/1") == "dawn.com"
     assert parse_datetime("2024-03-05T09:30:00+0100") == datetime(2024, 3, 5, 8, 30, tzinfo=UTC)

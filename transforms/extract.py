@@ -7,8 +7,9 @@ Extraction of HTML pages:
 
 1. Guards before any parsing: not HTML (content type or binary sniff) -> ``not_html``; empty
    bytes -> ``empty_page``; more than ``max_html_bytes`` -> ``too_large``.
-2. Decoding: declared charset (HTTP/WARC) -> byte-order mark -> ``<meta charset>`` -> strict
-   UTF-8 -> charset detection -> cp1252 with replacement (never fails).
+2. Decoding: byte-order mark -> strict UTF-8 -> declared charset (HTTP/WARC, then
+   ``<meta charset>``; a few bad bytes are replaced as browsers do) -> charset detection ->
+   cp1252 with replacement (never fails).
 3. Main text: trafilatura (``deduplicate=False, include_comments=False``). The JSON-LD
    ``articleBody`` replaces it when that is much longer (``jsonld_min_ratio``) or carries the
    same text with paragraph breaks; when the text is short compared with the page's visible
@@ -189,7 +190,7 @@ _BOMS = (
 )
 
 
-def _try_decode(data: bytes, charset: str | None) -> str | None:
+def _try_decode(data: bytes, charset: str | None, errors: str = "strict") -> str | None:
     if not charset:
         return None
     try:
@@ -199,13 +200,13 @@ def _try_decode(data: bytes, charset: str | None) -> str | None:
     if name in ("latin-1", "iso8859-1", "ascii"):
         name = "cp1252"  # what browsers do for these labels (WHATWG encoding standard)
     try:
-        return data.decode(name)
+        return data.decode(name, errors)
     except (UnicodeDecodeError, ValueError):
         return None
 
 
 def decode_html(data: bytes, declared: str | None = None) -> str:
-    """Bytes -> text: declared charset, BOM, <meta charset>, UTF-8, detection, cp1252."""
+    """Bytes -> text: BOM, strict UTF-8, declared or <meta> charset, detection, cp1252."""
     for bom, name in _BOMS:
         if data.startswith(bom):
             text = _try_decode(data, name)
@@ -220,8 +221,10 @@ def decode_html(data: bytes, declared: str | None = None) -> str:
     for candidate in (declared, *_META_CHARSET.findall(data[:8192])[:1]):
         if isinstance(candidate, bytes):
             candidate = candidate.decode("ascii", "ignore")
-        text = _try_decode(data, candidate)
-        if text is not None:
+        text = _try_decode(data, candidate) or _try_decode(data, candidate, errors="replace")
+        # A declared charset with a few bad bytes is still right (browsers replace them);
+        # many replacements mean the declaration is wrong: detect instead.
+        if text is not None and text.count("\ufffd") <= max(len(text) // 1000, 3):
             return text
     try:
         from charset_normalizer import from_bytes
