@@ -223,9 +223,14 @@ def run(sets: list[str], limit: int | None, misses: Path | None) -> list[tuple[s
             for page in pages:
                 item = data[page.key]
                 counts[name].add(page.key, outputs[page.key].text, item["with"], item["without"])
+        titled = SnippetCounts()
+        for page in pages:
+            item, out = data[page.key], ours[page.key]
+            titled.add(page.key, f"{out.title}\n{out.text}", item["with"], item["without"])
         label = f"trafilatura_eval ({len(pages)})"
         rows.append((label, "snippet P / R / F1", _prf(counts["trafilatura"].prf()),
                      _prf(counts["storybeam"].prf())))  # fmt: skip
+        rows.append((label, "snippet P / R / F1, title+text", "", _prf(titled.prf())))
         rows.append((label, "ms / page", _ms(base), _ms(ours)))
         miss_log += [("trafilatura_eval", "storybeam", *m) for m in counts["storybeam"].misses]
         miss_log += [("trafilatura_eval", "trafilatura", *m) for m in counts["trafilatura"].misses]

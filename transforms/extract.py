@@ -444,6 +444,9 @@ def link_density(line: str, anchors: list[str]) -> float:
     return min(covered / len(norm), 1.0)
 
 
+_BARE_URL = re.compile(r"(?:https?://|www\.)\S+$")
+
+
 def trim_link_lines(text: str, anchors: list[str], threshold: float, keep: str | None = None) -> tuple[str, list[str]]:
     """Drop the leading and trailing runs of lines that are mostly link text (menus, related
     links, tag lists around the article). Lines inside the text are kept: a paragraph made of
@@ -456,6 +459,7 @@ def trim_link_lines(text: str, anchors: list[str], threshold: float, keep: str |
     linky = [
         bool(line.strip())
         and " ".join(line.split()).casefold() != keep_key
+        and not _BARE_URL.match(line.strip())  # a spelled-out source link is a reference
         and link_density(line, anchors) >= threshold
         for line in lines
     ]
