@@ -136,6 +136,8 @@ def test_disabled_rule_group_keeps_its_lines():
         "Lesen Sie auch: Neue Brücke eröffnet",
         "Czytaj także: Nowy most otwarty",
         "Lee también: El puente abre en mayo",
+        "Lea: El puente abre en mayo",
+        "Previous: Harbour barrier opens",
         "Foto: dpa",
         "(Photo by Jane Roe/Getty Images)",
         "Anzeige",

@@ -173,7 +173,8 @@ _COMMENT_VOCAB = _COMMENT_CORE | _words(
     "yet closed are is one read see join conversation discussion schreiben jetzt anzeigen "
     "einblenden alle lesen ajouter un une laisser voir les écrire agregar añadir dejar deja tu "
     "ver los escribe dodaj zobacz wszystkie napisz lascia un leggi i plaats een bekijk "
-    "adicionar deixe seu ver os open close insgesamt keine noch total"
+    "adicionar deixe seu ver os open close insgesamt keine noch total most recent latest reader "
+    "readers user users leser neueste derniers"
 )
 
 _PLATFORMS = _words(
@@ -305,7 +306,7 @@ _RELATED = re.compile(
     r"dans la même rubrique|nos articles|powiązane|podobne artykuły|artigos relacionados|"
     r"also see|all about|(?:previous|next|prev|older|newer|vorheriger|nächster|précédent|"
     r"suivant|anterior|siguiente)(?: (?:post|article|story|entry|artikel|beitrag))?\s*[:»›])"
-    r"\b\s*[:»›>.…-]*",
+    r"(?!\w)\s*[:»›>.…-]*",
     re.IGNORECASE,
 )
 _PHOTO_CREDIT = re.compile(
