@@ -208,6 +208,19 @@ def test_glued_comment_section_is_cut_at_its_header():
     assert cleaned.removed == ("Comments are now closed for this story Ann Smith I think this is wrong.",)
 
 
+def test_comment_section_glued_into_one_line_is_cut():
+    glued = (
+        f"{PROSE} Comments Great plan, finally! Posted by Ann on May 2, 2024 10:01 AM "
+        "Report this comment What a waste. Posted by Bob on May 2, 2024 11:15 AM"
+    )
+    cleaned = clean_text(glued, None, RULES)
+    assert cleaned.text == PROSE
+    assert cleaned.removed[0].startswith("Comments Great plan")
+    # One byline with a time is not a comment section.
+    byline = f"Posted by Ann Smith on May 2, 2024 10:01 AM. {PROSE}"
+    assert clean_text(byline, None, RULES).text == byline
+
+
 def test_comment_counter_inside_prose_does_not_cut():
     text = f"{PROSE}\nThe agency received 300 comments from the public about the dredging plan."
     assert clean_text(text, None, RULES).text == text

@@ -7,10 +7,14 @@ is lost silently. Rule groups (switch off with ``CleanRules.disabled``):
 * ``dateline_meta``   leading "date 2025-10-26" / "Published: ..." prefixes and lines that are
                       only dates, times, reading times or update stamps.
 * ``nav``             previous/next navigation ("Previous Post Next Post", "Nächster Artikel").
-* ``comments``        comment counters and prompts ("Comments (0)", "Add Comment").
+* ``comments``        comment counters and prompts ("Comments (0)", "Add Comment"), and
+                      trailing user-comment threads: >= 2 comment signatures ("Posted by:
+                      jim | January 14, 2008") or a section header ("Comments are closed",
+                      "Have your say") after the first part of the text cuts the rest.
 * ``share``           share/follow/print bars ("Share on Facebook", "Teilen", "Partager").
 * ``newsletter``      newsletter, subscription and paywall prompts.
-* ``related``         read-more / related-content lead-ins ("Read more:", "Lesen Sie auch").
+* ``related``         read-more / related-content lead-ins ("Read more:", "Lesen Sie auch",
+                      "Lea también:", "Previous: <headline>").
 * ``photo_credit``    photo/image credits and short captions ending in a © credit.
 * ``legal``           cookie notices, copyright and rights lines.
 * ``advert``          advertisement markers ("Advertisement", "Anzeige") and affiliate
@@ -29,7 +33,8 @@ The phrase rules use word lists in English, German, French, Spanish, Italian, Po
 Dutch and Polish, and only fire on short lines made (almost) entirely of those words, so prose
 that merely mentions "comments" or "newsletter" is never touched. A line made of segments
 separated by " | " or " · " is boilerplate when every segment is ("May 2, 2024 | Tags: x |
-3 Comments").
+3 Comments"). Link density is a structural signal of the HTML, so it is applied by the
+extract stage (rule ``link_density``); its removals arrive here in ``rules_fired``/``removed``.
 """
 
 from __future__ import annotations
@@ -560,6 +565,12 @@ def clean_text(
                 drop("comments", line)
             lines = [*lines[:i], lines[i][:offset].rstrip()] if offset else lines[:i]
             lines = [line for line in lines if line]
+        for i, line in enumerate(lines):
+            at = _inline_comment_start(line)
+            if at is not None:
+                drop("comments", line[at:])
+                lines[i] = line[:at].rstrip()
+        lines = [line for line in lines if line]
         start = _comment_thread_start(lines, rules)
         if start is not None:
             for line in lines[start:]:
@@ -609,6 +620,31 @@ _COMMENT_HEADER = re.compile(
     r"deja (?:tu|un) comentario|dodaj komentarz|lascia un commento",
     re.IGNORECASE,
 )
+
+
+# Comment signatures inside a long line (table layouts glue a whole comment section into one
+# line): "Posted by Paul on January 6, 2008 2:09 PM", "Report this comment".
+_INLINE_SIGNATURE = re.compile(
+    r"(?:posted|submitted|written|commented) by:?\s+\S[^.|]{0,60}?\s+(?:on|at)\s+[^|]{0,40}?"
+    r"\d{1,2}[:.]\d{2}|report this comment|reply to this comment|report abuse",
+    re.IGNORECASE,
+)
+_COMMENT_WORD = re.compile(
+    r"\b(?:comments?|kommentare?|commentaires?|comentarios?|komentarze|commenti|your say)\b",
+    re.IGNORECASE,
+)
+
+
+def _inline_comment_start(line: str) -> int | None:
+    """Offset where a comment section glued into ``line`` starts: >= 2 inline signatures;
+    the section begins at the last comment header word shortly before the first one."""
+    sigs = list(_INLINE_SIGNATURE.finditer(line))
+    if len(sigs) < 2:
+        return None
+    start = sigs[0].start()
+    window = max(start - 1500, 0)
+    headers = list(_COMMENT_WORD.finditer(line, window, start))
+    return headers[-1].start() if headers else start
 
 
 _SENTENCE_END = re.compile(r"(?:^|[.!?|:)»\"”]\s*)$")
