@@ -310,8 +310,10 @@ class TextProfile:
     prior: dict[str, float]
 
 
+@lru_cache(maxsize=4096)
 def text_profile(article: Article, languages: tuple[str, ...] = DEFAULT_LANGUAGES) -> TextProfile:
-    """Tokenise, detect the language (unless the article has one), stem and weigh once.
+    """Tokenise, detect the language (unless the article has one), stem and weigh once
+    (memoised: clustering and the story profile of a window both ask for it).
 
     Work is per distinct word (stemming, background look-up), so a 800-word article
     costs about 1 ms."""
