@@ -8,15 +8,17 @@ Every stage hands documents it cannot handle to a ``failed`` side output; all of
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 
 import apache_beam as beam
 
 from pipeline.config import Config
-from transforms.clean import CleanText
+from transforms.clean import HOST_BOILERPLATE, CleanText, host_state_bytes, load_host_state
 from transforms.extract import ExtractMainText
 from transforms.fingerprint import Fingerprint
+from transforms.fsutil import stage_file
 from transforms.progress import LogProgress
 from transforms.sinks import SkipKnownArticles, WriteOutputs
 from transforms.sources import ReadDocuments
@@ -62,6 +64,14 @@ def read_documents(p: beam.Pipeline, plan: RunPlan):
     return p | "ReadDocuments" >> reader, None
 
 
+HOST_STATE_FILE = "_state/hosts.json"
+
+
+def _stage_host_state(learned: list, path: str, token: str) -> tuple[str, str]:
+    """Saved + newly learned host boilerplate, staged for the sink's commit."""
+    return stage_file(path, host_state_bytes(load_host_state(path), learned), token)
+
+
 def build_pipeline(p: beam.Pipeline, plan: RunPlan):
     """Assemble the whole graph on ``p``; returns the one-element summary PCollection."""
     cfg = plan.config
@@ -69,7 +79,10 @@ def build_pipeline(p: beam.Pipeline, plan: RunPlan):
     read, source_state = read_documents(p, plan)
     documents = read.ok | "ProgressRead" >> LogProgress("documents read", every)
     extracted = documents | "ExtractMainText" >> ExtractMainText(cfg.extract)
-    cleaned = extracted.ok | "CleanText" >> CleanText(cfg.clean)
+    rules = cfg.clean
+    if not rules.host_state_path:  # learned host boilerplate lives with the output by default
+        rules = dataclasses.replace(rules, host_state_path=f"{plan.output.rstrip('/')}/{HOST_STATE_FILE}")
+    cleaned = extracted.ok | "CleanText" >> CleanText(rules)
     fingerprinted = cleaned.ok | "Fingerprint" >> Fingerprint(cfg.fingerprint)
     fresh = fingerprinted | "SkipKnownArticles" >> SkipKnownArticles(plan.known_ids)
     with_topics = fresh.ok | "AssignTopics" >> AssignTopics(load_topics(cfg.stories.topics_file))
@@ -93,7 +106,12 @@ def build_pipeline(p: beam.Pipeline, plan: RunPlan):
     # State that says "done" (seen feed entries, known stories) is staged during the run and
     # moved into place by the sink's commit, before the manifest entry: a run that dies
     # before its commit leaves the state as it was.
-    staged = [pc for pc in (source_state, grouped.get("staged_state")) if pc is not None]
+    host_state = (
+        cleaned[HOST_BOILERPLATE]
+        | "CollectHostBoilerplate" >> beam.combiners.ToList()
+        | "StageHostBoilerplate" >> beam.Map(_stage_host_state, rules.host_state_path, plan.run_id)
+    )
+    staged = [pc for pc in (source_state, grouped.get("staged_state"), host_state) if pc is not None]
     if staged:
         outputs["staged"] = tuple(staged) | "StagedState" >> beam.Flatten()
     manifest_inputs = plan.files if cfg.run.source != "feeds" else ()

@@ -799,6 +799,16 @@ def save_host_state(path: str, state: Mapping[str, Iterable[str]]) -> None:
         json.dump({h: sorted(keys) for h, keys in sorted(state.items())}, fh, ensure_ascii=False)
 
 
+def host_state_bytes(saved: Mapping[str, Iterable[str]], learned: Iterable[tuple[str, Iterable[str]]]) -> bytes:
+    """Saved host boilerplate merged with what a run learned, as the JSON save_host_state
+    writes (for staging the state through the sink's commit)."""
+    merged: dict[str, set[str]] = {host: set(keys) for host, keys in saved.items()}
+    for host, keys in learned:
+        merged.setdefault(host, set()).update(keys)
+    data = {h: sorted(keys) for h, keys in sorted(merged.items())}
+    return json.dumps(data, ensure_ascii=False).encode("utf-8")
+
+
 #: Tag of CleanText's extra output: (host, tuple of line keys) learned in this run.
 HOST_BOILERPLATE = "host_boilerplate"
 
