@@ -210,8 +210,8 @@ def _prf(p) -> str:
     return f"{p.precision:.3f} / {p.recall:.3f} / {p.f1:.3f}"
 
 
-def run(sets: list[str], limit: int | None, misses: Path | None) -> list[tuple[str, ...]]:
-    settings, rules = ExtractSettings(), CleanRules()
+def run(sets: list[str], limit: int | None, misses: Path | None, fast: bool = False) -> list[tuple[str, ...]]:
+    settings, rules = ExtractSettings(fast=fast), CleanRules()
     rows: list[tuple[str, ...]] = []
     miss_log = []
     if "trafilatura_eval" in sets and (DATA / "trafilatura_eval").is_dir():
@@ -304,12 +304,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="pages per set (quick runs)")
     parser.add_argument("--sets", default="trafilatura_eval,l3s_gn1,seeds")
     parser.add_argument("--misses", type=Path, default=None, help="write misses as JSON lines")
+    parser.add_argument("--fast", action="store_true", help="storybeam with extract.fast (trafilatura's fast mode)")
     args = parser.parse_args(argv)
     if not DATA.is_dir():
         print(f"no benchmark data under {DATA}", file=sys.stderr)
         return 1
     started = time.perf_counter()
-    rows = run(args.sets.split(","), args.limit, args.misses)
+    rows = run(args.sets.split(","), args.limit, args.misses, args.fast)
     print_table(rows)
     print(f"\n({time.perf_counter() - started:.0f} s; trafilatura {_version()}; ours = "
           f"extract_document + clean_article, defaults)")  # fmt: skip

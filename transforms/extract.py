@@ -89,6 +89,10 @@ class ExtractSettings:
     min_text_chars: int = 25
     # Keep table text (trafilatura include_tables); news tables (results, figures) are content.
     include_tables: bool = True
+    # trafilatura's fast mode: no readability/justext comparison pass. About half the time
+    # per page; benchmarks/extraction.py --fast prints what it costs in quality. Backfills
+    # that are limited by extraction time can switch it on.
+    fast: bool = False
     # Use JSON-LD / OpenGraph / <html lang> metadata and JSON-LD articleBody.
     use_structured_data: bool = True
     # When the main text is shorter than this share of the page's visible text and shorter
@@ -472,7 +476,8 @@ def trim_link_lines(text: str, anchors: list[str], threshold: float, keep: str |
     return "\n".join(lines[start:end]), removed
 
 
-def _trafilatura(html: str, url: str, settings: ExtractSettings, **mode: bool) -> Any:
+def _trafilatura(html: Any, url: str, settings: ExtractSettings, **mode: bool) -> Any:
+    """trafilatura on decoded HTML or an already parsed tree (which it copies, not changes)."""
     import trafilatura
 
     return trafilatura.bare_extraction(
@@ -483,12 +488,14 @@ def _trafilatura(html: str, url: str, settings: ExtractSettings, **mode: bool) -
         include_formatting=False,
         deduplicate=False,
         with_metadata=False,
+        fast=settings.fast,
         **mode,
     )
 
 
-def _choose_text(html: str, url: str, settings: ExtractSettings, main: str, meta: PageMeta):
+def _choose_text(source: Any, url: str, settings: ExtractSettings, main: str, meta: PageMeta, html: str):
     """Main text, or a fallback when trafilatura's text is short compared with the page.
+    ``source`` is what trafilatura reads (the parsed tree, or ``html`` when it did not parse).
 
     Returns (text, extractor name)."""
     if meta.body and " ".join(meta.body.split()) == " ".join(main.split()):
@@ -505,7 +512,7 @@ def _choose_text(html: str, url: str, settings: ExtractSettings, main: str, meta
     candidates = [(main, "trafilatura")]
     if meta.body:
         candidates.append((meta.body, "jsonld"))
-    recall = _trafilatura(html, url, settings, favor_recall=True)
+    recall = _trafilatura(source, url, settings, favor_recall=True)
     if recall is not None and recall.text:
         candidates.append((recall.text, "trafilatura_recall"))
     # Longest wins, but an alternative must beat the main text clearly (x1.5) to replace it.
@@ -516,7 +523,7 @@ def _choose_text(html: str, url: str, settings: ExtractSettings, main: str, meta
     return best_text, best_name
 
 
-def _heuristic_metadata(html: str, url: str) -> Any:
+def _heuristic_metadata(html: Any, url: str) -> Any:
     """trafilatura's metadata heuristics (title from <h1>/<title>, author, date from htmldate
     in its fast mode); only run when the page states no structured metadata."""
     from trafilatura.metadata import extract_metadata
@@ -529,14 +536,23 @@ def _heuristic_metadata(html: str, url: str) -> Any:
 
 
 def extract_html(html: str, url: str, settings: ExtractSettings) -> dict[str, Any]:
-    """Decoded HTML -> plain dict of text and metadata (picklable, crosses process borders)."""
+    """Decoded HTML -> plain dict of text and metadata (picklable, crosses process borders).
+
+    The page is parsed once: trafilatura's extraction and its metadata heuristics both take
+    the tree (extraction works on a copy; the metadata pass does not change it)."""
+    from trafilatura.utils import load_html
+
+    tree = load_html(html)
+    source = tree if tree is not None else html
     meta = page_metadata(html) if settings.use_structured_data else PageMeta()
-    result = _trafilatura(html, url, settings)
+    result = _trafilatura(source, url, settings)
     main = (result.text if result is not None else None) or ""
-    text, extractor = _choose_text(html, url, settings, main, meta)
+    text, extractor = _choose_text(source, url, settings, main, meta, html)
     found = None
-    if not (meta.title and meta.published and meta.author):
-        found = _heuristic_metadata(html, url)
+    # The heuristics (title from <h1>/<title>, date by htmldate, author) cost about as much
+    # as a second parse plus a date search: only when the page states no title or date.
+    if not (meta.title and meta.published):
+        found = _heuristic_metadata(source, url)
     title = meta.title or getattr(found, "title", None)
     text, removed = trim_link_lines(text, anchor_texts(html), settings.link_density_max, title)
     categories = [c for c in (getattr(found, "categories", None) or []) if isinstance(c, str)]
