@@ -96,7 +96,12 @@ def build_pipeline(p: beam.Pipeline, plan: RunPlan):
         fresh.failed,
         grouped["failed"],
     ) | "AllFailures" >> beam.Flatten()
-    inputs = (read.ok, read.failed) | "AllInputs" >> beam.Flatten()
+    # Count inputs with a small mark made inside the reading stage: flattening the documents
+    # themselves would make the runner hold every page's HTML a second time.
+    inputs = (
+        read.ok | "MarkDocuments" >> beam.Map(lambda _: 1),
+        read.failed | "MarkReadFailures" >> beam.Map(lambda _: 1),
+    ) | "AllInputs" >> beam.Flatten()
     outputs = {
         "articles": grouped["articles"] | "ProgressArticles" >> LogProgress("articles", every),
         "stories": grouped["stories"],

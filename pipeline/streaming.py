@@ -108,5 +108,8 @@ def build_streaming_pipeline(p: beam.Pipeline, plan: RunPlan, *, local: bool = T
     """Assemble the streaming graph on ``p``; returns the PCollection of commit summaries."""
     read = read_stream(p, plan, local=local, start=start)
     articles, failed = process_articles(read.ok, plan.config)
-    inputs = (read.ok, read.failed) | "AllInputs" >> beam.Flatten()
+    inputs = (
+        read.ok | "MarkDocuments" >> beam.Map(lambda _: 1),
+        read.failed | "MarkReadFailures" >> beam.Map(lambda _: 1),
+    ) | "AllInputs" >> beam.Flatten()
     return stories_and_sink(articles, [read.failed, *failed], inputs, plan)
