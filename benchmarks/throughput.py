@@ -139,6 +139,8 @@ def main(argv: list[str] | None = None) -> None:
                 )
             for workers in args.workers:
                 n2, wall, run_secs, peak2 = run_pipeline(pattern, workers, f"{tmp}/out{size}-{workers}")
+                if n2 != size:  # every page must be accounted for, whatever the worker count
+                    print(f"MISMATCH: {size} pages in, summary.json counts {n2} inputs ({workers} workers)")
                 rate = n2 / run_secs
                 rows.append((size, f"storybeam, {workers} worker(s)", n2, run_secs, rate, rate / plain_rate, peak2))
                 rows.append(
