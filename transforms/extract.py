@@ -70,6 +70,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
 from transforms import records
+from transforms.http import BINARY_MAGIC
 from transforms.records import Article, Document, Failure
 
 STAGE = "extract"
@@ -162,14 +163,6 @@ def source_host(url: str) -> str:
 
 
 _HTML_TYPES = ("html", "xml", "text/plain")
-_BINARY_MAGIC = (
-    b"%PDF",
-    b"\x89PNG",
-    b"GIF8",
-    b"\xff\xd8\xff",
-    b"PK\x03\x04",
-    b"\x1f\x8b",
-)
 
 
 def _not_html_reason(doc: Document) -> str | None:
@@ -177,7 +170,7 @@ def _not_html_reason(doc: Document) -> str | None:
     if ctype and not any(t in ctype for t in _HTML_TYPES):
         return f"content type {ctype}"
     head = doc.html[:1024] if doc.html else b""
-    if head.startswith(_BINARY_MAGIC):
+    if head.startswith(BINARY_MAGIC):
         return "binary content"
     if head.count(b"\x00") > 16 and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
         return "binary content"

@@ -651,7 +651,8 @@ def _mime(content_type: str | None) -> tuple[str, str | None]:
     return mime, charset
 
 
-_BINARY_MAGIC = (
+#: Leading bytes of binary formats that are never a page (PDF, PNG, GIF, JPEG, ZIP, gzip).
+BINARY_MAGIC = (
     b"%PDF",
     b"\x89PNG",
     b"GIF8",
@@ -664,7 +665,7 @@ _BINARY_MAGIC = (
 def _type_ok(mime: str, body: bytes, accept: tuple[str, ...]) -> bool:
     if not accept:
         return True
-    if body.lstrip()[:4] in _BINARY_MAGIC or body[:4] in _BINARY_MAGIC:
+    if body.startswith(BINARY_MAGIC) or body.lstrip().startswith(BINARY_MAGIC):
         return False
     if not mime:  # no Content-Type: sniff (binary magic already refused above)
         return True
