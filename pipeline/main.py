@@ -181,18 +181,25 @@ def execute(plan, options, standard) -> dict | None:
             return {"nothing_to_do": True, "skipped_inputs": skipped}
     batches = batches_of(files, cfg.run.batch_files) if cfg.run.source != "feeds" else [files]
     parts = []
+    # Article ids already in the output: read whole once, then only each new batch's files.
+    known = existing_article_ids(plan.output) if plan.resume or cfg.sink.mode == "append" else frozenset()
     for i, batch in enumerate(batches):
         mode = "append" if plan.resume or i > 0 else cfg.sink.mode
         run_id = plan.run_id if len(batches) == 1 else f"{plan.run_id}-b{i:04d}"
-        known = existing_article_ids(plan.output) if mode == "append" else frozenset()
         step = dataclasses.replace(
-            plan, files=batch, run_id=run_id, known_ids=known, config=cfg.replace("sink", mode=mode)
+            plan,
+            files=batch,
+            run_id=run_id,
+            known_ids=known if mode == "append" else frozenset(),
+            config=cfg.replace("sink", mode=mode),
         )
         if len(batches) > 1:
             LOG.info("batch %d/%d: %d input file(s)", i + 1, len(batches), len(batch))
         summary = run_once(step, options, standard)
         if summary is None:
             return None
+        if i + 1 < len(batches):
+            known = known | existing_article_ids(plan.output, {run_id})
         parts.append(summary)
     if len(parts) == 1 and not plan.resume and cfg.sink.mode != "append":
         return parts[0]

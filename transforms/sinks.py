@@ -269,15 +269,21 @@ def remove_orphans(root: str, committed_runs: set[str]) -> list[str]:
     return removed
 
 
-def existing_article_ids(root: str) -> frozenset[str]:
-    """article_id of every committed article under root (empty when there is none)."""
+def existing_article_ids(root: str, runs: set[str] | None = None) -> frozenset[str]:
+    """article_id of every committed article under root (empty when there is none); with
+    ``runs``, only of the files those batch runs wrote."""
     fs, base = fsspec.core.url_to_fs(root)
     folder = posixpath.join(base, "articles")
     if not fs.exists(folder):
         return frozenset()
     import pyarrow.dataset as ds
 
-    dataset = ds.dataset(folder, format="parquet", partitioning="hive", filesystem=fs)
+    source: str | list[str] = folder
+    if runs is not None:
+        source = [p for p in fs.find(folder) if _run_of(p) in runs]
+        if not source:
+            return frozenset()
+    dataset = ds.dataset(source, format="parquet", partitioning="hive", filesystem=fs)
     return frozenset(dataset.to_table(columns=["article_id"]).column("article_id").to_pylist())
 
 

@@ -15,12 +15,12 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
 
 import apache_beam as beam
 import fsspec
 from apache_beam.metrics import Metrics
 
+from transforms.extract import source_host
 from transforms.records import FAILED, FILTER_STAGE, METRICS_NAMESPACE, UTC, Document, Failure, utcnow
 
 LOG = logging.getLogger(__name__)
@@ -104,11 +104,6 @@ def parse_datetime(value: object, *, strict: bool = False) -> datetime | None:
         if strict:
             raise ValueError(f"not a date: {value!r}") from None
         return None
-
-
-def host_of(url: str) -> str:
-    host = (urlsplit(url).hostname or "").lower()
-    return host[4:] if host.startswith("www.") else host
 
 
 def _failure(url: str, stage: str, reason: str, detail: str) -> Failure:
@@ -267,7 +262,7 @@ def read_warc_file(
                 if not any(record.record_type == w for w in wanted) or not _record_date_ok(date, lo, hi):
                     counts.skipped += 1
                     continue
-                if not _host_ok(host_of(target), settings.hosts_allow, settings.hosts_deny):
+                if not _host_ok(source_host(target), settings.hosts_allow, settings.hosts_deny):
                     counts.skipped += 1
                     continue
                 yield _document_from_record(record, target, date, settings)
