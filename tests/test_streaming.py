@@ -300,7 +300,10 @@ def _watch(out_articles: str, stop: threading.Event, seen: list, errors: list, s
     import fsspec
 
     last = None
-    while not stop.is_set():
+    while True:
+        # one last look after the job returned: its final commit may land within the 0.1 s
+        # between two looks, just before the run ends
+        final = stop.is_set()
         try:
             with fsspec.open(summary_url, "r") as handle:
                 commits = json.load(handle)["commits"]
@@ -314,6 +317,8 @@ def _watch(out_articles: str, stop: threading.Event, seen: list, errors: list, s
                 last = commits
             except Exception as err:  # noqa: BLE001 - any read failure is the finding
                 errors.append(repr(err))
+        if final:
+            return
         stop.wait(0.1)
 
 
