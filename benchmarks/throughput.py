@@ -1,10 +1,13 @@
 """Throughput of the whole pipeline against a plain loop (read WARC + trafilatura) on the same
 corpus, in the same run.
 
-    python -m benchmarks.throughput [--sizes 200 1000] [--workers 1 2] [--files 4]
+    python -m benchmarks.throughput [--sizes 200 1000] [--workers 1 2] [--files 4] [--breakdown 300]
 
 Prints docs/s, the pipeline/plain ratio and peak memory (max RSS of the process tree) per
 corpus size. Each measurement runs in a fresh subprocess so that peak memory is its own.
+``--breakdown N`` adds where the time goes: CPU ms per page of each stage's plain functions
+on the first N pages of the corpus, in this process, next to plain trafilatura on the same
+pages (CPU time, so that other load on the machine counts less than in wall time).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,19 +110,90 @@ def _tree_rss_mb(pid: int) -> float:
     return total / 2**20
 
 
+def stage_breakdown(pattern: str, limit: int) -> list[tuple[str, float]]:
+    """(stage, CPU ms per page) of the pipeline's plain stage functions, run one after the
+    other on the first ``limit`` pages, as the 1-worker pipeline runs them (extraction with
+    the signal time limit, per-host boilerplate learned over the pages, one clustering call
+    per topic and window)."""
+    import glob
+    from collections import defaultdict
+
+    import trafilatura
+
+    from pipeline.config import load_config
+    from transforms.clean import clean_article, learn_host_boilerplate
+    from transforms.extract import extract_document
+    from transforms.fingerprint import fingerprint_article
+    from transforms.records import Article
+    from transforms.sources import read_warc_file
+    from transforms.stories import _with_topic, cluster_window, load_topics
+
+    cfg = load_config(str(REPO / "configs" / "local.yaml"))
+    cpu = time.process_time
+    spent: dict[str, float] = defaultdict(float)
+    started = cpu()
+    docs = []
+    for path in sorted(glob.glob(pattern)):
+        docs.extend(d for d in read_warc_file(path, cfg.sources) if not hasattr(d, "reason"))
+    docs = docs[:limit]
+    spent["read WARC (whole files)"] = cpu() - started
+    for doc in docs:
+        started = cpu()
+        trafilatura.extract(doc.html, include_comments=False, include_tables=True, deduplicate=False)
+        spent["(plain trafilatura.extract, for reference)"] += cpu() - started
+    articles = []
+    for doc in docs:
+        started = cpu()
+        result = extract_document(doc, cfg.extract)
+        spent["extract"] += cpu() - started
+        if isinstance(result, Article):
+            articles.append(result)
+    started = cpu()
+    by_host = defaultdict(list)
+    for article in articles:
+        by_host[article.source].append(article)
+    cleaned = []
+    for group in by_host.values():
+        learned = learn_host_boilerplate((a.text for a in group[: cfg.clean.host_sample_articles]), cfg.clean)
+        cleaned.extend(a for a in (clean_article(a, cfg.clean, learned) for a in group) if isinstance(a, Article))
+    spent["clean"] = cpu() - started
+    started = cpu()
+    printed = [fingerprint_article(a, cfg.fingerprint) for a in cleaned]
+    spent["fingerprint"] = cpu() - started
+    started = cpu()
+    topics = load_topics(cfg.stories.topics_file)
+    with_topics = [_with_topic(a, topics) for a in printed]
+    spent["topic"] = cpu() - started
+    started = cpu()
+    window = cfg.stories.window_hours * 3600
+    groups = defaultdict(list)
+    for article in with_topics:
+        start = int(article.event_time.timestamp() // window * window)
+        groups[(article.topic, start)].append(article)
+    for (topic, start), members in groups.items():
+        begin = datetime.fromtimestamp(start, timezone.utc)
+        cluster_window(topic, members, begin, begin + timedelta(seconds=window), cfg.stories, cfg.fingerprint)
+    spent["stories (dedup + clustering, incl. word-frequency loading)"] = cpu() - started
+    return [(name, secs / len(docs) * 1000) for name, secs in spent.items()]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[200])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--files", type=int, default=4, help="WARC files per corpus")
+    parser.add_argument("--breakdown", type=int, default=0, help="pages for the per-stage CPU breakdown (0: none)")
     args = parser.parse_args(argv)
     from benchmarks.corpus import build_warc
 
     rows = []
+    breakdown = None
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
             build_warc(f"{tmp}/c{size}", size, files=args.files)
             pattern = f"{tmp}/c{size}-*.warc.gz"
+            if args.breakdown and breakdown is None:
+                breakdown = stage_breakdown(pattern, args.breakdown)
             n, secs, peak = run_plain(pattern)
             plain_rate = n / secs
             rows.append((size, "plain loop, 1 process", n, secs, plain_rate, 1.0, peak))
@@ -162,6 +237,12 @@ def main(argv: list[str] | None = None) -> None:
     print(
         "storybeam secs: the run as reported by storybeam (graph construction, all stages, commit), no interpreter start."
     )
+    if breakdown:
+        pipeline_total = sum(ms for name, ms in breakdown if not name.startswith("("))
+        print(f"\nwhere the time goes (CPU ms per page, first {args.breakdown} pages of the first corpus):")
+        for name, ms in breakdown:
+            print(f"  {name:<60} {ms:7.2f}")
+        print(f"  {'sum of the pipeline stages (no Beam, no writing)':<60} {pipeline_total:7.2f}")
 
 
 if __name__ == "__main__":
