@@ -178,6 +178,88 @@ def test_unrelated_cluster_in_a_later_window_gets_its_own_story(seeds) -> None:
     assert sorted(len(s.article_ids) for s in touched) == [1, 5]
 
 
+FERRY_FIRST = (
+    "Ferry runs aground off Harlow Island, 40 passengers rescued",
+    (
+        "A passenger ferry ran aground on rocks off Harlow Island late on Friday, and coast "
+        "guard crews rescued all 40 passengers and six crew members. The Marenne Lines vessel "
+        "was sailing from Port Ellis when it lost steering in high winds, the coast guard said. "
+        "Two passengers were treated in hospital for minor injuries."
+    ),
+)
+FERRY_LATER = (
+    "Harlow Island ferry grounding: investigators examine steering failure",
+    (
+        "Investigators began examining the steering gear of the Marenne Lines ferry that ran "
+        "aground off Harlow Island, a day after coast guard crews rescued its 40 passengers. "
+        "The company said the vessel, which had left Port Ellis in high winds, had passed an "
+        "inspection in March. Salvage teams hope to refloat the ferry at high tide."
+    ),
+)
+
+
+def _vector(*articles: Article):
+    from transforms.stories import story_vector
+
+    return story_vector(list(articles))
+
+
+def test_link_score_is_the_mean_pairwise_similarity() -> None:
+    from transforms.stories import link_score
+
+    terms_only = StorySettings(entity_weight=0, title_weight=0)
+    a = make("https://a.example/ferry", *FERRY_FIRST)
+    b = make("https://b.example/ferry", *FERRY_LATER)
+    c = make("https://city.example/bikes", *BIKE_LANES)
+    pairwise = [link_score(_vector(x), _vector(c), terms_only) for x in (a, b)]
+    assert link_score(_vector(a, b), _vector(c), terms_only) == pytest.approx(sum(pairwise) / 2)
+    assert link_score(_vector(a), _vector(b), StorySettings()) > link_score(_vector(a), _vector(c), StorySettings())
+
+
+def test_words_many_clusters_share_fade_when_linking() -> None:
+    from transforms.stories import link_score, link_weights
+
+    vectors = [{"#t": 1.0, "t:storm": 0.6, f"t:town{k}": 0.8} for k in range(10)]
+    vectors += [{"#t": 1.0, "t:harlow": 0.8, "t:storm": 0.6}, {"#t": 1.0, "t:harlow": 0.8, "t:ferry": 0.6}]
+    weights = link_weights(vectors, background_docs=20.0)
+    assert weights["t:storm"] < weights["t:harlow"] < 1.0
+    assert "t:town3" not in weights  # found once: full weight
+    settings = StorySettings(entity_weight=0, title_weight=0)
+    # two towns hit by the same storm: shared only by the common word, they fall apart...
+    assert link_score(vectors[0], vectors[1], settings, weights) < link_score(vectors[0], vectors[1], settings) / 4
+    # ... while an identical pair stays identical (each vector keeps its length)
+    assert link_score(vectors[0], vectors[0], settings, weights) == pytest.approx(1.0)
+
+
+def test_a_pair_gets_one_decision_in_one_window_or_in_two_and_across_topics() -> None:
+    settings = StorySettings()
+    first = make("https://a.example/ferry", *FERRY_FIRST)
+    later = make("https://b.example/ferry", *FERRY_LATER, hours=30)
+    bikes = make("https://city.example/bikes", *BIKE_LANES, hours=31)
+    assert len(cluster_stories([first, later], settings)) == 1  # when they share a window
+    day0 = cluster_window("general", [first], *_window(0), settings, FingerprintSettings())
+    day1 = cluster_window("transport", [later], *_window(1), settings, FingerprintSettings())
+    day1 += cluster_window("politics", [bikes], *_window(1), settings, FingerprintSettings())
+    assignment, _, _ = link_clusters([c.summary for c in day0 + day1], [], settings)
+    story = {a: assignment[c.summary.key] for c in day0 + day1 for a in c.summary.article_ids}
+    assert story[first.article_id] == story[later.article_id]
+    assert story[bikes.article_id] != story[first.article_id]
+
+
+def test_state_written_before_story_vectors_is_still_linked(seeds) -> None:
+    from transforms.stories import StoryState
+
+    _, _, state = link_clusters(_clusters(seeds[:3], 0), [], StorySettings())
+    # the old state held one normalised term profile without channel prefixes
+    old = [
+        StoryState(**{**vars(s), "profile": {k[2:]: v for k, v in s.profile.items() if k.startswith("t:")}})
+        for s in state
+    ]
+    late = [make(a.url, a.title or "", a.text, hours=30) for a in seeds[3:]]
+    assignment, _, _ = link_clusters(_clusters(late, 1), old, StorySettings())
+    assert set(assignment.values()) == {state[0].story_id}
+
+
 def test_state_round_trips_through_fsspec(seeds) -> None:
     _, _, state = link_clusters(_clusters(seeds, 0), [], StorySettings())
     url = "memory://storybeam-test/_state/stories"
