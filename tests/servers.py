@@ -397,3 +397,19 @@ class HostileServer:
         h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         h.connection.close()
         h.close_connection = True
+
+
+def feed_run_args(config: object, feed_url: str, out: object, server: HostileServer) -> list[str]:
+    """Command-line arguments of a feeds run against a test server."""
+    return [
+        "--config",
+        str(config),
+        "--source",
+        "feeds",
+        "--input",
+        feed_url,
+        "--output",
+        str(out),
+        "--allow-hosts",
+        ",".join(server.allow),
+    ]

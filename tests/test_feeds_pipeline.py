@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow.dataset as ds
 
 from pipeline.main import run
-from tests.servers import HostileServer
+from tests.servers import HostileServer, feed_run_args
 
 
 def articles(out: Path) -> list[dict]:
@@ -21,18 +21,7 @@ def test_growing_feed_twice_adds_only_new_articles(tmp_path):
     config = tmp_path / "feeds.yaml"
     config.write_text("fetch:\n  timeout_s: 5.0\n  connect_timeout_s: 2.0\n  per_host_min_delay_s: 0.0\n  retries: 0\n")
     with HostileServer() as server:
-        args = [
-            "--config",
-            str(config),
-            "--source",
-            "feeds",
-            "--input",
-            server.url("/growing.xml"),
-            "--output",
-            str(out),
-            "--allow-hosts",
-            ",".join(server.allow),
-        ]
+        args = feed_run_args(config, server.url("/growing.xml"), out, server)
         assert run(args) == 0
         first = articles(out)
         assert first and all(a["feed_url"] == server.url("/growing.xml") for a in first)

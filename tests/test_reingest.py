@@ -9,7 +9,7 @@ import json
 import pyarrow.dataset as ds
 
 from pipeline.main import run
-from tests.servers import HostileServer
+from tests.servers import HostileServer, feed_run_args
 
 
 def test_cnn_feed_twice_gives_the_same_articles_and_stories(shared_dir, tmp_path):
@@ -30,18 +30,7 @@ def test_cnn_feed_twice_gives_the_same_articles_and_stories(shared_dir, tmp_path
 
     with HostileServer() as server:
         server.routes["/cnn.rss"] = lambda h: h.send(200, feed, {"Content-Type": "application/rss+xml"})
-        args = [
-            "--config",
-            str(config),
-            "--source",
-            "feeds",
-            "--input",
-            server.url("/cnn.rss"),
-            "--output",
-            str(out),
-            "--allow-hosts",
-            ",".join(server.allow),
-        ]
+        args = feed_run_args(config, server.url("/cnn.rss"), out, server)
         assert run(args) == 0
         first = json.loads((out / "summary.json").read_text())
         articles1, stories1 = snapshot()
