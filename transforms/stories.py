@@ -11,6 +11,7 @@ runs (``link_clusters``) so that a story keeps its id while coverage grows.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import math
 import re
@@ -725,17 +726,18 @@ PROFILE_TERMS = 100
 _CHANNELS = (("t", "term_weight"), ("e", "entity_weight"), ("h", "title_weight"))
 
 
-def _unit(vector: dict[str, float]) -> dict[str, float]:
-    norm = math.sqrt(sum(w * w for w in vector.values()))
-    return {t: w / norm for t, w in vector.items()} if norm else {}
-
-
 def _trimmed(vector: dict[str, float], keep: int = PROFILE_TERMS) -> dict[str, float]:
     """The ``keep`` heaviest entries of each channel, plus the channel presence counts."""
-    out = {k: v for k, v in vector.items() if k.startswith("#")}
-    for channel, _ in _CHANNELS:
-        entries = [(k, v) for k, v in vector.items() if k.startswith(channel + ":")]
-        out.update(sorted(entries, key=lambda kv: (-kv[1], kv[0]))[:keep])
+    out: dict[str, float] = {}
+    channels: dict[str, list[tuple[float, str]]] = defaultdict(list)
+    for key, w in vector.items():
+        if key[0] == "#":
+            out[key] = w
+        else:
+            channels[key[0]].append((w, key))
+    for entries in channels.values():
+        for w, key in heapq.nlargest(keep, entries) if len(entries) > keep else entries:
+            out[key] = w
     return out
 
 
@@ -751,21 +753,31 @@ def story_vector(articles: Sequence[Article], languages: tuple[str, ...] = DEFAU
     must not depend on which window a cluster came from."""
     total: dict[str, float] = defaultdict(float)
     for article in articles:
-        feats = text_profile(article, languages)
-        idf = {t: -math.log(feats.prior.get(t, FALLBACK_DF)) + 1e-3 for t in feats.terms}
-        channels = (
-            ("t", {t: tf * idf[t] for t, tf in feats.terms.items()}),
-            ("e", {t: idf[t] for t in feats.entities}),
-            ("h", {t: idf[t] for t in feats.title}),
-        )
-        for channel, vector in channels:
-            unit = _unit(vector)
-            if unit:
-                total["#" + channel] += 1.0
-            for t, w in unit.items():
-                total[f"{channel}:{t}"] += w
+        for key, w in _unit_story_vector(article, languages).items():
+            total[key] += w
     n = max(1, len(articles))
     return _trimmed({k: v / n for k, v in total.items()})
+
+
+@lru_cache(maxsize=4096)
+def _unit_story_vector(article: Article, languages: tuple[str, ...]) -> dict[str, float]:
+    """``story_vector`` of one article (not trimmed); memoised like ``text_profile``."""
+    feats = text_profile(article, languages)
+    prior = feats.prior
+    idf = {t: -math.log(prior.get(t, FALLBACK_DF)) + 1e-3 for t in feats.terms}
+    out: dict[str, float] = {}
+    for channel, vector in (
+        ("t", {t: tf * idf[t] for t, tf in feats.terms.items()}),
+        ("e", {t: idf[t] for t in feats.entities}),
+        ("h", {t: idf[t] for t in feats.title}),
+    ):
+        norm = math.sqrt(sum(w * w for w in vector.values()))
+        if norm:
+            out["#" + channel] = 1.0
+            prefix = channel + ":"
+            for t, w in vector.items():
+                out[prefix + t] = w / norm
+    return out
 
 
 def _as_story_vector(vector: dict[str, float]) -> dict[str, float]:
