@@ -231,6 +231,25 @@ def test_words_many_clusters_share_fade_when_linking() -> None:
     assert link_score(vectors[0], vectors[0], settings, weights) == pytest.approx(1.0)
 
 
+def test_the_story_index_scores_as_link_score_does() -> None:
+    from transforms.stories import _StoryIndex, link_score, link_weights
+
+    texts = [FERRY_FIRST, FERRY_LATER, BIKE_LANES, TOKYO_VISIT]
+    vectors = [_vector(make(f"https://n{k}.example/a", *t)) for k, t in enumerate(texts)]
+    vectors.append(_vector(*(make(f"https://m{k}.example/a", *t) for k, t in enumerate(texts[:2]))))
+    weights = link_weights(vectors, background_docs=20.0)
+    index = _StoryIndex(weights)
+    for k, v in enumerate(vectors[1:]):
+        index.put(f"s{k}", v)
+    index.put("gone", vectors[0])
+    index.remove("gone")
+    got = index.scores(vectors[0], StorySettings(), keep=lambda sid: True)
+    want = {f"s{k}": link_score(vectors[0], v, StorySettings(), weights) for k, v in enumerate(vectors[1:])}
+    assert set(got) <= set(want) and "gone" not in got
+    for sid, score in want.items():
+        assert got.get(sid, 0.0) == pytest.approx(score)
+
+
 def test_a_pair_gets_one_decision_in_one_window_or_in_two_and_across_topics() -> None:
     settings = StorySettings()
     first = make("https://a.example/ferry", *FERRY_FIRST)

@@ -17,7 +17,7 @@ import math
 import re
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property, lru_cache
@@ -814,32 +814,94 @@ def link_score(
     ``weights`` (``link_weights``) re-weigh terms; each vector keeps its length, so the score
     stays a mean pairwise similarity."""
     weights = weights or {}
-    if len(a) > len(b):
-        a, b = b, a
+    small, large = (a, b) if len(a) <= len(b) else (b, a)
     dots: dict[str, float] = defaultdict(float)
-    for key, w in a.items():
-        if not key.startswith("#") and key in b:
-            dots[key[0]] += w * b[key] * weights.get(key, 1.0) ** 2
+    for key, w in small.items():
+        if key[0] != "#" and key in large:
+            dots[key[0]] += w * large[key] * weights.get(key, 1.0) ** 2
+    return _combine(dots, _rescales(a, weights), _rescales(b, weights), a, b, _channel_weights(settings))
+
+
+def _channel_weights(settings: StorySettings) -> list[tuple[str, float]]:
+    return [(c, getattr(settings, name)) for c, name in _CHANNELS if getattr(settings, name) > 0]
+
+
+def _combine(
+    dots: dict[str, float],
+    rescale_a: dict[str, float],
+    rescale_b: dict[str, float],
+    a: dict[str, float],
+    b: dict[str, float],
+    channels: list[tuple[str, float]],
+) -> float:
     num = den = 0.0
-    for channel, name in _CHANNELS:
-        weight = getattr(settings, name)
+    for channel, weight in channels:
         share = a.get("#" + channel, 0.0) * b.get("#" + channel, 0.0)
-        if weight > 0 and share > 0:
-            if weights and dots[channel]:
-                dots[channel] *= _rescale(a, channel, weights) * _rescale(b, channel, weights)
-            num += weight * dots[channel]
+        if share > 0:
+            dot = dots.get(channel, 0.0)
+            if dot:
+                num += weight * dot * rescale_a.get(channel, 1.0) * rescale_b.get(channel, 1.0)
             den += weight * share
     return min(1.0, num / den) if den else 0.0
 
 
-def _rescale(vector: dict[str, float], channel: str, weights: dict[str, float]) -> float:
-    """|channel of vector| / |re-weighed channel of vector|."""
-    plain = weighted = 0.0
+def _rescales(vector: dict[str, float], weights: dict[str, float]) -> dict[str, float]:
+    """Per channel: |channel of vector| / |re-weighed channel of vector|."""
+    plain: dict[str, float] = defaultdict(float)
+    weighted: dict[str, float] = defaultdict(float)
     for key, w in vector.items():
-        if key[0] == channel and key[1:2] == ":":
-            plain += w * w
-            weighted += (w * weights.get(key, 1.0)) ** 2
-    return math.sqrt(plain / weighted) if weighted > 0 else 0.0
+        if key[0] != "#":
+            plain[key[0]] += w * w
+            weighted[key[0]] += (w * weights.get(key, 1.0)) ** 2
+    return {c: math.sqrt(plain[c] / weighted[c]) if weighted[c] > 0 else 0.0 for c in plain}
+
+
+class _StoryIndex:
+    """Story vectors behind an inverted index (term -> stories), so that a cluster is scored
+    against the stories sharing a term with it, not against every story in the state."""
+
+    def __init__(self, weights: dict[str, float]) -> None:
+        self._weights = weights
+        self._postings: dict[str, dict[str, float]] = defaultdict(dict)
+        self._vectors: dict[str, dict[str, float]] = {}
+        self._rescales: dict[str, dict[str, float]] = {}
+
+    def remove(self, story_id: str) -> None:
+        for key in self._vectors.pop(story_id, ()):
+            if key[0] != "#":
+                posting = self._postings[key]
+                del posting[story_id]
+                if not posting:
+                    del self._postings[key]
+        self._rescales.pop(story_id, None)
+
+    def put(self, story_id: str, vector: dict[str, float]) -> None:
+        self.remove(story_id)
+        self._vectors[story_id] = vector
+        self._rescales[story_id] = _rescales(vector, self._weights)
+        for key, w in vector.items():
+            if key[0] != "#":
+                self._postings[key][story_id] = w
+
+    def scores(
+        self, vector: dict[str, float], settings: StorySettings, keep: Callable[[str], bool]
+    ) -> dict[str, float]:
+        """``link_score`` of ``vector`` against every story sharing a term with it, of those
+        that ``keep`` accepts."""
+        dots: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        for key, w in vector.items():
+            posting = self._postings.get(key) if key[0] != "#" else None
+            if posting:
+                ww = w * self._weights.get(key, 1.0) ** 2
+                for story_id, v in posting.items():
+                    dots[story_id][key[0]] += ww * v
+        mine = _rescales(vector, self._weights)
+        channels = _channel_weights(settings)
+        return {
+            story_id: _combine(d, mine, self._rescales[story_id], vector, self._vectors[story_id], channels)
+            for story_id, d in dots.items()
+            if keep(story_id)
+        }
 
 
 def time_factor(gap_hours: float, settings: StorySettings) -> float:
@@ -937,7 +999,20 @@ def link_clusters(
     weights = link_weights(
         [dict(c.profile) for c in ordered] + [s.profile for s in stories.values()], settings.background_docs
     )
+    index = _StoryIndex(weights)
+    # clusters come in window order: a story last seen more than ``link_hours`` before the
+    # current window can no longer be reached, so it leaves the index (keeps it small)
+    expiry: list[tuple[datetime, str]] = []
+    for story in stories.values():
+        index.put(story.story_id, story.profile)
+        heapq.heappush(expiry, (story.last_published, story.story_id))
     for cluster in ordered:
+        while expiry and expiry[0][0] < cluster.window_start - horizon:
+            last, story_id = heapq.heappop(expiry)
+            if stories[story_id].last_published == last:
+                index.remove(story_id)
+            else:  # seen again since: check later
+                heapq.heappush(expiry, (stories[story_id].last_published, story_id))
         vector = dict(cluster.profile)
         shared = Counter(owner[a] for a in cluster.article_ids if a in owner)
         candidates = [
@@ -946,22 +1021,27 @@ def link_clusters(
             if (sid, cluster.topic, cluster.window_start) not in taken
         ]
         if not candidates:
-            for story in stories.values():
-                if (story.story_id, cluster.topic, cluster.window_start) in taken:
+
+            def reachable(story_id: str, cluster: ClusterSummary = cluster) -> bool:
+                story = stories[story_id]
+                return (
+                    (story_id, cluster.topic, cluster.window_start) not in taken
+                    and story.last_published >= cluster.first_published - horizon
+                    and story.first_published <= cluster.last_published + horizon
+                )
+
+            for story_id, score in index.scores(vector, settings, reachable).items():
+                if score < settings.link_threshold:  # the time factor only lowers it
                     continue
-                if story.last_published < cluster.first_published - horizon:
-                    continue
-                if story.first_published > cluster.last_published + horizon:
-                    continue
+                story = stories[story_id]
                 gap = max(
                     cluster.first_published - story.last_published,
                     story.first_published - cluster.last_published,
                     timedelta(0),
                 )
-                score = link_score(vector, story.profile, settings, weights)
                 score *= time_factor(gap / timedelta(hours=1), settings)
                 if score >= settings.link_threshold:
-                    candidates.append((0, score, story.story_id))
+                    candidates.append((0, score, story_id))
         if candidates:
             story_id = min(candidates, key=lambda c: (-c[0], -c[1], c[2]))[2]
             story = stories[story_id]
@@ -973,6 +1053,8 @@ def link_clusters(
             for t, w in vector.items():
                 merged[t] += w * added
             story.profile = _trimmed({t: w / (before + added) for t, w in merged.items()})
+            index.put(story_id, story.profile)
+            heapq.heappush(expiry, (story.last_published, story_id))
             story.first_published = min(story.first_published, cluster.first_published)
             story.last_published = max(story.last_published, cluster.last_published)
             story.window_start = min(story.window_start, cluster.window_start)
@@ -991,6 +1073,8 @@ def link_clusters(
                 window_end=cluster.window_end,
                 profile=vector,
             )
+            index.put(story_id, vector)
+            heapq.heappush(expiry, (story.last_published, story_id))
         for article_id in cluster.article_ids:
             previous_owner = owner.get(article_id)
             if previous_owner == story_id:
