@@ -390,6 +390,24 @@ def stage_speed(groups, wikiref: Sequence[Article], topics_file: Path):
     return rows
 
 
+def link_speed(groups, wikiref: Sequence[Article], n: int = 2000, days: int = 30) -> tuple[int, float]:
+    """Seconds ``link_clusters`` takes for the clusters of ``n`` articles over ``days`` windows."""
+    settings, fp = StorySettings(), FingerprintSettings()
+    day = timedelta(days=1)
+    by_day: dict[int, list[Article]] = {}
+    for k, article in enumerate(speed_pool(groups, wikiref, n)):
+        when = EPOCH + timedelta(hours=(k * 37) % (24 * days))
+        by_day.setdefault((when - EPOCH) // day, []).append(replace(article, published_at=when))
+    found = [
+        c.summary
+        for d, group in sorted(by_day.items())
+        for c in cluster_window("general", group, EPOCH + d * day, EPOCH + (d + 1) * day, settings, fp)
+    ]
+    start = time.perf_counter()
+    link_clusters(found, [], settings)
+    return len(found), time.perf_counter() - start
+
+
 def print_speed(groups, wikiref: Sequence[Article]) -> None:
     print("\nstage speed, one (topic, window) group of n articles (ms per article)")
     header = f"{'n':>6}{'words':>7}{'topic':>8}{'fingerpr':>10}{'dups':>8}{'cluster':>9}"
@@ -398,6 +416,9 @@ def print_speed(groups, wikiref: Sequence[Article]) -> None:
     topics_file = Path(__file__).resolve().parents[1] / "configs" / "topics.yaml"
     for n, words, topic, fingerprint, dups, cluster in stage_speed(groups, wikiref, topics_file):
         print(f"{n:6d}{words:7.0f}{topic:8.3f}{fingerprint:10.3f}{dups:8.3f}{cluster:9.3f}")
+
+    clusters, secs = link_speed(groups, wikiref)
+    print(f"\nlinking {clusters} clusters of 2,000 articles spread over 30 daily windows: {secs:.2f} s")
 
     print("\nfingerprint speed (wikiref220 texts)")
     for name, seconds in speed([a.text for a in wikiref]):
