@@ -534,6 +534,35 @@ def _choose_text(source: Any, url: str, settings: ExtractSettings, main: str, me
     return best_text, best_name
 
 
+# Every byline XPath of trafilatura's author heuristic selects an <author> element, an element
+# with a <rel> child, or an element whose class, id, rel, itemprop, data-testid or
+# data-component attribute contains one of these words. A page without any of them has no
+# byline to find, and the search (~14 ms per page, regex XPaths over every element) is
+# skipped; on 1,611 pages (trafilatura_eval + l3s_gn1) it skips 45 % and never misses.
+_BYLINE_WORDS = (
+    "uthor", "yline", "byl", "BBL", "username", "screenname", "writer", "channel-name",
+    "posted-by", "submitted-by", "journalist-name", "zuozhe", "bianji", "xiaobian",
+)  # fmt: skip
+_BYLINE_ATTRIBUTES = frozenset({"class", "id", "rel", "itemprop", "data-testid", "data-component"})
+_BYLINE_ELEMENT = re.compile(r"<(?:author|rel)\b", re.IGNORECASE)
+_ATTRIBUTE_BEFORE = re.compile(r"([^\s\"'<>/=]+)\s*=\s*[\"']?[^\"'<>=]*$")
+
+
+def _may_have_byline(html: str) -> bool:
+    """False when no element of the page can match trafilatura's byline XPaths (see above)."""
+    if _BYLINE_ELEMENT.search(html):
+        return True
+    for word in _BYLINE_WORDS:
+        at = html.find(word)
+        while at != -1:
+            if html.rfind("<", 0, at) > html.rfind(">", 0, at):  # inside a tag
+                attribute = _ATTRIBUTE_BEFORE.search(html, html.rfind("<", 0, at), at)
+                if attribute and attribute.group(1).lower() in _BYLINE_ATTRIBUTES:
+                    return True
+            at = html.find(word, at + 1)
+    return False
+
+
 def _author_heuristic(tree: Any) -> str | None:
     """trafilatura's author heuristic (byline XPaths outside comments, dates, figures, ...)
     without its deep copy of the whole page.
@@ -561,12 +590,15 @@ def _author_heuristic(tree: Any) -> str | None:
     return None
 
 
-def _heuristic_metadata(tree: Any, url: str, *, title: bool, date: bool, author: bool) -> dict[str, Any] | None:
+def _heuristic_metadata(
+    tree: Any, url: str, *, title: bool, date: bool, author: bool, html: str | None = None
+) -> dict[str, Any] | None:
     """trafilatura's metadata heuristics, only the parts asked for: title (<h1>, <title>),
     date (htmldate, fast mode), author (bylines); categories always. The same values as
     ``trafilatura.metadata.extract_metadata`` for these fields, without its work on tags,
-    licence, site name and, when not asked for, title, date and author (the author search
-    alone deep-copied the page: ~20 of its ~33 ms per page)."""
+    licence, site name and, when not asked for, title, date and author. The author search is
+    most of the cost (~14 of ~18 ms per page, measured on trafilatura_eval) and is skipped
+    when the page has no attribute a byline XPath could match (``_may_have_byline``)."""
     from htmldate import find_date
     from trafilatura import metadata as tm
     from trafilatura.settings import set_date_params
@@ -583,7 +615,7 @@ def _heuristic_metadata(tree: Any, url: str, *, title: bool, date: bool, author:
             pass
         if title and not found.title:
             found.title = tm.extract_title(tree)
-        if author and not found.author:
+        if author and not found.author and (html is None or _may_have_byline(html)):
             found.author = _author_heuristic(tree)
         if date:
             if not found.url:
@@ -621,7 +653,10 @@ def extract_html(html: str, url: str, settings: ExtractSettings) -> dict[str, An
     # page states no title or date, and only for the fields it does not state.
     if not (meta.title and meta.published):
         found = (
-            _heuristic_metadata(tree, url, title=not meta.title, date=not meta.published, author=not meta.author) or {}
+            _heuristic_metadata(
+                tree, url, title=not meta.title, date=not meta.published, author=not meta.author, html=html
+            )
+            or {}
         )
     title = meta.title or found.get("title")
     text, removed = trim_link_lines(text, anchor_texts(html), settings.link_density_max, title)
