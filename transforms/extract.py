@@ -47,6 +47,7 @@ the main thread and ``process`` elsewhere.
 from __future__ import annotations
 
 import codecs
+import copy
 import html as html_lib
 import json
 import os
@@ -590,6 +591,23 @@ def _author_heuristic(tree: Any) -> str | None:
     return None
 
 
+def _categories(tree: Any, html: str | None) -> list[str]:
+    """trafilatura's category heuristic. Its link XPaths (regex tests over the whole page) only
+    keep links whose href contains "/categor"; on a page without that string only its
+    fallback, the <head> meta tags (article:section, *subject*), can answer, so it runs on
+    a page made of a copy of <head> alone: same result, ~2 ms less per page."""
+    from lxml import html as lxml_html
+    from trafilatura.metadata import extract_catstags
+
+    if html is None or "/categor" in html:
+        return extract_catstags("category", tree)
+    head = tree.find("head")
+    page = lxml_html.Element("html")
+    if head is not None:
+        page.append(copy.deepcopy(head))
+    return extract_catstags("category", page)
+
+
 def _heuristic_metadata(
     tree: Any, url: str, *, title: bool, date: bool, author: bool, html: str | None = None
 ) -> dict[str, Any] | None:
@@ -623,7 +641,7 @@ def _heuristic_metadata(
             params = {**set_date_params(False), "url": found.url}
             found.date = find_date(tree, **params)
         if not found.categories:
-            found.categories = tm.extract_catstags("category", tree)
+            found.categories = _categories(tree, html)
         found.clean_and_trim()
     except Exception:  # noqa: BLE001 - metadata is optional; text extraction already worked
         return None
