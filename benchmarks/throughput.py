@@ -3,8 +3,8 @@ corpus, in the same run.
 
     python -m benchmarks.throughput [--sizes 200 1000] [--workers 1 2] [--files 4] [--breakdown 300]
 
-Prints docs/s, the pipeline/plain ratio and peak memory (max RSS of the process tree) per
-corpus size. Each measurement runs in a fresh subprocess so that peak memory is its own.
+Prints docs/s, the pipeline/plain ratio, peak memory (max RSS of the process tree) and CPU
+ms per document (whole process tree) per corpus size. Each measurement runs in a fresh subprocess so that peak memory is its own.
 ``--breakdown N`` adds where the time goes: CPU ms per page of each stage's plain functions
 on the first N pages of the corpus, in this process, next to plain trafilatura on the same
 pages (CPU time, so that other load on the machine counts less than in wall time).
@@ -42,6 +42,12 @@ for path in paths[part::parts]:
             n += 1
 print(n, time.perf_counter() - t0)
 """
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of all finished child processes so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _child_peak_mb() -> float:
@@ -194,48 +200,45 @@ def main(argv: list[str] | None = None) -> None:
             pattern = f"{tmp}/c{size}-*.warc.gz"
             if args.breakdown and breakdown is None:
                 breakdown = stage_breakdown(pattern, args.breakdown)
+            cpu = _children_cpu()
             n, secs, peak = run_plain(pattern)
+            cpu, cpu_ms = _children_cpu(), (_children_cpu() - cpu) / n * 1000
             plain_rate = n / secs
-            rows.append((size, "plain loop, 1 process", n, secs, plain_rate, 1.0, peak))
+            rows.append((size, "plain loop, 1 process", n, secs, plain_rate, 1.0, peak, cpu_ms))
             if max(args.workers) > 1:
                 # What this machine gives two processes of the very same work: the ceiling
                 # for any 2-worker run here.
                 n2, secs2, peak2 = run_plain(pattern, processes=2)
-                rows.append(
-                    (
-                        size,
-                        "plain loop, 2 processes (machine ceiling)",
-                        n2,
-                        secs2,
-                        n2 / secs2,
-                        n2 / secs2 / plain_rate,
-                        peak2,
-                    )
-                )
+                cpu, cpu_ms = _children_cpu(), (_children_cpu() - cpu) / n2 * 1000
+                name = "plain loop, 2 processes (machine ceiling)"
+                rows.append((size, name, n2, secs2, n2 / secs2, n2 / secs2 / plain_rate, peak2, cpu_ms))
             for workers in args.workers:
                 n2, wall, run_secs, peak2 = run_pipeline(pattern, workers, f"{tmp}/out{size}-{workers}")
+                cpu, cpu_ms = _children_cpu(), (_children_cpu() - cpu) / n2 * 1000
                 if n2 != size:  # every page must be accounted for, whatever the worker count
                     print(f"MISMATCH: {size} pages in, summary.json counts {n2} inputs ({workers} workers)")
                 rate = n2 / run_secs
-                rows.append((size, f"storybeam, {workers} worker(s)", n2, run_secs, rate, rate / plain_rate, peak2))
                 rows.append(
-                    (
-                        size,
-                        "  same, wall incl. interpreter + imports",
-                        n2,
-                        wall,
-                        n2 / wall,
-                        n2 / wall / plain_rate,
-                        peak2,
-                    )
+                    (size, f"storybeam, {workers} worker(s)", n2, run_secs, rate, rate / plain_rate, peak2, cpu_ms)
                 )
-    print(f"{'corpus':>7} | {'run':<42} | {'docs':>5} | {'secs':>7} | {'docs/s':>7} | {'vs plain':>8} | {'peak MB':>7}")
-    print("-" * 99)
-    for size, name, n, secs, rate, ratio, peak in rows:
-        print(f"{size:>7} | {name:<42} | {n:>5} | {secs:>7.1f} | {rate:>7.1f} | {ratio:>8.2f} | {peak:>7.0f}")
+                name = "  same, wall incl. interpreter + imports"
+                rows.append((size, name, n2, wall, n2 / wall, n2 / wall / plain_rate, peak2, cpu_ms))
+    header = (
+        f"{'corpus':>7} | {'run':<42} | {'docs':>5} | {'secs':>7} | {'docs/s':>7} | {'vs plain':>8} | {'peak MB':>7}"
+    )
+    print(f"{header} | {'CPU ms/doc':>10}")
+    print("-" * 112)
+    for size, name, n, secs, rate, ratio, peak, cpu_ms in rows:
+        print(
+            f"{size:>7} | {name:<42} | {n:>5} | {secs:>7.1f} | {rate:>7.1f} | {ratio:>8.2f} | {peak:>7.0f} | {cpu_ms:>10.1f}"
+        )
     print("plain loop: fastwarc + trafilatura.extract(include_comments=False, include_tables=True, deduplicate=False);")
     print(
         "storybeam secs: the run as reported by storybeam (graph construction, all stages, commit), no interpreter start."
+    )
+    print(
+        "CPU ms/doc: user + system CPU of the whole process tree (interpreter start-up, imports and worker"
+        " processes included), per document; less sensitive than docs/s to other load on the machine."
     )
     if breakdown:
         pipeline_total = sum(ms for name, ms in breakdown if not name.startswith("("))
