@@ -57,6 +57,33 @@ def test_jsonld_article_body_used_when_page_body_is_empty():
     assert art.published_at == datetime(2023, 11, 20, 22, 15, tzinfo=UTC)
 
 
+_BODY = "<p>" + "The ferry timetable changes on Monday, the port authority said in a statement. " * 6 + "</p>"
+
+
+@pytest.mark.parametrize(
+    ("byline", "author"),
+    [
+        ('<span class="byline">Anna Lind</span>', "Anna Lind"),
+        ('<div class="article-author">Piet Vos</div>', "Piet Vos"),
+        ('<span class="meta">Anna Lind</span>', None),  # no byline markup: nothing to find
+    ],
+)
+def test_page_without_structured_metadata_gets_heuristic_author_date_and_section(byline, author):
+    html = (
+        "<html><head><title>Ferry timetable changes</title>"
+        '<meta property="article:section" content="Transport"></head><body><article>'
+        f"<h1>Ferry timetable changes</h1>{byline}<p>Published 2024-02-29</p>{_BODY}"
+        "</article></body></html>"
+    )
+    doc = Document(url="https://port.example/2024/02/29/ferry", source_kind="warc", fetched_at=T0, html=html.encode())
+    art = extract_document(doc, SETTINGS)
+    assert isinstance(art, Article)
+    assert art.title == "Ferry timetable changes"
+    assert art.author == author
+    assert art.published_at == datetime(2024, 2, 29, tzinfo=UTC)
+    assert "Transport" in art.categories
+
+
 def test_legacy_charset_declared_in_meta():
     art = extract_document(page("latin1_de.html"), SETTINGS)
     assert isinstance(art, Article)

@@ -472,17 +472,18 @@ def trim_link_lines(text: str, anchors: list[str], threshold: float, keep: str |
     if not anchors or not lines or threshold > 1:
         return text, []
     keep_key = " ".join((keep or "").split()).casefold()
-    linky = [
-        bool(line.strip())
-        and " ".join(line.split()).casefold() != keep_key
-        and not _BARE_URL.match(line.strip())  # a spelled-out source link is a reference
-        and link_density(line, anchors) >= threshold
-        for line in lines
-    ]
+
+    def drop(line: str) -> bool:  # blank, or a line of links (only the edges are looked at)
+        return not line.strip() or (
+            " ".join(line.split()).casefold() != keep_key
+            and not _BARE_URL.match(line.strip())  # a spelled-out source link is a reference
+            and link_density(line, anchors) >= threshold
+        )
+
     start, end = 0, len(lines)
-    while start < end and (linky[start] or not lines[start].strip()):
+    while start < end and drop(lines[start]):
         start += 1
-    while end > start and (linky[end - 1] or not lines[end - 1].strip()):
+    while end > start and drop(lines[end - 1]):
         end -= 1
     removed = [line for line in lines[:start] + lines[end:] if line.strip()]
     return "\n".join(lines[start:end]), removed
