@@ -256,7 +256,9 @@ def _function_words(languages: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
         table = _frequencies(language)
         if not table:
             continue
-        top = sorted(table.items(), key=lambda kv: (-kv[1], kv[0]))[:60]
+        # the 60th largest frequency first (fast on floats), then sort only what reaches it
+        cutoff = heapq.nlargest(60, table.values())[-1]
+        top = sorted(((w, f) for w, f in table.items() if f >= cutoff), key=lambda kv: (-kv[1], kv[0]))[:60]
         for word, _ in top:
             owners[word].append(language)
     return {w: tuple(langs) for w, langs in owners.items()}
@@ -707,6 +709,8 @@ def cluster_stories(articles: list[Article], settings: StorySettings) -> list[li
     items = list(unique.values())
     if not items:
         return []
+    if len(items) == 1:
+        return [[items[0].article_id]]
     groups = _blocked_average_linkage(sparse_similarity(items, settings), settings.cluster_threshold)
     return [[items[i].article_id for i in group] for group in groups]
 
@@ -736,7 +740,10 @@ def _trimmed(vector: dict[str, float], keep: int = PROFILE_TERMS) -> dict[str, f
         else:
             channels[key[0]].append((w, key))
     for entries in channels.values():
-        for w, key in heapq.nlargest(keep, entries) if len(entries) > keep else entries:
+        if len(entries) > keep:  # the keep-th weight first (fast on floats), then order the rest
+            cutoff = heapq.nlargest(keep, [w for w, _ in entries])[-1]
+            entries = sorted((e for e in entries if e[0] >= cutoff), reverse=True)[:keep]
+        for w, key in entries:
             out[key] = w
     return out
 
@@ -1177,7 +1184,7 @@ def cluster_window(
             dropped.append(article)
         else:
             unique[article.article_id] = article
-    duplicate_of = find_duplicates(list(unique.values()), fingerprint)
+    duplicate_of = find_duplicates(list(unique.values()), fingerprint) if len(unique) > 1 else {}
     originals = [a for a in unique.values() if a.article_id not in duplicate_of]
     followers: dict[str, list[Article]] = defaultdict(list)
     for article in unique.values():
