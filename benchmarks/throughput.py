@@ -50,24 +50,25 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _child_peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-
-
 def run_plain(glob_pattern: str, processes: int = 1) -> tuple[int, float, float]:
     """The peer: fastwarc + trafilatura.extract in a loop (imports not timed); with
-    ``processes`` > 1, that many loops at once over disjoint files (wall time of the slowest)."""
-    before = _child_peak_mb()
+    ``processes`` > 1, that many loops at once over disjoint files (wall time of the slowest).
+    Peak memory is polled as for the pipeline (RSS summed over the processes): the
+    children's ``ru_maxrss`` would be the largest of every child so far."""
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", PLAIN_LOOP, glob_pattern, str(i), str(processes)], stdout=subprocess.PIPE, text=True
         )
         for i in range(processes)
     ]
+    peak = 0.0
+    while any(p.poll() is None for p in procs):
+        peak = max(peak, sum(_tree_rss_mb(p.pid) for p in procs))
+        time.sleep(0.2)
     results = [p.communicate()[0].split() for p in procs]
     n = sum(int(r[0]) for r in results)
     secs = max(float(r[1]) for r in results)
-    return n, secs, max(_child_peak_mb(), before)
+    return n, secs, peak
 
 
 def run_pipeline(glob_pattern: str, workers: int, out_dir: str) -> tuple[int, float, float, float]:
