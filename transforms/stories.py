@@ -1248,10 +1248,18 @@ class _LinkFn(beam.DoFn):
         yield link_clusters(summaries, previous, self._settings)
 
 
-def _emit_articles(cluster: _WindowCluster, linked):
+def _routing(linked) -> tuple[dict[str, str], dict[str, frozenset[str]]]:
+    """What SetStoryIds needs of the linking result: cluster key -> story id, story id ->
+    its article ids. A side input that small (no story vectors, no state) is cheap for the
+    runner to hand to every bundle."""
     assignment, touched, _ = linked
+    return assignment, {s.story_id: frozenset(s.article_ids) for s in touched}
+
+
+def _emit_articles(cluster: _WindowCluster, routing):
+    assignment, members_of = routing
     story_id = assignment[cluster.summary.key]
-    members = {a for s in touched if s.story_id == story_id for a in s.article_ids}
+    members = members_of.get(story_id, frozenset())
     for article in cluster.articles:
         if article.article_id in members:
             yield records.replace(article, story_id=story_id)
@@ -1317,7 +1325,7 @@ class GroupStories(beam.PTransform):
             | "LinkStories" >> beam.ParDo(_LinkFn(self.settings, self.state_url))
         )
         out = clusters | "SetStoryIds" >> beam.FlatMap(
-            _emit_articles, linked=beam.pvalue.AsSingleton(linked)
+            _emit_articles, routing=beam.pvalue.AsSingleton(linked | "Routing" >> beam.Map(_routing))
         ).with_outputs(records.FAILED, main="articles")
         stories = linked | "StoryRows" >> beam.FlatMap(lambda r: [s.to_story() for s in r[1]])
         result = {
