@@ -156,6 +156,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     # helpers for route functions
     def send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        # the request stops counting as in flight before its answer goes out: once the client
+        # has the answer it may start the next request, possibly before this thread runs on
+        self.server.owner._leave(self.record)
         self.send_response(status)
         headers = dict(headers or {})
         headers.setdefault("Content-Type", "text/html; charset=utf-8")
