@@ -150,6 +150,50 @@ def test_runaway_extraction_is_stopped_on_main_thread(monkeypatch):
     assert time.monotonic() - started < 2
 
 
+def _in_worker_thread(fn):
+    import threading
+
+    out = []
+    thread = threading.Thread(target=lambda: out.append(fn()))
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive()
+    return out[0]
+
+
+def test_runaway_extraction_is_stopped_on_a_worker_thread(monkeypatch):
+    def runaway(html, url, settings):
+        while True:
+            pass
+
+    monkeypatch.setattr(extract_mod, "extract_html", runaway)
+    started = time.monotonic()
+    settings = ExtractSettings(isolation="thread", timeout_s=0.3)
+    result = _in_worker_thread(lambda: extract_document(page("news_article.html"), settings))
+    assert isinstance(result, Failure) and result.reason == "timeout" and "0.3 s" in result.detail
+    assert time.monotonic() - started < 2
+
+
+def test_thread_deadline_stops_a_huge_page_and_never_fires_late():
+    huge = b"<html><body>" + b"<p>Words of a paragraph that repeats many times.</p>" * 60000
+    slow = Document(url="https://example.org/huge", source_kind="warc", fetched_at=T0, html=huge)
+    started = time.monotonic()
+    result = _in_worker_thread(lambda: extract_document(slow, ExtractSettings(isolation="thread", timeout_s=0.5)))
+    assert isinstance(result, Failure) and result.reason == "timeout"
+    assert time.monotonic() - started < 4
+
+    def quick_pages_then_idle():
+        # each page finishes well inside its limit; a deadline fired at the edge must not
+        # surface afterwards, in the idle time past every limit
+        settings = ExtractSettings(isolation="thread", timeout_s=0.05)
+        results = [extract_document(page("news_article.html"), settings) for _ in range(5)]
+        time.sleep(0.3)
+        return results
+
+    results = _in_worker_thread(quick_pages_then_idle)
+    assert all(isinstance(r, (Article, Failure)) for r in results)
+
+
 def test_process_isolation_kills_slow_extraction():
     process = extract_mod.ProcessExtractor(max_memory_mb=2048)
     try:
