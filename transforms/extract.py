@@ -148,6 +148,10 @@ class ExtractTimeout(Exception):
     """Raised inside an extraction that ran past its time limit."""
 
 
+def _timed_out(seconds: float) -> ExtractTimeout:
+    return ExtractTimeout(f"extraction took more than {seconds:g} s")
+
+
 class _ExtractFailed(Exception):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
@@ -717,7 +721,7 @@ def _alarm(seconds: float) -> Iterator[None]:
     pytest-timeout) is re-armed afterwards with its remaining time."""
 
     def on_alarm(signum: int, frame: Any) -> None:
-        raise ExtractTimeout(f"extraction took more than {seconds:g} s")
+        raise _timed_out(seconds)
 
     previous_handler = signal.signal(signal.SIGALRM, on_alarm)
     started = time.monotonic()
@@ -871,7 +875,7 @@ class ProcessExtractor:
                 status, value = self._read_frame(settings.timeout_s)
             except ExtractTimeout:
                 self.close()
-                raise ExtractTimeout(f"extraction took more than {settings.timeout_s:g} s") from None
+                raise _timed_out(settings.timeout_s) from None
             except (EOFError, OSError):
                 self.close()
                 raise _ExtractFailed("extract_error", "extraction worker died (memory limit?)") from None
@@ -907,7 +911,7 @@ def _run_guarded(html: str, url: str, settings: ExtractSettings, process: Proces
             with _thread_deadline(settings.timeout_s):
                 return extract_html(html, url, settings)
         except ExtractTimeout:
-            raise ExtractTimeout(f"extraction took more than {settings.timeout_s:g} s") from None
+            raise _timed_out(settings.timeout_s) from None
     return (process or _default_process_extractor(settings)).run(html, url, settings)
 
 

@@ -578,6 +578,20 @@ def _idf(profiles: Sequence[TextProfile], background_docs: float) -> dict[str, f
     return {t: -math.log(min(1.0, (d + m * prior.get(t, FALLBACK_DF)) / (n + m))) + 1e-3 for t, d in df.items()}
 
 
+#: the similarity channels of ``sparse_similarity``: key prefix in a story vector -> weight setting
+_CHANNELS = (("t", "term_weight"), ("e", "entity_weight"), ("h", "title_weight"))
+
+
+def _channel_vectors(p: TextProfile, idf: dict[str, float]) -> tuple[dict[str, float], ...]:
+    """The article's vectors in the channels of ``_CHANNELS``, in that order: title + text
+    terms (log tf x idf), capitalised names (idf), headline words (idf)."""
+    return (
+        {t: tf * idf[t] for t, tf in p.terms.items()},
+        {t: idf[t] for t in p.entities},
+        {t: idf[t] for t in p.title},
+    )
+
+
 def _unit_rows(rows: list[dict[str, float]], vocab: dict[str, int]) -> sparse.csr_matrix:
     indptr, indices, data = [0], [], []
     for row in rows:
@@ -613,13 +627,9 @@ def sparse_similarity(articles: Sequence[Article], settings: StorySettings) -> s
     profiles = [text_profile(a, settings.languages) for a in articles]
     idf = _idf(profiles, settings.background_docs)
     vocab = {t: k for k, t in enumerate(sorted(idf))}
+    per_article = [_channel_vectors(p, idf) for p in profiles]
     channels = [
-        (
-            settings.term_weight,
-            [{t: tf * idf[t] for t, tf in p.terms.items()} for p in profiles],
-        ),
-        (settings.entity_weight, [{t: idf[t] for t in p.entities} for p in profiles]),
-        (settings.title_weight, [{t: idf[t] for t in p.title} for p in profiles]),
+        (getattr(settings, name), [vectors[k] for vectors in per_article]) for k, (_, name) in enumerate(_CHANNELS)
     ]
     n = len(articles)
     total = sparse.csr_matrix((n, n))
@@ -638,8 +648,7 @@ def sparse_similarity(articles: Sequence[Article], settings: StorySettings) -> s
     sim = np.divide(coo.data, norm, out=np.zeros_like(coo.data), where=norm > 0)
     hours = np.array([a.event_time.timestamp() for a in articles]) / 3600.0
     gap = np.abs(hours[i] - hours[j])
-    scale = settings.time_scale_hours
-    sim *= 0.5 ** (np.maximum(0.0, gap - scale) / scale)
+    sim *= time_factor(gap, settings)
     sim = np.clip(sim, 0.0, 1.0)
     sim[i == j] = 1.0
     return sparse.coo_matrix((sim, (i, j)), shape=(n, n))
@@ -726,8 +735,6 @@ def story_id_for(topic: str, representative_article_id: str) -> str:
 #: terms kept per channel in a story vector (the tail of a long article's vector carries
 #: little of its cosine, and the state stays small: at most ~200 numbers per story)
 PROFILE_TERMS = 100
-#: the similarity channels of ``sparse_similarity``: key prefix in a story vector -> weight setting
-_CHANNELS = (("t", "term_weight"), ("e", "entity_weight"), ("h", "title_weight"))
 
 
 def _trimmed(vector: dict[str, float], keep: int = PROFILE_TERMS) -> dict[str, float]:
@@ -773,11 +780,7 @@ def _unit_story_vector(article: Article, languages: tuple[str, ...]) -> dict[str
     prior = feats.prior
     idf = {t: -math.log(prior.get(t, FALLBACK_DF)) + 1e-3 for t in feats.terms}
     out: dict[str, float] = {}
-    for channel, vector in (
-        ("t", {t: tf * idf[t] for t, tf in feats.terms.items()}),
-        ("e", {t: idf[t] for t in feats.entities}),
-        ("h", {t: idf[t] for t in feats.title}),
-    ):
+    for (channel, _), vector in zip(_CHANNELS, _channel_vectors(feats, idf), strict=True):
         norm = math.sqrt(sum(w * w for w in vector.values()))
         if norm:
             out["#" + channel] = 1.0
@@ -911,10 +914,11 @@ class _StoryIndex:
         }
 
 
-def time_factor(gap_hours: float, settings: StorySettings) -> float:
-    """The time penalty of ``sparse_similarity``: halved per ``time_scale_hours`` beyond the first."""
+def time_factor(gap_hours: Any, settings: StorySettings) -> Any:
+    """The time penalty of a pair ``gap_hours`` apart (a number or a numpy array): halved
+    per ``time_scale_hours`` beyond the first. Clustering and linking both apply it."""
     scale = settings.time_scale_hours
-    return 0.5 ** (max(0.0, gap_hours - scale) / scale)
+    return 0.5 ** (np.maximum(0.0, gap_hours - scale) / scale)
 
 
 @dataclass(frozen=True)
@@ -1003,9 +1007,8 @@ def link_clusters(
     touched: set[str] = set()
     horizon = timedelta(hours=settings.link_hours)
     ordered = sorted(clusters, key=lambda c: (c.window_start, c.first_published, c.key))
-    weights = link_weights(
-        [dict(c.profile) for c in ordered] + [s.profile for s in stories.values()], settings.background_docs
-    )
+    vectors = {c.key: dict(c.profile) for c in ordered}
+    weights = link_weights([*vectors.values(), *(s.profile for s in stories.values())], settings.background_docs)
     index = _StoryIndex(weights)
     # clusters come in window order: a story last seen more than ``link_hours`` before the
     # current window can no longer be reached, so it leaves the index (keeps it small)
@@ -1020,7 +1023,7 @@ def link_clusters(
                 index.remove(story_id)
             else:  # seen again since: check later
                 heapq.heappush(expiry, (stories[story_id].last_published, story_id))
-        vector = dict(cluster.profile)
+        vector = vectors[cluster.key]
         shared = Counter(owner[a] for a in cluster.article_ids if a in owner)
         candidates = [
             (count, 1.0, sid)
