@@ -47,7 +47,7 @@ from transforms.stories import (
     _cosine_matrix,
     assign_topic,
     cluster_stories,
-    cluster_window,
+    cluster_windows,
     content_terms,
     link_clusters,
     load_topics,
@@ -198,19 +198,10 @@ def as_pipeline(settings: StorySettings, topics_file: Path = TOPICS_FILE) -> Clu
     ``window_hours``, clustering per (topic, window), then linking across windows and topics."""
     topics = load_topics(topics_file)
     fingerprint = FingerprintSettings()
-    span = timedelta(hours=settings.window_hours)
 
     def clusterer(articles: list[Article]) -> list[list[str]]:
-        groups: dict[tuple[str, datetime], list[Article]] = {}
-        for article in articles:
-            topic = assign_topic(article, topics)[0]
-            start = EPOCH + span * ((article.event_time - EPOCH) // span)
-            groups.setdefault((topic, start), []).append(replace(article, topic=topic))
-        found = [
-            c
-            for (topic, start), group in sorted(groups.items())
-            for c in cluster_window(topic, group, start, start + span, settings, fingerprint)
-        ]
+        topical = [replace(a, topic=assign_topic(a, topics)[0]) for a in articles]
+        found = cluster_windows(topical, settings, fingerprint)
         assignment, _, _ = link_clusters([c.summary for c in found], [], settings)
         stories: dict[str, list[str]] = {}
         for c in found:
@@ -393,16 +384,11 @@ def stage_speed(groups, wikiref: Sequence[Article], topics_file: Path):
 def link_speed(groups, wikiref: Sequence[Article], n: int = 2000, days: int = 30) -> tuple[int, float]:
     """Seconds ``link_clusters`` takes for the clusters of ``n`` articles over ``days`` windows."""
     settings, fp = StorySettings(), FingerprintSettings()
-    day = timedelta(days=1)
-    by_day: dict[int, list[Article]] = {}
-    for k, article in enumerate(speed_pool(groups, wikiref, n)):
-        when = EPOCH + timedelta(hours=(k * 37) % (24 * days))
-        by_day.setdefault((when - EPOCH) // day, []).append(replace(article, published_at=when))
-    found = [
-        c.summary
-        for d, group in sorted(by_day.items())
-        for c in cluster_window("general", group, EPOCH + d * day, EPOCH + (d + 1) * day, settings, fp)
+    pool = [
+        replace(article, topic="general", published_at=EPOCH + timedelta(hours=(k * 37) % (24 * days)))
+        for k, article in enumerate(speed_pool(groups, wikiref, n))
     ]
+    found = [c.summary for c in cluster_windows(pool, settings, fp)]
     start = time.perf_counter()
     link_clusters(found, [], settings)
     return len(found), time.perf_counter() - start

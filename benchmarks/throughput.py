@@ -21,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,7 +132,7 @@ def stage_breakdown(pattern: str, limit: int) -> list[tuple[str, float]]:
     from transforms.fingerprint import fingerprint_article
     from transforms.records import Article
     from transforms.sources import read_warc_file
-    from transforms.stories import _with_topic, cluster_window, load_topics
+    from transforms.stories import _with_topic, cluster_windows, load_topics
 
     cfg = load_config(str(REPO / "configs" / "local.yaml"))
     cpu = time.process_time
@@ -172,14 +171,7 @@ def stage_breakdown(pattern: str, limit: int) -> list[tuple[str, float]]:
     with_topics = [_with_topic(a, topics) for a in printed]
     spent["topic"] = cpu() - started
     started = cpu()
-    window = cfg.stories.window_hours * 3600
-    groups = defaultdict(list)
-    for article in with_topics:
-        start = int(article.event_time.timestamp() // window * window)
-        groups[(article.topic, start)].append(article)
-    for (topic, start), members in groups.items():
-        begin = datetime.fromtimestamp(start, timezone.utc)
-        cluster_window(topic, members, begin, begin + timedelta(seconds=window), cfg.stories, cfg.fingerprint)
+    cluster_windows(with_topics, cfg.stories, cfg.fingerprint)
     spent["stories (dedup + clustering, incl. word-frequency loading)"] = cpu() - started
     return [(name, secs / len(docs) * 1000) for name, secs in spent.items()]
 

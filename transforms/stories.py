@@ -1220,6 +1220,23 @@ def cluster_window(
     return out
 
 
+def cluster_windows(
+    articles: Iterable[Article], settings: StorySettings, fingerprint: FingerprintSettings
+) -> list[_WindowCluster]:
+    """GroupStories' windowing and clustering without Beam (benchmarks): articles grouped
+    by topic and event-time window of ``window_hours`` (aligned to the Unix epoch, as
+    Beam's FixedWindows are), each group through ``cluster_window``."""
+    span = settings.window_hours * 3600
+    groups: dict[tuple[int, str], list[Article]] = defaultdict(list)
+    for article in articles:
+        groups[(int(article.event_time.timestamp() // span * span), article.topic)].append(article)
+    found = []
+    for (start, topic), members in sorted(groups.items()):
+        begin = datetime.fromtimestamp(start, UTC)
+        found.extend(cluster_window(topic, members, begin, begin + timedelta(seconds=span), settings, fingerprint))
+    return found
+
+
 class _ClusterWindowFn(beam.DoFn):
     """(topic, [Article]) in one window -> _WindowCluster per story candidate."""
 
