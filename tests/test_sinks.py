@@ -11,7 +11,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from transforms.records import ARTICLE_SCHEMA, Article, Failure
-from transforms.sinks import SinkSettings, SummaryFn, commit_outputs, shard_key, write_table
+from transforms.sinks import SinkSettings, SummaryFn, commit_outputs, shard_count, shard_key, write_table
 
 T = datetime(2026, 3, 10, 9, tzinfo=timezone.utc)
 
@@ -99,6 +99,18 @@ def test_rows_are_sharded_independently_of_order():
     keys = {shard_key("articles", article(i), settings) for i in range(30)}
     assert {k[2] for k in keys} <= {0, 1, 2} and len({k[2] for k in keys}) > 1
     assert shard_key("articles", article(5), settings) == shard_key("articles", article(5), settings)
+
+
+def test_small_partitions_get_one_file_and_big_ones_up_to_shards():
+    settings = SinkSettings(shards=4, rows_per_shard=10)
+    assert [shard_count(n, settings) for n in (1, 10, 11, 35, 1000)] == [1, 1, 2, 4, 4]
+    assert shard_count(None, settings) == 4
+    keys = {shard_key("articles", article(i), settings, rows=10) for i in range(30)}
+    assert {k[2] for k in keys} == {0}
+    keys = {shard_key("articles", article(i), settings, rows=1000) for i in range(30)}
+    assert {k[2] for k in keys} == {0, 1, 2, 3}
+    with pytest.raises(ValueError, match="rows_per_shard"):
+        SinkSettings(rows_per_shard=0)
 
 
 def test_summary_counts_and_invariant():

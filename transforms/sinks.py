@@ -45,9 +45,13 @@ SUMMARY_KEYS = ("inputs", "articles", "duplicates", "stories", "filtered", "fail
 
 @dataclass(frozen=True)
 class SinkSettings:
-    # Files per partition for each table. Rows go to shard hash(id) % shards, so the output is
-    # the same whatever the number of workers; 4 keeps files large enough for small runs.
+    # At most this many files per partition for each table. Rows go to shard hash(id) % n, so
+    # the output is the same whatever the number of workers.
     shards: int = 4
+    # ... and n is only as large as a partition needs: one file per rows_per_shard rows. A
+    # backfill spreads articles over hundreds of dates; 8 files per date made files of a few
+    # rows, and their fixed cost (open, footer, rename) was ~8 ms each.
+    rows_per_shard: int = 50_000
     # Hive-partition articles by event date (date=YYYY-MM-DD/), readable with
     # pyarrow.dataset.dataset(path, partitioning="hive").
     partition_by_date: bool = True
@@ -59,6 +63,8 @@ class SinkSettings:
     def __post_init__(self) -> None:
         if not 1 <= self.shards <= 10_000:
             raise ValueError("shards: must be between 1 and 10000")
+        if self.rows_per_shard < 1:
+            raise ValueError("rows_per_shard: must be at least 1")
         if self.compression not in ("zstd", "snappy", "gzip", "none"):
             raise ValueError(f"compression: unsupported {self.compression!r}")
         if self.mode not in ("replace", "append"):
@@ -69,14 +75,25 @@ def _shard(key: str, shards: int) -> int:
     return zlib.crc32(key.encode("utf-8")) % shards
 
 
-def shard_key(kind: str, record: Any, settings: SinkSettings) -> tuple[str, str, int]:
-    """(kind, partition dir, shard) for one record."""
-    if kind == "articles":
-        partition = f"date={record.event_time.date().isoformat()}" if settings.partition_by_date else ""
-        return kind, partition, _shard(record.article_id, settings.shards)
-    if kind == "stories":
-        return kind, "", _shard(record.story_id, settings.shards)
-    return kind, "", _shard(record.url, settings.shards)
+def partition_of(kind: str, record: Any, settings: SinkSettings) -> str:
+    """Partition directory of one record ("" when the table is not partitioned)."""
+    if kind == "articles" and settings.partition_by_date:
+        return f"date={record.event_time.date().isoformat()}"
+    return ""
+
+
+def shard_count(rows: int | None, settings: SinkSettings) -> int:
+    """Files for a partition of ``rows`` rows (None: unknown, the most allowed)."""
+    if rows is None:
+        return settings.shards
+    return max(1, min(settings.shards, -(-rows // settings.rows_per_shard)))
+
+
+def shard_key(kind: str, record: Any, settings: SinkSettings, rows: int | None = None) -> tuple[str, str, int]:
+    """(kind, partition dir, shard) for one record; ``rows``: how many rows its partition has
+    (see ``shard_count``)."""
+    key = record.article_id if kind == "articles" else record.story_id if kind == "stories" else record.url
+    return kind, partition_of(kind, record, settings), _shard(key, shard_count(rows, settings))
 
 
 def _sort_key(kind: str, record: Any) -> tuple:
@@ -386,14 +403,20 @@ class WriteOutputs(beam.PTransform):
 
     def expand(self, pcolls: dict[str, beam.PCollection]):
         settings = self._settings
-        keyed = []
-        for kind in KINDS:
-            keyed.append(
-                pcolls[kind] | f"Key{kind.title()}" >> beam.Map(lambda r, k=kind: (shard_key(k, r, settings), r))
-            )
+        # Rows per (kind, partition) first, so that a small partition gets one file.
+        partitioned = [
+            pcolls[kind]
+            | f"Partition{kind.title()}" >> beam.Map(lambda r, k=kind: ((k, partition_of(k, r, settings)), r))
+            for kind in KINDS
+        ]
+        rows = partitioned | "AllPartitioned" >> beam.Flatten()
+        sizes = rows | "PartitionSizes" >> beam.combiners.Count.PerKey()
         written = (
-            keyed
-            | "AllRows" >> beam.Flatten()
+            rows
+            | "KeyShards"
+            >> beam.Map(
+                lambda kv, sizes: (shard_key(kv[0][0], kv[1], settings, sizes[kv[0]]), kv[1]), beam.pvalue.AsDict(sizes)
+            )
             | "GroupShards" >> beam.GroupByKey()
             | "WriteShards" >> beam.ParDo(_WriteShard(self._root, self._run_id, settings))
             | "ListWritten" >> beam.combiners.ToList()

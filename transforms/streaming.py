@@ -49,7 +49,7 @@ import math
 import posixpath
 import time
 import typing
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -77,7 +77,7 @@ from transforms import records
 from transforms.fingerprint import FingerprintSettings
 from transforms.fsutil import move
 from transforms.records import FILTER_STAGE, SCHEMAS, Article, Failure, Story
-from transforms.sinks import KINDS, SinkSettings, shard_key, write_table
+from transforms.sinks import KINDS, SinkSettings, partition_of, shard_key, write_table
 from transforms.stories import StorySettings, StoryState, cluster_window, link_clusters
 
 LOG = logging.getLogger(__name__)
@@ -507,8 +507,9 @@ class StreamFiles:
         tmp_root = self.path("_tmp", self.run_id, f"{seq:06d}")
         groups: dict[tuple[str, str, int], list[Any]] = defaultdict(list)
         for kind, rows in (("articles", plan.articles), ("failures", plan.failures)):
+            sizes = Counter(partition_of(kind, row, self.sink) for row in rows)
             for row in rows:
-                groups[shard_key(kind, row, self.sink)].append(row)
+                groups[shard_key(kind, row, self.sink, sizes[partition_of(kind, row, self.sink)])].append(row)
         moves = []
         window = _stamp(pane.window_start) if pane is not None else "nowindow"
         for (kind, partition, shard), rows in sorted(groups.items()):
