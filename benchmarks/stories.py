@@ -12,6 +12,11 @@ Datasets (third-party, read from ``../shared/data``, never copied into the repo)
   stream sees it), for pairs on which both annotators agree.
 * ``wikiref220``: 220 full-text articles, 16 topic labels (5 major + 11 noise topics). Labels
   are topical, coarser than stories, so this mainly checks that stories do not cross topics.
+* ``l3s_gn1``: 621 full-text Google News articles (Jan 2008) with our own story labels
+  (``benchmarks/data/l3s_gn1_story_labels.json``: ids only; 57 sure + 13 unsure same-story
+  groups, 66 same-topic other-event pairs). Full-text same-story pairs, each pair compared on
+  its own, against those hard negatives and 1,000 random pairs; the TF-IDF peer gets idf
+  from all 621 articles and its best threshold (an oracle).
 
 Every row compares our ``cluster_stories`` with a plain TF-IDF-cosine baseline (same
 average linkage, no entities, no title or time signal) from the same run.
@@ -21,8 +26,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import json
 import math
+import random
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -57,6 +64,7 @@ from transforms.stories import (
 TOPICS_FILE = Path(__file__).resolve().parents[1] / "configs" / "topics.yaml"
 
 DEFAULT_SHARED = Path(__file__).resolve().parents[2] / "shared"
+L3S_LABELS = Path(__file__).resolve().parent / "data" / "l3s_gn1_story_labels.json"
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 # --- metrics ------------------------------------------------------------------------------
@@ -292,6 +300,65 @@ def eval_pairs(pairs, clusterer: Clusterer) -> tuple[float, float, float]:
     return p, r, (2 * p * r / (p + r) if p + r else 0.0)
 
 
+def load_l3s_pairs(root: Path, labels: Path = L3S_LABELS, randoms: int = 1000, seed: int = 0):
+    """l3s_gn1 full texts and our labels -> (articles by id, {"sure": [(a, b)], "unsure": ...,
+    "hard": ..., "random": ...}); pairs hold ids. Random pairs never share a labelled group."""
+    articles = {}
+    with gzip.open(root / "ground_truth.jsonl.gz", "rt", encoding="utf-8") as fh:
+        for line in fh:
+            row = json.loads(line)
+            articles[row["id"]] = _article(row["id"], row.get("headline") or "", row.get("fulltext_only") or "", None)
+    data = json.loads(labels.read_text())
+    pairs: dict[str, list[tuple[str, str]]] = {"sure": [], "unsure": [], "hard": [], "random": []}
+    group_of = {}
+    for k, group in enumerate(data["groups"]):
+        pairs["sure" if group["confidence"] == "sure" else "unsure"].extend(combinations(group["ids"], 2))
+        group_of.update({i: k for i in group["ids"]})
+    pairs["hard"] = [tuple(h["ids"]) for h in data["hard_negatives"]]
+    rng, ids = random.Random(seed), sorted(articles)
+    while len(pairs["random"]) < randoms:
+        a, b = rng.sample(ids, 2)
+        if group_of.get(a, -1) != group_of.get(b, -2):
+            pairs["random"].append((a, b))
+    return articles, pairs
+
+
+def _prf(said_same: Sequence[bool], same: Sequence[bool]) -> tuple[float, float, float]:
+    tp = sum(s and t for s, t in zip(said_same, same, strict=True))
+    fp = sum(s and not t for s, t in zip(said_same, same, strict=True))
+    fn = sum(t and not s for s, t in zip(said_same, same, strict=True))
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+
+
+def eval_l3s(articles, pairs, methods: dict[str, Clusterer]) -> list[tuple[str, str, float, float, float]]:
+    """(method, positives, P, R, F1) for sure and sure + unsure positives against hard +
+    random negatives, every pair clustered on its own; then the TF-IDF peer's best."""
+    negatives = pairs["hard"] + pairs["random"]
+    rows = []
+    for positives_name, positives in (("sure", pairs["sure"]), ("sure+unsure", pairs["sure"] + pairs["unsure"])):
+        labelled = [(a, b, True) for a, b in positives] + [(a, b, False) for a, b in negatives]
+        for name, method in methods.items():
+            said = [len(method([articles[a], articles[b]])) == 1 for a, b, _ in labelled]
+            rows.append((name, positives_name, *_prf(said, [t for _, _, t in labelled])))
+        docs = {k: Counter(content_terms(f"{a.title or ''} {a.text}")) for k, a in articles.items()}
+        df = Counter(t for d in docs.values() for t in d)
+        n = len(docs)
+        unit = {}
+        for k, d in docs.items():
+            v = {t: (1 + math.log(c)) * (math.log((1 + n) / (1 + df[t])) + 1) for t, c in d.items()}
+            norm = math.sqrt(sum(x * x for x in v.values())) or 1.0
+            unit[k] = {t: x / norm for t, x in v.items()}
+        cos = [sum(x * unit[b].get(t, 0.0) for t, x in unit[a].items()) for a, b, _ in labelled]
+        truth = [t for _, _, t in labelled]
+        best = max(
+            (_prf([c >= th for c in cos], truth) + (th,) for th in np.arange(0.05, 0.6, 0.005)), key=lambda x: x[2]
+        )
+        rows.append((f"tfidf best ({best[3]:.3f})", positives_name, *best[:3]))
+    return rows
+
+
 def eval_wikiref(articles, topics, clusterer: Clusterer) -> dict[str, float]:
     ids = [a.article_id for a in articles]
     pred = labels_of(clusterer(articles), ids)
@@ -472,6 +539,17 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"{name:<22}{s['ari_16']:7.3f}{s['f1_16']:7.3f}{s['ari_5+noise']:7.3f}"
             f"{s['f1_5+noise']:7.3f}{s['clusters']:6d}"
         )
+
+    l3s = data / "l3s_gn1"
+    if (l3s / "ground_truth.jsonl.gz").exists() and L3S_LABELS.exists():
+        l3s_articles, l3s_pairs = load_l3s_pairs(l3s)
+        counts = ", ".join(f"{len(v)} {k}" for k, v in l3s_pairs.items())
+        print(f"\nl3s_gn1 full-text pairs, each clustered alone ({counts})")
+        header = f"{'method':<24}{'positives':<13}{'P':>7}{'R':>7}{'F1':>7}"
+        print(header)
+        print("-" * len(header))
+        for name, positives, p, r, f in eval_l3s(l3s_articles, l3s_pairs, methods):
+            print(f"{name:<24}{positives:<13}{p:7.3f}{r:7.3f}{f:7.3f}")
 
     if args.sweep:
         print("\ncluster_threshold sweep (news_search_clustering B3-F1 g1/g2, pairs F1)")
