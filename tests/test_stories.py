@@ -15,8 +15,10 @@ from transforms.stories import (
     assign_topic,
     cluster_stories,
     cluster_window,
+    compute_text_profile,
     link_clusters,
     load_topics,
+    profile_key,
     read_state,
     story_id_for,
     write_state,
@@ -128,6 +130,23 @@ def test_clustering_does_not_depend_on_input_order(seeds) -> None:
     shuffled = articles[:]
     random.Random(7).shuffle(shuffled)
     assert cluster_stories(shuffled, StorySettings()) == expected
+
+
+def test_profiles_made_before_grouping_give_the_same_clusters(seeds) -> None:
+    # GroupStories makes the text profiles before its GroupByKey and hands them over; the
+    # clusters and story vectors must be those made from the articles themselves.
+    articles = [
+        fingerprint_article(a, FingerprintSettings()) for a in [*seeds, make("https://city.example/bikes", *BIKE_LANES)]
+    ]
+    profiles = {profile_key(a): compute_text_profile(a) for a in articles}
+    start, end = _window(0)
+    given = cluster_window("politics", articles, start, end, StorySettings(), FingerprintSettings(), profiles)
+    made = cluster_window("politics", articles, start, end, StorySettings(), FingerprintSettings())
+    assert [c.summary for c in given] == [c.summary for c in made]
+    assert len(given) == 2
+    # ... and they are used: given a seed's profile, the bike-lane article joins the story
+    swapped = {**profiles, profile_key(articles[-1]): profiles[profile_key(articles[0])]}
+    assert len(cluster_window("politics", articles, start, end, StorySettings(), FingerprintSettings(), swapped)) == 1
 
 
 # --- story ids across windows and runs ----------------------------------------------------
