@@ -2,12 +2,15 @@
 corpus, in the same run.
 
     python -m benchmarks.throughput [--sizes 200 1000] [--workers 1 2] [--files 4] [--breakdown 300]
+                                    [--batch-pages 500]
 
 Prints docs/s, the pipeline/plain ratio, peak memory (max RSS of the process tree) and CPU
 ms per document (whole process tree) per corpus size. Each measurement runs in a fresh subprocess so that peak memory is its own.
 ``--breakdown N`` adds where the time goes: CPU ms per page of each stage's plain functions
 on the first N pages of the corpus, in this process, next to plain trafilatura on the same
 pages (CPU time, so that other load on the machine counts less than in wall time).
+``--batch-pages N`` adds a 1-worker run in batches of N pages (``run.batch_files``, as
+configs/backfill.yaml does for archives): peak memory should then not grow with the corpus.
 """
 
 from __future__ import annotations
@@ -70,10 +73,14 @@ def run_plain(glob_pattern: str, processes: int = 1) -> tuple[int, float, float]
     return n, secs, peak
 
 
-def run_pipeline(glob_pattern: str, workers: int, out_dir: str) -> tuple[int, float, float, float]:
+def run_pipeline(
+    glob_pattern: str, workers: int, out_dir: str, config: str | None = None
+) -> tuple[int, float, float, float]:
     """Returns (documents, wall seconds incl. interpreter start-up and imports, seconds of the
     run itself as reported by storybeam, peak RSS of the process tree in MB)."""
     cmd = [sys.executable, "-m", "pipeline.main", "--source", "warc", "--input", glob_pattern, "--output", out_dir]
+    if config:
+        cmd += ["--config", config]
     if workers > 1:
         cmd += [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
     t0 = time.perf_counter()
@@ -182,14 +189,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--files", type=int, default=4, help="WARC files per corpus")
     parser.add_argument("--breakdown", type=int, default=0, help="pages for the per-stage CPU breakdown (0: none)")
+    parser.add_argument("--batch-pages", type=int, default=0, help="also run 1 worker in batches of N pages (0: no)")
     args = parser.parse_args(argv)
     from benchmarks.corpus import build_warc
 
     rows = []
     breakdown = None
     with tempfile.TemporaryDirectory() as tmp:
+        batch_config = None
+        if args.batch_pages:
+            batch_config = f"{tmp}/batches.yaml"
+            Path(batch_config).write_text("run:\n  batch_files: 1\n")  # one file = one batch
         for size in args.sizes:
-            build_warc(f"{tmp}/c{size}", size, files=args.files)
+            # files of batch_pages pages each when batching, so a batch has the same size at any corpus size
+            files = max(args.files, -(-size // args.batch_pages)) if args.batch_pages else args.files
+            build_warc(f"{tmp}/c{size}", size, files=files)
             pattern = f"{tmp}/c{size}-*.warc.gz"
             if args.breakdown and breakdown is None:
                 breakdown = stage_breakdown(pattern, args.breakdown)
@@ -216,6 +230,11 @@ def main(argv: list[str] | None = None) -> None:
                 )
                 name = "  same, wall incl. interpreter + imports"
                 rows.append((size, name, n2, wall, n2 / wall, n2 / wall / plain_rate, peak2, cpu_ms))
+            if batch_config:
+                n2, wall, run_secs, peak2 = run_pipeline(pattern, 1, f"{tmp}/outb{size}", batch_config)
+                cpu, cpu_ms = _children_cpu(), (_children_cpu() - cpu) / n2 * 1000
+                name = f"storybeam, 1 worker, batches of {args.batch_pages} pages"
+                rows.append((size, name, n2, run_secs, n2 / run_secs, n2 / run_secs / plain_rate, peak2, cpu_ms))
     header = (
         f"{'corpus':>7} | {'run':<42} | {'docs':>5} | {'secs':>7} | {'docs/s':>7} | {'vs plain':>8} | {'peak MB':>7}"
     )
