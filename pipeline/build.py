@@ -9,6 +9,7 @@ Every stage hands documents it cannot handle to a ``failed`` side output; all of
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -38,6 +39,9 @@ class RunPlan:
     stop_after: int | None = None
     # article ids already in the output (appending runs); those articles are filtered
     known_ids: frozenset[str] = frozenset()
+    # content_hash -> article_id of articles in the output (appending runs): a later exact copy
+    # is marked duplicate_of that article
+    known_hashes: Mapping[str, str] = dataclasses.field(default_factory=dict)
     # --resume: skip inputs the manifest lists, append to the output
     resume: bool = False
 
@@ -86,7 +90,13 @@ def build_pipeline(p: beam.Pipeline, plan: RunPlan):
     fingerprinted = cleaned.ok | "Fingerprint" >> Fingerprint(cfg.fingerprint)
     fresh = fingerprinted | "SkipKnownArticles" >> SkipKnownArticles(plan.known_ids)
     with_topics = fresh.ok | "AssignTopics" >> AssignTopics(load_topics(cfg.stories.topics_file))
-    grouping = GroupStories(cfg.stories, output_root=plan.output, fingerprint=cfg.fingerprint, commit_token=plan.run_id)
+    grouping = GroupStories(
+        cfg.stories,
+        output_root=plan.output,
+        fingerprint=cfg.fingerprint,
+        commit_token=plan.run_id,
+        known_hashes=plan.known_hashes,
+    )
     grouped = with_topics | "GroupStories" >> grouping
 
     failures = (

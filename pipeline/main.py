@@ -159,7 +159,7 @@ def execute(plan, options, standard) -> dict | None:
     from pipeline.streaming import wants_streaming
     from transforms.sinks import (
         compact_stories,
-        existing_article_ids,
+        existing_articles,
         read_manifest,
         remove_orphans,
     )
@@ -182,7 +182,8 @@ def execute(plan, options, standard) -> dict | None:
     batches = batches_of(files, cfg.run.batch_files) if cfg.run.source != "feeds" else [files]
     parts = []
     # Article ids already in the output: read whole once, then only each new batch's files.
-    known = existing_article_ids(plan.output) if plan.resume or cfg.sink.mode == "append" else frozenset()
+    appending = plan.resume or cfg.sink.mode == "append"
+    known, hashes = existing_articles(plan.output) if appending else (frozenset(), {})
     for i, batch in enumerate(batches):
         mode = "append" if plan.resume or i > 0 else cfg.sink.mode
         run_id = plan.run_id if len(batches) == 1 else f"{plan.run_id}-b{i:04d}"
@@ -191,6 +192,7 @@ def execute(plan, options, standard) -> dict | None:
             files=batch,
             run_id=run_id,
             known_ids=known if mode == "append" else frozenset(),
+            known_hashes=hashes if mode == "append" else {},
             config=cfg.replace("sink", mode=mode),
         )
         if len(batches) > 1:
@@ -199,7 +201,8 @@ def execute(plan, options, standard) -> dict | None:
         if summary is None:
             return None
         if i + 1 < len(batches):
-            known = known | existing_article_ids(plan.output, {run_id})
+            ids, new_hashes = existing_articles(plan.output, {run_id})
+            known, hashes = known | ids, {**new_hashes, **hashes}  # the earlier run's article stays first
         parts.append(summary)
     if len(parts) == 1 and not plan.resume and cfg.sink.mode != "append":
         return parts[0]

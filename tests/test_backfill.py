@@ -35,11 +35,11 @@ def archives(tmp_path_factory):
     return folder, config
 
 
-def ids(out: Path) -> set[tuple[str, str]]:
+def ids(out: Path) -> set[tuple[str, str, str | None]]:
     table = ds.dataset(str(out / "articles"), format="parquet", partitioning="hive").to_table()
     rows = table.to_pylist()
     assert len(rows) == len({r["article_id"] for r in rows}), "duplicate article rows"
-    return {(r["article_id"], r["story_id"]) for r in rows}
+    return {(r["article_id"], r["story_id"], r["duplicate_of"]) for r in rows}
 
 
 def test_batches_of():
@@ -84,6 +84,27 @@ def test_kill_and_resume_gives_the_uninterrupted_result(archives, tmp_path):
     # a second resume has nothing left to do and changes nothing
     assert run(["--config", str(config), "--input", pattern, "--output", str(out), "--resume"]) == 0
     assert ids(out) == expected
+
+
+def test_a_copy_in_a_later_batch_is_a_duplicate_of_the_article_already_written(tmp_path):
+    from make_sample import pages
+
+    bridge, library, match = pages()[0], pages()[5], pages()[6]
+    copy = (bridge[0].replace("harbourgazette", "reprints"), *bridge[1:])  # same page, other site
+    write_warc(str(tmp_path / "a.warc.gz"), [bridge, library])
+    write_warc(str(tmp_path / "b.warc.gz"), [copy, match])
+    config = tmp_path / "batches.yaml"
+    config.write_text("run:\n  source: warc\n  batch_files: 1\n")
+    out = tmp_path / "out"
+    assert run(["--config", str(config), "--input", str(tmp_path / "*.warc.gz"), "--output", str(out)]) == 0
+    rows = ds.dataset(str(out / "articles"), format="parquet", partitioning="hive").to_table().to_pylist()
+    by_host = {r["url"].split("/")[2]: r for r in rows}
+    original, reprint = by_host["www.harbourgazette.example"], by_host["www.reprints.example"]
+    assert original["duplicate_of"] is None and original["content_hash"] == reprint["content_hash"]
+    assert reprint["duplicate_of"] == original["article_id"]
+    assert reprint["story_id"] == original["story_id"]  # linked to the story of the first batch
+    assert by_host["portaldinesport.example"]["duplicate_of"] is None
+    assert json.loads((out / "summary.json").read_text())["duplicates"] == 1
 
 
 def test_orphans_of_an_interrupted_commit_are_removed(tmp_path):

@@ -149,6 +149,20 @@ def test_profiles_made_before_grouping_give_the_same_clusters(seeds) -> None:
     assert len(cluster_window("politics", articles, start, end, StorySettings(), FingerprintSettings(), swapped)) == 1
 
 
+def test_exact_copies_of_an_earlier_runs_article_point_to_it() -> None:
+    first = make("https://city.example/bikes", *BIKE_LANES)
+    copy = make("https://reprints.example/bikes", *BIKE_LANES, hours=1)
+    start, end = _window(0)
+    found = cluster_window("transport", [first, copy], start, end, StorySettings(), FingerprintSettings())
+    assert {a.url: a.duplicate_of for c in found for a in c.articles}[copy.url] == first.article_id
+    earlier = {first.content_hash: "written-by-an-earlier-run"}
+    found = cluster_window(
+        "transport", [first, copy], start, end, StorySettings(), FingerprintSettings(), None, earlier
+    )
+    # the representative of this window and its own duplicate both point to the earlier article
+    assert {a.duplicate_of for c in found for a in c.articles} == {"written-by-an-earlier-run"}
+
+
 # --- story ids across windows and runs ----------------------------------------------------
 
 

@@ -286,22 +286,30 @@ def remove_orphans(root: str, committed_runs: set[str]) -> list[str]:
     return removed
 
 
-def existing_article_ids(root: str, runs: set[str] | None = None) -> frozenset[str]:
-    """article_id of every committed article under root (empty when there is none); with
-    ``runs``, only of the files those batch runs wrote."""
+def existing_articles(root: str, runs: set[str] | None = None) -> tuple[frozenset[str], dict[str, str]]:
+    """What the output under root already holds (empty when nothing): every committed
+    article_id, and content_hash -> article_id of the articles that are no duplicate (the
+    smallest id when several are); with ``runs``, only of the files those batch runs wrote."""
     fs, base = fsspec.core.url_to_fs(root)
     folder = posixpath.join(base, "articles")
     if not fs.exists(folder):
-        return frozenset()
+        return frozenset(), {}
     import pyarrow.dataset as ds
 
     source: str | list[str] = folder
     if runs is not None:
         source = [p for p in fs.find(folder) if _run_of(p) in runs]
         if not source:
-            return frozenset()
+            return frozenset(), {}
     dataset = ds.dataset(source, format="parquet", partitioning="hive", filesystem=fs)
-    return frozenset(dataset.to_table(columns=["article_id"]).column("article_id").to_pylist())
+    table = dataset.to_table(columns=["article_id", "content_hash", "duplicate_of"]).to_pydict()
+    hashes: dict[str, str] = {}
+    for article_id, content_hash, duplicate_of in zip(
+        table["article_id"], table["content_hash"], table["duplicate_of"], strict=True
+    ):
+        if content_hash and duplicate_of is None and article_id < hashes.get(content_hash, "\uffff"):
+            hashes[content_hash] = article_id
+    return frozenset(table["article_id"]), hashes
 
 
 class _SkipKnown(beam.DoFn):

@@ -1203,9 +1203,13 @@ def cluster_window(
     settings: StorySettings,
     fingerprint: FingerprintSettings,
     profiles: Mapping | None = None,
+    known_hashes: Mapping[str, str] | None = None,
 ) -> list[_WindowCluster]:
     """Duplicates and story clusters of one (topic, window): the pure core of GroupStories.
-    ``profiles``: the articles' ``TextProfile`` by ``profile_key`` when computed before."""
+    ``profiles``: the articles' ``TextProfile`` by ``profile_key`` when computed before.
+    ``known_hashes``: content_hash -> article_id of articles an earlier run wrote; an article
+    of this window with the same text becomes a duplicate of that one, and so do its own
+    duplicates (the earlier article stays the representative: it is already written)."""
     unique: dict[str, Article] = {}
     dropped: list[Article] = []
 
@@ -1231,6 +1235,18 @@ def cluster_window(
             records.replace(d, duplicate_of=duplicate_of[d.article_id]) for i in group for d in followers.get(i, ())
         ]
         everyone = sorted(members + dups, key=representative_key)
+        if known_hashes:
+            earlier = {
+                m.article_id: known_hashes[m.content_hash]
+                for m in members
+                if m.content_hash in known_hashes and known_hashes[m.content_hash] != m.article_id
+            }
+            everyone = [
+                records.replace(a, duplicate_of=earlier[a.duplicate_of or a.article_id])
+                if (a.duplicate_of or a.article_id) in earlier
+                else a
+                for a in everyone
+            ]
         first = members[0]
         times = [a.event_time for a in everyone]
         summary = ClusterSummary(
@@ -1270,9 +1286,12 @@ def cluster_windows(
 class _ClusterWindowFn(beam.DoFn):
     """(topic, [(Article, TextProfile)]) in one window -> _WindowCluster per story candidate."""
 
-    def __init__(self, settings: StorySettings, fingerprint: FingerprintSettings) -> None:
+    def __init__(
+        self, settings: StorySettings, fingerprint: FingerprintSettings, known_hashes: Mapping[str, str]
+    ) -> None:
         self._settings = settings
         self._fingerprint = fingerprint
+        self._known_hashes = known_hashes
 
     def process(self, element, window=beam.DoFn.WindowParam):
         topic, pairs = element
@@ -1285,6 +1304,7 @@ class _ClusterWindowFn(beam.DoFn):
             self._settings,
             self._fingerprint,
             {profile_key(a): p for a, p in pairs},
+            self._known_hashes,
         )
 
 
@@ -1343,8 +1363,9 @@ class GroupStories(beam.PTransform):
     each group is de-duplicated and clustered, then all clusters of the run are linked to
     the stories of earlier windows and of the state under ``state_path`` (read when the
     linking step runs, written back after it), so story ids survive across windows and
-    runs. Nothing depends on arrival order or the number of workers.
-    """
+    runs. Nothing depends on arrival order or the number of workers. ``known_hashes``
+    (content_hash -> article_id written by earlier runs) marks exact copies of those articles
+    as their duplicates (``cluster_window``)."""
 
     def __init__(
         self,
@@ -1352,9 +1373,11 @@ class GroupStories(beam.PTransform):
         output_root: str | None = None,
         fingerprint: FingerprintSettings | None = None,
         commit_token: str | None = None,
+        known_hashes: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings or StorySettings()
+        self._known_hashes = dict(known_hashes or {})
         self.fingerprint = fingerprint or FingerprintSettings()
         self.state_url = state_url(self.settings, output_root)
         self._commit_token = commit_token
@@ -1371,7 +1394,7 @@ class GroupStories(beam.PTransform):
             | "KeyByTopic"
             >> beam.Map(lambda a, langs: (a.topic, (a, compute_text_profile(a, langs))), self.settings.languages)
             | "GroupByTopic" >> beam.GroupByKey()
-            | "ClusterWindow" >> beam.ParDo(_ClusterWindowFn(self.settings, self.fingerprint))
+            | "ClusterWindow" >> beam.ParDo(_ClusterWindowFn(self.settings, self.fingerprint, self._known_hashes))
             | "GlobalWindow" >> beam.WindowInto(beam.window.GlobalWindows())
         )
         linked = (
