@@ -18,6 +18,7 @@ from transforms.stories import (
     compute_text_profile,
     link_clusters,
     load_topics,
+    mark_exact_copies,
     profile_key,
     read_state,
     story_id_for,
@@ -149,18 +150,26 @@ def test_profiles_made_before_grouping_give_the_same_clusters(seeds) -> None:
     assert len(cluster_window("politics", articles, start, end, StorySettings(), FingerprintSettings(), swapped)) == 1
 
 
-def test_exact_copies_of_an_earlier_runs_article_point_to_it() -> None:
+def test_exact_copies_point_to_one_article_across_windows_and_runs() -> None:
     first = make("https://city.example/bikes", *BIKE_LANES)
-    copy = make("https://reprints.example/bikes", *BIKE_LANES, hours=1)
-    start, end = _window(0)
-    found = cluster_window("transport", [first, copy], start, end, StorySettings(), FingerprintSettings())
-    assert {a.url: a.duplicate_of for c in found for a in c.articles}[copy.url] == first.article_id
-    earlier = {first.content_hash: "written-by-an-earlier-run"}
-    found = cluster_window(
-        "transport", [first, copy], start, end, StorySettings(), FingerprintSettings(), None, earlier
-    )
-    # the representative of this window and its own duplicate both point to the earlier article
-    assert {a.duplicate_of for c in found for a in c.articles} == {"written-by-an-earlier-run"}
+    copy = make("https://reprints.example/bikes", *BIKE_LANES, hours=30)  # the next day's window
+    other = make("https://wire.example/bikes", *BIKE_LANES, hours=31)
+    assert first.content_hash == copy.content_hash == other.content_hash
+    marked = mark_exact_copies([other, copy, first])
+    assert {a.url: a.duplicate_of for a in marked} == {
+        first.url: None,
+        copy.url: first.article_id,
+        other.url: first.article_id,
+    }
+    # in the later window, the copy stays a duplicate of the first article, and so does its
+    # own duplicate there (not a chain through the copy)
+    day1 = cluster_window("transport", marked[:2], *_window(1), StorySettings(), FingerprintSettings())
+    assert {a.duplicate_of for c in day1 for a in c.articles} == {first.article_id}
+    # an article an earlier run wrote with this text stays the representative
+    earlier = mark_exact_copies([first, copy], {first.content_hash: "written-before"})
+    assert {a.duplicate_of for a in earlier} == {"written-before"}
+    alone = make("https://city.example/other", "Other", "Some other text about a bridge.")
+    assert mark_exact_copies([alone]) == [alone]
 
 
 # --- story ids across windows and runs ----------------------------------------------------

@@ -1203,13 +1203,12 @@ def cluster_window(
     settings: StorySettings,
     fingerprint: FingerprintSettings,
     profiles: Mapping | None = None,
-    known_hashes: Mapping[str, str] | None = None,
 ) -> list[_WindowCluster]:
     """Duplicates and story clusters of one (topic, window): the pure core of GroupStories.
     ``profiles``: the articles' ``TextProfile`` by ``profile_key`` when computed before.
-    ``known_hashes``: content_hash -> article_id of articles an earlier run wrote; an article
-    of this window with the same text becomes a duplicate of that one, and so do its own
-    duplicates (the earlier article stays the representative: it is already written)."""
+    An article that ``mark_exact_copies`` already made a copy of another (in another window,
+    or written by an earlier run) keeps that mark, and its near duplicates here point there
+    too; it still takes part in the clustering, so it joins a story of its window."""
     unique: dict[str, Article] = {}
     dropped: list[Article] = []
 
@@ -1232,21 +1231,11 @@ def cluster_window(
     for group in cluster_stories(originals, settings, profiles):
         members = [by_id[i] for i in group]
         dups = [
-            records.replace(d, duplicate_of=duplicate_of[d.article_id]) for i in group for d in followers.get(i, ())
+            records.replace(d, duplicate_of=d.duplicate_of or by_id[i].duplicate_of or i)
+            for i in group
+            for d in followers.get(i, ())
         ]
         everyone = sorted(members + dups, key=representative_key)
-        if known_hashes:
-            earlier = {
-                m.article_id: known_hashes[m.content_hash]
-                for m in members
-                if m.content_hash in known_hashes and known_hashes[m.content_hash] != m.article_id
-            }
-            everyone = [
-                records.replace(a, duplicate_of=earlier[a.duplicate_of or a.article_id])
-                if (a.duplicate_of or a.article_id) in earlier
-                else a
-                for a in everyone
-            ]
         first = members[0]
         times = [a.event_time for a in everyone]
         summary = ClusterSummary(
@@ -1266,15 +1255,39 @@ def cluster_window(
     return out
 
 
+def mark_exact_copies(articles: Iterable[Article], known_hashes: Mapping[str, str] | None = None) -> list[Article]:
+    """Articles of one ``content_hash`` (whatever their window) -> the same articles, every one
+    but the representative with ``duplicate_of`` set to it: the article of that text an
+    earlier run wrote (``known_hashes``: content_hash -> article_id; it is already written),
+    else the earliest published, then smallest id. Repeated reads of one id stay as they are
+    (``cluster_window`` drops them)."""
+    articles = list(articles)
+    if not articles:
+        return []
+    content_hash = articles[0].content_hash
+    representative = (known_hashes or {}).get(content_hash) if content_hash else None
+    if representative is None:
+        if len({a.article_id for a in articles}) == 1:
+            return articles
+        representative = min(articles, key=representative_key).article_id
+    return [a if a.article_id == representative else records.replace(a, duplicate_of=representative) for a in articles]
+
+
 def cluster_windows(
-    articles: Iterable[Article], settings: StorySettings, fingerprint: FingerprintSettings
+    articles: Iterable[Article],
+    settings: StorySettings,
+    fingerprint: FingerprintSettings,
+    known_hashes: Mapping[str, str] | None = None,
 ) -> list[_WindowCluster]:
-    """GroupStories' windowing and clustering without Beam (benchmarks): articles grouped
-    by topic and event-time window of ``window_hours`` (aligned to the Unix epoch, as
-    Beam's FixedWindows are), each group through ``cluster_window``."""
+    """GroupStories without Beam (benchmarks): exact copies marked (``mark_exact_copies``),
+    then articles grouped by topic and event-time window of ``window_hours`` (aligned to the
+    Unix epoch, as Beam's FixedWindows are), each group through ``cluster_window``."""
+    by_hash: dict[str, list[Article]] = defaultdict(list)
+    for article in articles:
+        by_hash[article.content_hash or article.article_id].append(article)
     span = settings.window_hours * 3600
     groups: dict[tuple[int, str], list[Article]] = defaultdict(list)
-    for article in articles:
+    for article in (a for same in by_hash.values() for a in mark_exact_copies(same, known_hashes)):
         groups[(int(article.event_time.timestamp() // span * span), article.topic)].append(article)
     found = []
     for (start, topic), members in sorted(groups.items()):
@@ -1286,12 +1299,9 @@ def cluster_windows(
 class _ClusterWindowFn(beam.DoFn):
     """(topic, [(Article, TextProfile)]) in one window -> _WindowCluster per story candidate."""
 
-    def __init__(
-        self, settings: StorySettings, fingerprint: FingerprintSettings, known_hashes: Mapping[str, str]
-    ) -> None:
+    def __init__(self, settings: StorySettings, fingerprint: FingerprintSettings) -> None:
         self._settings = settings
         self._fingerprint = fingerprint
-        self._known_hashes = known_hashes
 
     def process(self, element, window=beam.DoFn.WindowParam):
         topic, pairs = element
@@ -1304,7 +1314,6 @@ class _ClusterWindowFn(beam.DoFn):
             self._settings,
             self._fingerprint,
             {profile_key(a): p for a, p in pairs},
-            self._known_hashes,
         )
 
 
@@ -1363,9 +1372,9 @@ class GroupStories(beam.PTransform):
     each group is de-duplicated and clustered, then all clusters of the run are linked to
     the stories of earlier windows and of the state under ``state_path`` (read when the
     linking step runs, written back after it), so story ids survive across windows and
-    runs. Nothing depends on arrival order or the number of workers. ``known_hashes``
-    (content_hash -> article_id written by earlier runs) marks exact copies of those articles
-    as their duplicates (``cluster_window``)."""
+    runs. Nothing depends on arrival order or the number of workers. Exact copies (one
+    ``content_hash``) are marked across windows first (``mark_exact_copies``), pointing to the
+    article an earlier run wrote when ``known_hashes`` (content_hash -> article_id) has it."""
 
     def __init__(
         self,
@@ -1386,6 +1395,9 @@ class GroupStories(beam.PTransform):
         window_s = self.settings.window_hours * 3600
         clusters = (
             articles
+            | "KeyByContent" >> beam.Map(lambda a: (a.content_hash or a.article_id, a))
+            | "GroupByContent" >> beam.GroupByKey()
+            | "MarkExactCopies" >> beam.FlatMap(lambda kv, known: mark_exact_copies(kv[1], known), self._known_hashes)
             | "StampEventTime" >> beam.Map(lambda a: beam.window.TimestampedValue(a, a.event_time.timestamp()))
             | "WindowByEventTime" >> beam.WindowInto(beam.window.FixedWindows(window_s))
             # The text profile (tokens, stems, names: most of the clustering's work per
@@ -1394,7 +1406,7 @@ class GroupStories(beam.PTransform):
             | "KeyByTopic"
             >> beam.Map(lambda a, langs: (a.topic, (a, compute_text_profile(a, langs))), self.settings.languages)
             | "GroupByTopic" >> beam.GroupByKey()
-            | "ClusterWindow" >> beam.ParDo(_ClusterWindowFn(self.settings, self.fingerprint, self._known_hashes))
+            | "ClusterWindow" >> beam.ParDo(_ClusterWindowFn(self.settings, self.fingerprint))
             | "GlobalWindow" >> beam.WindowInto(beam.window.GlobalWindows())
         )
         linked = (
