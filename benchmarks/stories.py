@@ -178,13 +178,17 @@ def load_wikiref(root: Path) -> tuple[list[Article], list[str]]:
 # --- baseline -----------------------------------------------------------------------------
 
 
-def tfidf_baseline(articles: Sequence[Article], threshold: float) -> list[list[str]]:
-    """Plain TF-IDF cosine (sublinear tf, smoothed idf) + the same average linkage."""
+def tfidf_rows(articles: Sequence[Article]) -> list[dict[str, float]]:
+    """Plain TF-IDF vectors (sublinear tf, smoothed idf over ``articles``), not normalised."""
     docs = [Counter(content_terms(f"{a.title or ''} {a.text}")) for a in articles]
     df = Counter(t for d in docs for t in d)
     n = len(docs)
-    rows = [{t: (1 + math.log(c)) * (math.log((1 + n) / (1 + df[t])) + 1) for t, c in d.items()} for d in docs]
-    groups = _average_linkage(_cosine_matrix(rows), threshold)
+    return [{t: (1 + math.log(c)) * (math.log((1 + n) / (1 + df[t])) + 1) for t, c in d.items()} for d in docs]
+
+
+def tfidf_baseline(articles: Sequence[Article], threshold: float) -> list[list[str]]:
+    """Plain TF-IDF cosine (sublinear tf, smoothed idf) + the same average linkage."""
+    groups = _average_linkage(_cosine_matrix(tfidf_rows(articles)), threshold)
     return [[articles[i].article_id for i in g] for g in groups]
 
 
@@ -289,15 +293,8 @@ def agreed_pairs(groups, limit_per_group: int = 0):
 
 
 def eval_pairs(pairs, clusterer: Clusterer) -> tuple[float, float, float]:
-    tp = fp = fn = 0
-    for a, b, same in pairs:
-        said = len(clusterer([a, b])) == 1
-        tp += said and same
-        fp += said and not same
-        fn += same and not said
-    p = tp / (tp + fp) if tp + fp else 0.0
-    r = tp / (tp + fn) if tp + fn else 0.0
-    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+    said = [len(clusterer([a, b])) == 1 for a, b, _ in pairs]
+    return _prf(said, [same for _, _, same in pairs])
 
 
 def load_l3s_pairs(root: Path, labels: Path = L3S_LABELS, randoms: int = 1000, seed: int = 0):
@@ -336,22 +333,20 @@ def eval_l3s(articles, pairs, methods: dict[str, Clusterer]) -> list[tuple[str, 
     """(method, positives, P, R, F1) for sure and sure + unsure positives against hard +
     random negatives, every pair clustered on its own; then the TF-IDF peer's best."""
     negatives = pairs["hard"] + pairs["random"]
+    every = pairs["sure"] + pairs["unsure"] + negatives  # each pair decided once per method
+    said = {name: {(a, b): len(m([articles[a], articles[b]])) == 1 for a, b in every} for name, m in methods.items()}
+    unit = {}  # TF-IDF over all the articles, unit length
+    for k, v in zip(articles, tfidf_rows(list(articles.values())), strict=True):
+        norm = math.sqrt(sum(x * x for x in v.values())) or 1.0
+        unit[k] = {t: x / norm for t, x in v.items()}
+    cosine = {(a, b): sum(x * unit[b].get(t, 0.0) for t, x in unit[a].items()) for a, b in every}
     rows = []
     for positives_name, positives in (("sure", pairs["sure"]), ("sure+unsure", pairs["sure"] + pairs["unsure"])):
-        labelled = [(a, b, True) for a, b in positives] + [(a, b, False) for a, b in negatives]
-        for name, method in methods.items():
-            said = [len(method([articles[a], articles[b]])) == 1 for a, b, _ in labelled]
-            rows.append((name, positives_name, *_prf(said, [t for _, _, t in labelled])))
-        docs = {k: Counter(content_terms(f"{a.title or ''} {a.text}")) for k, a in articles.items()}
-        df = Counter(t for d in docs.values() for t in d)
-        n = len(docs)
-        unit = {}
-        for k, d in docs.items():
-            v = {t: (1 + math.log(c)) * (math.log((1 + n) / (1 + df[t])) + 1) for t, c in d.items()}
-            norm = math.sqrt(sum(x * x for x in v.values())) or 1.0
-            unit[k] = {t: x / norm for t, x in v.items()}
-        cos = [sum(x * unit[b].get(t, 0.0) for t, x in unit[a].items()) for a, b, _ in labelled]
-        truth = [t for _, _, t in labelled]
+        labelled = positives + negatives
+        truth = [True] * len(positives) + [False] * len(negatives)
+        for name in methods:
+            rows.append((name, positives_name, *_prf([said[name][pair] for pair in labelled], truth)))
+        cos = [cosine[pair] for pair in labelled]
         best = max(
             (_prf([c >= th for c in cos], truth) + (th,) for th in np.arange(0.05, 0.6, 0.005)), key=lambda x: x[2]
         )

@@ -790,21 +790,14 @@ def story_vector(
     must not depend on which window a cluster came from."""
     total: dict[str, float] = defaultdict(float)
     for article in articles:
-        given = profiles.get(profile_key(article)) if profiles else None
-        unit = _unit_vector(given) if given is not None else _unit_story_vector(article, languages)
-        for key, w in unit.items():
+        for key, w in _unit_vector(_profile(article, languages, profiles)).items():
             total[key] += w
     n = max(1, len(articles))
     return _trimmed({k: v / n for k, v in total.items()})
 
 
-@lru_cache(maxsize=4096)
-def _unit_story_vector(article: Article, languages: tuple[str, ...]) -> dict[str, float]:
-    """``story_vector`` of one article (not trimmed); memoised like ``text_profile``."""
-    return _unit_vector(text_profile(article, languages))
-
-
 def _unit_vector(feats: TextProfile) -> dict[str, float]:
+    """``story_vector`` of one article (not trimmed)."""
     prior = feats.prior
     idf = {t: -math.log(prior.get(t, FALLBACK_DF)) + 1e-3 for t in feats.terms}
     out: dict[str, float] = {}

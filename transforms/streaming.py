@@ -507,9 +507,10 @@ class StreamFiles:
         tmp_root = self.path("_tmp", self.run_id, f"{seq:06d}")
         groups: dict[tuple[str, str, int], list[Any]] = defaultdict(list)
         for kind, rows in (("articles", plan.articles), ("failures", plan.failures)):
-            sizes = Counter(partition_of(kind, row, self.sink) for row in rows)
-            for row in rows:
-                groups[shard_key(kind, row, self.sink, sizes[partition_of(kind, row, self.sink)])].append(row)
+            partitions = [partition_of(kind, row, self.sink) for row in rows]
+            sizes = Counter(partitions)
+            for row, partition in zip(rows, partitions, strict=True):
+                groups[shard_key(kind, row, self.sink, sizes[partition])].append(row)
         moves = []
         window = _stamp(pane.window_start) if pane is not None else "nowindow"
         for (kind, partition, shard), rows in sorted(groups.items()):
