@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -292,3 +293,59 @@ def test_pipeline_extract_then_clean():
             equal_to([("extract", "not_html")]),
             label="ExtractFailures",
         )
+
+
+# The byline pre-check reads the attribute before a word backwards; this regex search from the
+# tag start is the definition it must agree with.
+_ATTRIBUTE_BEFORE = re.compile(r"([^\s\"'<>/=]+)\s*=\s*[\"']?[^\"'<>=]*$")
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        '<div class="post-author">',
+        "<div class = 'x author'>",
+        "<span CLASS=byline>",
+        '<div data-class="author">',  # another attribute that merely ends in "class"
+        '<div title="by the author">',
+        '<a rel="author" href="/x">',
+        '<div class="a" title="b=author">',  # "=" inside a value ends it
+        '<div data-testid =  "story-byline">',
+        "<div itemprop\n=\n'author'>",
+        '<script>if (a<b) {var x = {"author": "Jo"}}',  # a "tag" that is a whole script
+        '<div class="x" "author">',
+        "<div author>",
+        '<p>class="author" written in text</p>',
+    ],
+)
+def test_byline_attribute_check_agrees_with_the_regex(html):
+    at = html.find("author") if "author" in html else html.find("byline")
+    tag_start = html.rfind("<", 0, at)
+    match = _ATTRIBUTE_BEFORE.search(html, tag_start, at)
+    expected = bool(match) and match.group(1).lower() in extract_mod._BYLINE_ATTRIBUTES
+    assert extract_mod._ends_byline_attribute(html, tag_start, at) == expected
+
+
+def test_fast_element_lookup_keeps_lxml_classes_and_texts(monkeypatch):
+    from lxml import html as lxml_html
+    from trafilatura import utils
+
+    markup = "<html><body><form><input name=q><select><option>a</select><textarea>t</textarea>"
+    markup += "<label>l</label></form>" + _BODY + "</body></html>"
+    expected = [type(e).__name__ for e in lxml_html.document_fromstring(markup).iter()]
+    # lxml.html's own (Python) lookup first, as trafilatura has it
+    utils.HTML_PARSER.set_element_class_lookup(lxml_html.HtmlElementClassLookup())
+    monkeypatch.setattr(extract_mod, "_lookup_installed", False)
+    monkeypatch.setattr(extract_mod, "_fast_element_lookup", lambda: None)
+    before = extract_html_text(markup)
+    monkeypatch.undo()
+    extract_mod._lookup_installed = False
+    extract_mod._fast_element_lookup()
+    tree = utils.load_html(markup)
+    assert [type(e).__name__ for e in tree.iter()] == expected
+    assert "InputElement" in expected and "FormElement" in expected
+    assert extract_html_text(markup) == before
+
+
+def extract_html_text(markup: str) -> str:
+    return extract_mod.extract_html(markup, "https://port.example/a", SETTINGS)["text"]
