@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import random
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from transforms import stories
 from transforms.fingerprint import FingerprintSettings, fingerprint_article
 from transforms.records import Article
 from transforms.stories import (
+    _ENTITY,
     StorySettings,
     assign_topic,
     cluster_stories,
@@ -408,6 +411,46 @@ def test_topic_phrases_need_all_their_words(topics) -> None:
     article = make("https://a.example/pm", "", text)
     _, terms = assign_topic(article, topics)
     assert "prime minister" in terms and "secretary of state" not in terms
+
+
+def test_topic_terms_match_plural_forms_in_title_and_text(topics) -> None:
+    article = make(
+        "https://b.example/rates",
+        "Central banks hold interest rates",
+        "Economies across the region slowed as supply chains stayed tight. The central bank "
+        "of Ruritania left its main rate unchanged.",
+    )
+    # headline terms first (they count twice), then the others, alphabetically
+    assert assign_topic(article, topics) == (
+        "business",
+        ("bank", "central bank", "interest rate", "economy", "supply chain"),
+    )
+
+
+def test_entity_pattern_matches_capitalised_runs_as_defined() -> None:
+    # the definition: a capital at a word start, then the longest run of word characters and
+    # ’'&.- ending in a word character, or the capital alone
+    defined = re.compile(r"\b[A-Z][\w’'&.-]*[\w]|\b[A-Z]\b")
+    for text in (
+        "AT&T and O'Brien met U.S. officials in São Paulo.",
+        "McDonald’s-style A. B. Smith_Jones x-Ray aB Ab-",
+        "İstanbul ÉCOLE e\u0301A 2B _C C_ C.. 'D' -E- F’",
+        "",
+    ):
+        assert _ENTITY.findall(text) == defined.findall(text)
+
+
+def test_profile_does_not_depend_on_what_the_worker_saw_before(monkeypatch) -> None:
+    article = make("https://a.example/bikes", *BIKE_LANES)
+    first = compute_text_profile(article)
+    # a small word table, refilled many times by other articles
+    monkeypatch.setattr(stories, "WORD_CACHE_WORDS", 20)
+    for i, (title, text) in enumerate((TOKYO_VISIT, BIKE_LANES[::-1], ("", BIKE_LANES[1].upper()))):
+        compute_text_profile(make(f"https://b.example/{i}", title, text))
+    again = compute_text_profile(article)
+    assert again == first
+    # same order too: the similarity sums term weights in this order
+    assert list(again.terms) == list(first.terms) and list(again.prior) == list(first.prior)
 
 
 def test_inflected_german_reports_match_and_function_words_do_not() -> None:

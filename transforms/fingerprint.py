@@ -18,6 +18,7 @@ import posixpath
 import re
 import unicodedata
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
@@ -164,7 +165,22 @@ _WORD = re.compile(r"\w+")
 
 def words(text: str) -> list[str]:
     """Normalised word tokens: NFKC, casefolded, punctuation and whitespace dropped."""
-    return _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
+    return nfkc_words(unicodedata.normalize("NFKC", text))
+
+
+def nfkc_words(normalised: str) -> list[str]:
+    """``words`` of a text that is already NFKC-normalised (callers that need the normalised
+    text for more than its words normalise it once)."""
+    return _WORD.findall(normalised.casefold())
+
+
+@lru_cache(maxsize=16)
+def recent_words(text: str) -> tuple[str, ...]:
+    """``words`` of the text, remembered for the last few texts.
+
+    Fingerprint and AssignTopics are fused by the runner: each article goes through both, one
+    after the other, so the second tokenises the text the first has just tokenised."""
+    return tuple(words(text))
 
 
 def content_hash(text: str) -> str:
@@ -176,7 +192,7 @@ def content_hash(text: str) -> str:
     return _tokens_hash(words(text))
 
 
-def _tokens_hash(tokens: list[str]) -> str:
+def _tokens_hash(tokens: Sequence[str]) -> str:
     return hashlib.sha256(" ".join(tokens).encode("utf-8")).hexdigest()[:16]
 
 
@@ -264,18 +280,31 @@ def _hash_family(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 _SHINGLE_BASE = np.uint64(0x9E3779B97F4A7C15)
 
 
-def _token_hashes(tokens: list[str]) -> np.ndarray:
-    """64-bit BLAKE2b hash of every token (each distinct token hashed once)."""
-    cache: dict[str, bytes] = {}
-    digests = b"".join(
-        cache.get(t) or cache.setdefault(t, hashlib.blake2b(t.encode("utf-8"), digest_size=8).digest()) for t in tokens
-    )
-    return np.frombuffer(digests, dtype="<u8")
+#: Distinct tokens whose digests a worker keeps (about 8 MB). Most words of an article were
+#: in an earlier one, so after a few hundred articles most tokens are not hashed again.
+DIGEST_CACHE_TOKENS = 1 << 16
+_digests: dict[str, bytes] = {}
 
 
-def _shingle_hashes(tokens: list[str], size: int) -> np.ndarray:
-    """Distinct 64-bit hashes of the word ``size``-grams of ``tokens`` (a shorter text is one
-    shorter shingle): token hashes combined as a polynomial mod 2**64, all windows at once."""
+def _token_hashes(tokens: Sequence[str]) -> np.ndarray:
+    """64-bit BLAKE2b hash of every token (each distinct token hashed once per worker while
+    it stays in the digest cache)."""
+    global _digests
+    known = _digests
+    new = set(tokens).difference(known)
+    if len(known) + len(new) > DIGEST_CACHE_TOKENS:
+        # A new table rather than clear(): a thread still reading the old one keeps it whole.
+        known = _digests = {}
+        new = set(tokens)
+    for token in new:
+        known[token] = hashlib.blake2b(token.encode("utf-8"), digest_size=8).digest()
+    return np.frombuffer(b"".join(map(known.__getitem__, tokens)), dtype="<u8")
+
+
+def _shingle_hashes(tokens: Sequence[str], size: int) -> np.ndarray:
+    """64-bit hashes of the word ``size``-grams of ``tokens`` in text order, repeats kept (a
+    shorter text is one shorter shingle): token hashes combined as a polynomial mod 2**64,
+    all windows at once."""
     if not tokens:
         return np.zeros(0, dtype=np.uint64)
     hashes = _token_hashes(tokens)
@@ -284,7 +313,7 @@ def _shingle_hashes(tokens: list[str], size: int) -> np.ndarray:
     combined = hashes[:count].copy()
     for offset in range(1, width):
         combined = combined * _SHINGLE_BASE + hashes[offset : offset + count]  # wraps mod 2**64
-    return np.unique(combined)
+    return combined
 
 
 def signature(text: str, settings: FingerprintSettings) -> tuple[int, ...]:
@@ -296,20 +325,25 @@ def signature(text: str, settings: FingerprintSettings) -> tuple[int, ...]:
     return _signature(words(text), settings)
 
 
-def _signature(tokens: list[str], settings: FingerprintSettings) -> tuple[int, ...]:
+def _signature(tokens: Sequence[str], settings: FingerprintSettings) -> tuple[int, ...]:
+    # Repeated shingles are not removed: they cannot change a minimum, and sorting them out
+    # costs more than hashing them twice.
     items = _shingle_hashes(tokens, settings.shingle_size)
     if not len(items):
         return ()
     a, b = _hash_family(settings.num_perm, settings.seed)
-    hashed = items[:, None] * a[None, :] + b[None, :]  # wraps mod 2**64
-    return tuple((hashed >> np.uint64(32)).min(axis=0).tolist())
+    # hash functions x shingles, so that each minimum runs over one contiguous row
+    hashed = a[:, None] * items
+    hashed += b[:, None]  # wraps mod 2**64
+    # the top 32 bits of the smallest value are the smallest top 32 bits: shift only the minima
+    return tuple((hashed.min(axis=1) >> np.uint64(32)).tolist())
 
 
 def fingerprint_article(article: Article, settings: FingerprintSettings) -> Article:
     """Fill canonical_url, article_id, content_hash and signature of one article (the text
-    is tokenised once for both fingerprints)."""
+    is tokenised once for both fingerprints, and for ``assign_topic`` right after)."""
     canonical = canonicalize_url(article.url)
-    tokens = words(article.text)
+    tokens = recent_words(article.text)
     return replace(
         article,
         canonical_url=canonical,
