@@ -1020,7 +1020,15 @@ class ClusterSummary:
     title: str
     first_published: datetime
     last_published: datetime
-    profile: tuple[tuple[str, float], ...]
+    #: the story vector, as JSON of sorted (term, weight) pairs: all summaries of a run reach
+    #: the linking step as one list, whose size the runner measures object by object
+    #: (objsize) before caching it; one string instead of ~200 tuples per cluster took that
+    #: from 0.6 s to ~0 for 600 pages
+    profile_json: str
+
+    @property
+    def profile(self) -> dict[str, float]:
+        return dict(json.loads(self.profile_json))
 
 
 @dataclass
@@ -1094,7 +1102,7 @@ def link_clusters(
     touched: set[str] = set()
     horizon = timedelta(hours=settings.link_hours)
     ordered = sorted(clusters, key=lambda c: (c.window_start, c.first_published, c.key))
-    vectors = {c.key: dict(c.profile) for c in ordered}
+    vectors = {c.key: c.profile for c in ordered}
     weights = link_weights([*vectors.values(), *(s.profile for s in stories.values())], settings.background_docs)
     index = _StoryIndex(weights)
     # clusters come in window order: a story last seen more than ``link_hours`` before the
@@ -1307,7 +1315,7 @@ def cluster_window(
             title=next((a.title for a in members if a.title), ""),
             first_published=min(times),
             last_published=max(times),
-            profile=tuple(sorted(story_vector(members, settings.languages, profiles).items())),
+            profile_json=json.dumps(sorted(story_vector(members, settings.languages, profiles).items())),
         )
         mine = [d for d in dropped if d.article_id in set(summary.article_ids)]
         out.append(_WindowCluster(summary, tuple(everyone), tuple(mine)))
