@@ -11,7 +11,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from transforms.records import ARTICLE_SCHEMA, Article, Failure
-from transforms.sinks import SinkSettings, SummaryFn, commit_outputs, shard_count, shard_key, write_table
+from transforms.sinks import SinkSettings, SummaryFn, commit_outputs, partition_of, shard_count, shard_of, write_table
 
 T = datetime(2026, 3, 10, 9, tzinfo=timezone.utc)
 
@@ -26,7 +26,8 @@ def stage_run(root: str, run_id: str, rows: list[Article], settings: SinkSetting
     fs, base = fsspec.core.url_to_fs(root)
     groups: dict = {}
     for row in rows:
-        groups.setdefault(shard_key("articles", row, settings), []).append(row)
+        key = ("articles", partition_of("articles", row, settings), shard_of("articles", row, settings))
+        groups.setdefault(key, []).append(row)
     written = []
     for (kind, part, shard), recs in sorted(groups.items()):
         name = f"part-{run_id}-{shard:05d}.parquet"
@@ -96,19 +97,17 @@ def test_memory_filesystem(tmp_path):
 
 def test_rows_are_sharded_independently_of_order():
     settings = SinkSettings(shards=3)
-    keys = {shard_key("articles", article(i), settings) for i in range(30)}
-    assert {k[2] for k in keys} <= {0, 1, 2} and len({k[2] for k in keys}) > 1
-    assert shard_key("articles", article(5), settings) == shard_key("articles", article(5), settings)
+    shards = {shard_of("articles", article(i), settings) for i in range(30)}
+    assert shards <= {0, 1, 2} and len(shards) > 1
+    assert shard_of("articles", article(5), settings) == shard_of("articles", article(5), settings)
 
 
 def test_small_partitions_get_one_file_and_big_ones_up_to_shards():
     settings = SinkSettings(shards=4, rows_per_shard=10)
     assert [shard_count(n, settings) for n in (1, 10, 11, 35, 1000)] == [1, 1, 2, 4, 4]
     assert shard_count(None, settings) == 4
-    keys = {shard_key("articles", article(i), settings, rows=10) for i in range(30)}
-    assert {k[2] for k in keys} == {0}
-    keys = {shard_key("articles", article(i), settings, rows=1000) for i in range(30)}
-    assert {k[2] for k in keys} == {0, 1, 2, 3}
+    assert {shard_of("articles", article(i), settings, rows=10) for i in range(30)} == {0}
+    assert {shard_of("articles", article(i), settings, rows=1000) for i in range(30)} == {0, 1, 2, 3}
     with pytest.raises(ValueError, match="rows_per_shard"):
         SinkSettings(rows_per_shard=0)
 

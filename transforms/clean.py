@@ -522,15 +522,21 @@ _LEGAL_LC = _lowered(_LEGAL)
 _UI_LC = _lowered(_UI)
 
 
+def _has_word(low: str, words: tuple[str, ...]) -> bool:
+    """Whether ``low`` contains one of ``words``: the pre-check before a pattern whose every
+    alternative contains one of them."""
+    for word in words:  # a plain loop: any() over a generator costs more than the scans
+        if word in low:
+            return True
+    return False
+
+
 def _has_phrase(low: str, words: tuple[str, ...], pattern: re.Pattern) -> bool:
     """``pattern.search(low)``, skipped when ``low`` contains none of ``words``. Every
     alternative of the pattern contains one of the words; the pattern has no literal prefix
     to scan for, so re tries every alternative at every position of the line, while ``in``
     scans for a word in C and most lines contain none of them (2-4x cheaper per line)."""
-    for word in words:  # a plain loop: any() over a generator costs more than the scans
-        if word in low:
-            return bool(pattern.search(low))
-    return False
+    return _has_word(low, words) and bool(pattern.search(low))
 
 
 _WORD = re.compile(r"\w+")
@@ -838,15 +844,14 @@ _INLINE_SIGNATURE_LC = _lowered(_INLINE_SIGNATURE)
 def _mentions(lines: list[str], words: tuple[str, ...]) -> bool:
     """Whether a lower-cased line contains one of ``words``. Most articles have no comment
     section at all: one scan of the whole text is cheaper than one test per line."""
-    low = "\n".join(lines).lower()
-    return any(word in low for word in words)
+    return _has_word("\n".join(lines).lower(), words)
 
 
 def _inline_comment_start(line: str) -> int | None:
     """Offset where a comment section glued into ``line`` starts: >= 2 inline signatures;
     the section begins at the last comment header word shortly before the first one."""
     low = line.lower()
-    if not any(word in low for word in _INLINE_SIGNATURE_WORDS):  # most lines: skip the pattern
+    if not _has_word(low, _INLINE_SIGNATURE_WORDS):  # most lines: skip the pattern
         return None
     if len(_INLINE_SIGNATURE_LC.findall(low)) < 2:
         return None

@@ -25,7 +25,7 @@ import os
 import posixpath
 import re
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,11 +89,11 @@ def shard_count(rows: int | None, settings: SinkSettings) -> int:
     return max(1, min(settings.shards, -(-rows // settings.rows_per_shard)))
 
 
-def shard_key(kind: str, record: Any, settings: SinkSettings, rows: int | None = None) -> tuple[str, str, int]:
-    """(kind, partition dir, shard) for one record; ``rows``: how many rows its partition has
+def shard_of(kind: str, record: Any, settings: SinkSettings, rows: int | None = None) -> int:
+    """Shard of one record inside its partition; ``rows``: how many rows its partition has
     (see ``shard_count``)."""
     key = record.article_id if kind == "articles" else record.story_id if kind == "stories" else record.url
-    return kind, partition_of(kind, record, settings), _shard(key, shard_count(rows, settings))
+    return _shard(key, shard_count(rows, settings))
 
 
 def _sort_key(kind: str, record: Any) -> tuple:
@@ -397,6 +397,15 @@ class _Commit(beam.DoFn):
         yield commit_outputs(self._root, self._run_id, list(written), summary, self._settings, self._inputs, staged)
 
 
+def _keyed_by_shard(
+    element: tuple[tuple[str, str], Any], sizes: Mapping[tuple[str, str], int], settings: SinkSettings
+) -> tuple[tuple[str, str, int], Any]:
+    """((kind, partition), record) -> ((kind, partition, shard), record), the partition's row
+    count (``sizes``) deciding how many shards it has."""
+    (kind, partition), record = element
+    return (kind, partition, shard_of(kind, record, settings, sizes[kind, partition])), record
+
+
 class WriteOutputs(beam.PTransform):
     """{'articles': PCollection[Article], 'stories': PCollection[Story],
     'failures': PCollection[Failure], 'inputs': PCollection[Any]} -> PCollection[dict] (the
@@ -421,10 +430,7 @@ class WriteOutputs(beam.PTransform):
         sizes = rows | "PartitionSizes" >> beam.combiners.Count.PerKey()
         written = (
             rows
-            | "KeyShards"
-            >> beam.Map(
-                lambda kv, sizes: (shard_key(kv[0][0], kv[1], settings, sizes[kv[0]]), kv[1]), beam.pvalue.AsDict(sizes)
-            )
+            | "KeyShards" >> beam.Map(_keyed_by_shard, beam.pvalue.AsDict(sizes), settings)
             | "GroupShards" >> beam.GroupByKey()
             | "WriteShards" >> beam.ParDo(_WriteShard(self._root, self._run_id, settings))
             | "ListWritten" >> beam.combiners.ToList()

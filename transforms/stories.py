@@ -1322,6 +1322,12 @@ def cluster_window(
     return out
 
 
+def content_key(article: Article) -> str:
+    """What exact copies share: the content_hash (the article id when there is none, so that
+    an article without text is nobody's copy)."""
+    return article.content_hash or article.article_id
+
+
 def mark_exact_copies(articles: Iterable[Article], known_hashes: Mapping[str, str] | None = None) -> list[Article]:
     """Articles of one ``content_hash`` (whatever their window) -> the same articles, every one
     but the representative with ``duplicate_of`` set to it: the article of that text an
@@ -1351,7 +1357,7 @@ def cluster_windows(
     Unix epoch, as Beam's FixedWindows are), each group through ``cluster_window``."""
     by_hash: dict[str, list[Article]] = defaultdict(list)
     for article in articles:
-        by_hash[article.content_hash or article.article_id].append(article)
+        by_hash[content_key(article)].append(article)
     span = settings.window_hours * 3600
     groups: dict[tuple[int, str], list[Article]] = defaultdict(list)
     for article in (a for same in by_hash.values() for a in mark_exact_copies(same, known_hashes)):
@@ -1462,7 +1468,7 @@ class GroupStories(beam.PTransform):
         window_s = self.settings.window_hours * 3600
         clusters = (
             articles
-            | "KeyByContent" >> beam.Map(lambda a: (a.content_hash or a.article_id, a))
+            | "KeyByContent" >> beam.Map(lambda a: (content_key(a), a))
             | "GroupByContent" >> beam.GroupByKey()
             | "MarkExactCopies" >> beam.FlatMap(lambda kv, known: mark_exact_copies(kv[1], known), self._known_hashes)
             | "StampEventTime" >> beam.Map(lambda a: beam.window.TimestampedValue(a, a.event_time.timestamp()))

@@ -77,7 +77,7 @@ from transforms import records
 from transforms.fingerprint import FingerprintSettings
 from transforms.fsutil import move
 from transforms.records import FILTER_STAGE, SCHEMAS, Article, Failure, Story
-from transforms.sinks import KINDS, SinkSettings, partition_of, shard_key, write_table
+from transforms.sinks import KINDS, SinkSettings, partition_of, shard_of, write_table
 from transforms.stories import StorySettings, StoryState, cluster_window, link_clusters
 
 LOG = logging.getLogger(__name__)
@@ -510,7 +510,7 @@ class StreamFiles:
             partitions = [partition_of(kind, row, self.sink) for row in rows]
             sizes = Counter(partitions)
             for row, partition in zip(rows, partitions, strict=True):
-                groups[shard_key(kind, row, self.sink, sizes[partition])].append(row)
+                groups[kind, partition, shard_of(kind, row, self.sink, sizes[partition])].append(row)
         moves = []
         window = _stamp(pane.window_start) if pane is not None else "nowindow"
         for (kind, partition, shard), rows in sorted(groups.items()):
@@ -521,7 +521,7 @@ class StreamFiles:
             moves.append((tmp, self.path(kind, partition, name)))
         by_shard: dict[int, list[Story]] = defaultdict(list)
         for story in plan.stories:
-            by_shard[shard_key("stories", story, self.sink)[2]].append(story)
+            by_shard[shard_of("stories", story, self.sink)].append(story)
         for shard, updated in sorted(by_shard.items()):
             name = f"part-{shard:05d}.parquet"
             final = self.path("stories", name)
