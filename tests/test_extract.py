@@ -349,3 +349,99 @@ def test_fast_element_lookup_keeps_lxml_classes_and_texts(monkeypatch):
 
 def extract_html_text(markup: str) -> str:
     return extract_mod.extract_html(markup, "https://port.example/a", SETTINGS)["text"]
+
+
+def test_guarded_regex_xpath_guards_only_tests_that_need_a_character():
+    guard = extract_mod.guarded_regex_xpath
+    assert guard("//div[re:test(@class, 'comm')]") == "//div[((@class) and re:test(@class, 'comm'))]"
+    assert guard(".//*[re:test(@id|@class, '^share')]") == ".//*[((@id|@class) and re:test(@id|@class, '^share'))]"
+    assert guard("//p[re:test(@class, 'full', 'i')]") == "//p[((@class) and re:test(@class, 'full', 'i'))]"
+    # a pattern that matches "" is true for an element without the attribute: left alone
+    assert guard("//p[re:test(@class, 'x?')]") == "//p[re:test(@class, 'x?')]"
+    assert guard("//p[re:test(@class, '^')]") == "//p[re:test(@class, '^')]"
+    assert guard("//p[contains(@class, 'x')]") == "//p[contains(@class, 'x')]"
+
+
+def _shipped_trafilatura(module_name: str):
+    """A second copy of a trafilatura module as shipped, untouched by _guard_trafilatura_xpaths."""
+    import importlib.util
+
+    import trafilatura
+
+    path = Path(trafilatura.__file__).parent / f"{module_name}.py"
+    spec = importlib.util.spec_from_file_location(f"trafilatura._shipped_{module_name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# Elements with and without id/class, empty attributes, id before class and after, and tokens
+# that trafilatura's content, comment, discard, author and title XPaths look for.
+_GUARD_CLASSES = (
+    "comments", "comment-list", "Comments", "author-name", "byline", "post-content", "article-body",
+    "sidebar", "share-buttons", "newsletter-signup", "cookie-consent", "hidden", "tags", "related-posts",
+    "entry-title", "post-meta", "entry-meta", "story-body", "main-column", "nav", "footer", "",
+)  # fmt: skip
+
+
+def _guard_page() -> str:
+    parts = ["<html><head><title>T</title></head><body>"]
+    for i, name in enumerate(_GUARD_CLASSES):
+        for tag in ("div", "section", "p", "span", "a", "ul", "article", "h2"):
+            text = f"{tag} {i} words of text for the page"
+            parts.append(f'<{tag} class="{name}">{text}</{tag}>')
+            parts.append(f'<{tag} id="{name or "x"}" class="plain">{text}</{tag}>')
+            parts.append(f'<{tag} class="plain" id="{name}">{text}</{tag}>')
+            parts.append(f'<{tag} id="{name or "y"}">{text}</{tag}>')
+            parts.append(f"<{tag}>{text}</{tag}>")
+    parts.append('<div><p class="fulltext">Inside a <author>Ann Lee</author></p></div></body></html>')
+    return "".join(parts)
+
+
+def _assert_guarded_same_as_shipped(trees: list) -> int:
+    """Every re:test XPath of trafilatura (installed) is the guarded form of the shipped one
+    at the same place and selects the same elements. Returns how many elements were selected."""
+    import sys
+
+    from lxml import etree
+
+    extract_mod._guard_trafilatura_xpaths()
+    shipped = {"xpaths": _shipped_trafilatura("xpaths"), "settings": _shipped_trafilatura("settings")}
+    pairs = []
+    for name, value in vars(shipped["xpaths"]).items():
+        if isinstance(value, list) and any(isinstance(x, etree.XPath) for x in value):
+            installed = getattr(sys.modules["trafilatura.xpaths"], name)
+            pairs += zip(value, installed, strict=True)
+            for module in ("main_extractor", "metadata", "core", "external"):  # hold the same list
+                assert getattr(sys.modules[f"trafilatura.{module}"], name, installed) is installed
+    basic = shipped["settings"].BASIC_CLEAN_XPATH
+    pairs += [(basic, sys.modules["trafilatura.settings"].BASIC_CLEAN_XPATH)]
+    pairs += [(basic, sys.modules["trafilatura.baseline"].BASIC_CLEAN_XPATH)]
+    selected = guarded = 0
+    for original, installed in pairs:
+        assert installed.path == extract_mod.guarded_regex_xpath(original.path)
+        guarded += installed.path != original.path
+        for tree in trees:
+            found = installed(tree)
+            assert found == original(tree), original.path
+            selected += len(found)
+    assert guarded >= 15  # the content, comment, discard, author, title and cleaning XPaths
+    return selected
+
+
+def test_trafilatura_xpaths_guarded_in_place_select_the_same_elements():
+    from trafilatura.utils import load_html
+
+    trees = [load_html(_guard_page()), load_html((HTML_DIR / "news_article.html").read_text())]
+    assert _assert_guarded_same_as_shipped(trees) > 100
+
+
+def test_guarded_xpaths_same_elements_on_real_pages(shared_dir):
+    from trafilatura.utils import load_html
+
+    from benchmarks.corpus import eval_pages
+
+    pages = eval_pages()[::25]  # 40 pages spread over the set
+    trees = [tree for _, html in pages if (tree := load_html(html)) is not None]
+    assert len(trees) >= 30
+    assert _assert_guarded_same_as_shipped(trees) > 1000
