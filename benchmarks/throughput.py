@@ -2,7 +2,7 @@
 corpus, in the same run.
 
     python -m benchmarks.throughput [--sizes 200 1000] [--workers 1 2] [--files 4] [--breakdown 300]
-                                    [--batch-pages 500]
+                                    [--batch-pages 500] [--rounds 3]
 
 Prints docs/s, the pipeline/plain ratio, peak memory (max RSS of the process tree) and CPU
 ms per document (whole process tree) per corpus size. Each measurement runs in a fresh subprocess so that peak memory is its own.
@@ -11,6 +11,10 @@ on the first N pages of the corpus, in this process, next to plain trafilatura o
 pages (CPU time, so that other load on the machine counts less than in wall time).
 ``--batch-pages N`` adds a 1-worker run in batches of N pages (``run.batch_files``, as
 configs/backfill.yaml does for archives): peak memory should then not grow with the corpus.
+``--rounds N`` repeats the plain loop and the pipeline runs N times and prints medians: each
+round brackets its pipeline runs with a plain loop before and after, since this kind of VM
+changes speed by tens of percent over minutes (one run saw the same plain loop at 28.9 and
+42.7 CPU ms/doc).
 """
 
 from __future__ import annotations
@@ -199,6 +203,46 @@ def stage_breakdown(pattern: str, limit: int) -> list[tuple[str, float]]:
     return [(name, secs / len(docs) * 1000) for name, secs in spent.items()]
 
 
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+class _Rows:
+    """Measurements per (corpus size, run name), over rounds; printed as medians."""
+
+    def __init__(self) -> None:
+        self.runs: dict[tuple[int, str], list[tuple[int, float, float, float, float]]] = {}
+
+    def add(self, size: int, name: str, n: int, secs: float, ratio: float, peak: float, cpu_ms: float) -> None:
+        self.runs.setdefault((size, name), []).append((n, secs, ratio, peak, cpu_ms))
+
+    def print(self, rounds: int) -> None:
+        header = (
+            f"{'corpus':>7} | {'run':<54} | {'docs':>5} | {'secs':>7} | {'docs/s':>7} | {'vs plain':>8}"
+            f" | {'range':>9} | {'peak MB':>7} | {'CPU ms/doc':>10}"
+        )
+        print(header)
+        print("-" * len(header))
+        for (size, name), found in self.runs.items():
+            n = found[0][0]
+            secs = _median([f[1] for f in found])
+            ratios = [f[2] for f in found]
+            spread = f"{min(ratios):.2f}-{max(ratios):.2f}" if len(found) > 1 else ""
+            peak = max(f[3] for f in found)
+            cpu_ms = _median([f[4] for f in found])
+            print(
+                f"{size:>7} | {name:<54} | {n:>5} | {secs:>7.1f} | {n / secs:>7.1f} | {_median(ratios):>8.2f}"
+                f" | {spread:>9} | {peak:>7.0f} | {cpu_ms:>10.1f}"
+            )
+        if rounds > 1:
+            print(
+                f"{rounds} rounds: secs, CPU ms/doc and 'vs plain' are medians over the rounds (range: lowest-highest"
+                " ratio); peak MB the highest."
+            )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[200])
@@ -206,11 +250,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--files", type=int, default=4, help="WARC files per corpus")
     parser.add_argument("--breakdown", type=int, default=0, help="pages for the per-stage CPU breakdown (0: none)")
     parser.add_argument("--batch-pages", type=int, default=0, help="also run 1 worker in batches of N pages (0: no)")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="repeat plain and pipeline runs N times; print medians (default 1)"
+    )
     args = parser.parse_args(argv)
     from benchmarks.corpus import build_warc
 
-    rows = []
+    rows = _Rows()
     breakdown = None
+
+    def measured(before: float, n: int) -> float:
+        return (_children_cpu() - before) / n * 1000
+
     with tempfile.TemporaryDirectory() as tmp:
         batch_config = None
         if args.batch_pages:
@@ -223,47 +274,53 @@ def main(argv: list[str] | None = None) -> None:
             pattern = f"{tmp}/c{size}-*.warc.gz"
             if args.breakdown and breakdown is None:
                 breakdown = stage_breakdown(pattern, args.breakdown)
-            cpu = _children_cpu()
-            n, secs, peak = run_plain(pattern)
-            cpu, cpu_ms = _children_cpu(), (_children_cpu() - cpu) / n * 1000
-            plain_rate = n / secs
-            rows.append((size, "plain loop, 1 process", n, secs, plain_rate, 1.0, peak, cpu_ms))
-            n2, secs2, peak2 = run_plain(pattern, tuned=True)
-            cpu, cpu_ms = _children_cpu(), (_children_cpu() - cpu) / n2 * 1000
-            name = "plain loop, storybeam's trafilatura speed-ups"
-            rows.append((size, name, n2, secs2, n2 / secs2, n2 / secs2 / plain_rate, peak2, cpu_ms))
-            if max(args.workers) > 1:
-                # What this machine gives two processes of the very same work: the ceiling
-                # for any 2-worker run here.
-                n2, secs2, peak2 = run_plain(pattern, processes=2)
-                cpu, cpu_ms = _children_cpu(), (_children_cpu() - cpu) / n2 * 1000
-                name = "plain loop, 2 processes (machine ceiling)"
-                rows.append((size, name, n2, secs2, n2 / secs2, n2 / secs2 / plain_rate, peak2, cpu_ms))
-            for workers in args.workers:
-                n2, wall, run_secs, peak2 = run_pipeline(pattern, workers, f"{tmp}/out{size}-{workers}")
-                cpu, cpu_ms = _children_cpu(), (_children_cpu() - cpu) / n2 * 1000
-                if n2 != size:  # every page must be accounted for, whatever the worker count
-                    print(f"MISMATCH: {size} pages in, summary.json counts {n2} inputs ({workers} workers)")
-                rate = n2 / run_secs
-                rows.append(
-                    (size, f"storybeam, {workers} worker(s)", n2, run_secs, rate, rate / plain_rate, peak2, cpu_ms)
-                )
-                name = "  same, wall incl. interpreter + imports"
-                rows.append((size, name, n2, wall, n2 / wall, n2 / wall / plain_rate, peak2, cpu_ms))
-            if batch_config:
-                n2, wall, run_secs, peak2 = run_pipeline(pattern, 1, f"{tmp}/outb{size}", batch_config)
-                cpu, cpu_ms = _children_cpu(), (_children_cpu() - cpu) / n2 * 1000
-                name = f"storybeam, 1 worker, batches of {args.batch_pages} pages"
-                rows.append((size, name, n2, run_secs, n2 / run_secs, n2 / run_secs / plain_rate, peak2, cpu_ms))
-    header = (
-        f"{'corpus':>7} | {'run':<48} | {'docs':>5} | {'secs':>7} | {'docs/s':>7} | {'vs plain':>8} | {'peak MB':>7}"
+            for round_no in range(args.rounds):
+                # The plain loop runs before and after the pipeline runs of a round and the
+                # pipeline is compared with the mean of the two: this VM's speed drifts by
+                # tens of percent over minutes, and bracketing cancels a steady drift.
+                cpu = _children_cpu()
+                n, secs, peak = run_plain(pattern)
+                plain = [(n, secs, peak, measured(cpu, n))]
+                piped = []
+                for workers in args.workers:
+                    cpu = _children_cpu()
+                    n2, wall, run_secs, peak2 = run_pipeline(pattern, workers, f"{tmp}/out{size}-{workers}-{round_no}")
+                    if n2 != size:  # every page must be accounted for, whatever the worker count
+                        print(f"MISMATCH: {size} pages in, summary.json counts {n2} inputs ({workers} workers)")
+                    piped.append((workers, n2, wall, run_secs, peak2, measured(cpu, n2)))
+                cpu = _children_cpu()
+                n, secs, peak = run_plain(pattern)
+                plain.append((n, secs, peak, measured(cpu, n)))
+                plain_rate = _median([p[0] / p[1] for p in plain])  # of two: their mean
+                for n, secs, peak, cpu_ms in plain:
+                    rows.add(size, "plain loop, 1 process", n, secs, n / secs / plain_rate, peak, cpu_ms)
+                for workers, n2, wall, run_secs, peak2, cpu_ms in piped:
+                    name = f"storybeam, {workers} worker(s)"
+                    rows.add(size, name, n2, run_secs, n2 / run_secs / plain_rate, peak2, cpu_ms)
+                    name = f"  same, {workers} worker(s), wall incl. interpreter + imports"
+                    rows.add(size, name, n2, wall, n2 / wall / plain_rate, peak2, cpu_ms)
+                if round_no == 0:  # once per size: for reference
+                    cpu = _children_cpu()
+                    n2, secs2, peak2 = run_plain(pattern, tuned=True)
+                    name = "plain loop, storybeam's trafilatura speed-ups"
+                    rows.add(size, name, n2, secs2, n2 / secs2 / plain_rate, peak2, measured(cpu, n2))
+                    if max(args.workers) > 1:
+                        # What this machine gives two processes of the very same work: the
+                        # ceiling for any 2-worker run here.
+                        cpu = _children_cpu()
+                        n2, secs2, peak2 = run_plain(pattern, processes=2)
+                        name = "plain loop, 2 processes (machine ceiling)"
+                        rows.add(size, name, n2, secs2, n2 / secs2 / plain_rate, peak2, measured(cpu, n2))
+                    if batch_config:
+                        cpu = _children_cpu()
+                        n2, wall, run_secs, peak2 = run_pipeline(pattern, 1, f"{tmp}/outb{size}", batch_config)
+                        name = f"storybeam, 1 worker, batches of {args.batch_pages} pages"
+                        rows.add(size, name, n2, run_secs, n2 / run_secs / plain_rate, peak2, measured(cpu, n2))
+    rows.print(args.rounds)
+    print(
+        "vs plain: docs/s over the plain loop's docs/s of the same round (the mean of its run before and after the"
+        " round's pipeline runs). Rows run once per size use that round's plain rate."
     )
-    print(f"{header} | {'CPU ms/doc':>10}")
-    print("-" * 118)
-    for size, name, n, secs, rate, ratio, peak, cpu_ms in rows:
-        print(
-            f"{size:>7} | {name:<48} | {n:>5} | {secs:>7.1f} | {rate:>7.1f} | {ratio:>8.2f} | {peak:>7.0f} | {cpu_ms:>10.1f}"
-        )
     print("plain loop: fastwarc + trafilatura.extract(include_comments=False, include_tables=True, deduplicate=False);")
     print(
         "storybeam's trafilatura speed-ups (transforms/extract.py): a C element-class lookup for its parser and"
