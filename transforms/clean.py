@@ -696,8 +696,10 @@ def _segment_rule(line: str, rules: CleanRules, key: str | None = None) -> str |
 
 
 def _normalise_line(line: str) -> str:
-    line = unicodedata.normalize("NFC", line)
-    return " ".join(line.replace("\u00ad", "").split())
+    """NFC, without soft hyphens, whitespace runs as one space. Idempotent: the soft hyphens
+    go first, since one between a letter and a combining accent keeps NFC from composing
+    them (normalising twice would then give another line, and another host key)."""
+    return " ".join(unicodedata.normalize("NFC", line.replace("\u00ad", "")).split())
 
 
 def clean_text(
@@ -766,7 +768,7 @@ def clean_text(
             rule is None
             and host_boilerplate
             and rules.enabled("host_boilerplate")
-            and _host_key(line, key) in host_boilerplate
+            and key in host_boilerplate  # the line is normalised: key is its line_key
         ):
             rule = "host_boilerplate"
         if rule is not None:
@@ -937,13 +939,6 @@ def _drop_repeats(lines: list[str], keys: list[str], drop, min_contained: int, m
 def line_key(line: str) -> str:
     """Key under which a line is counted for per-host boilerplate learning."""
     return _key(_normalise_line(line))
-
-
-def _host_key(line: str, key: str) -> str:
-    """line_key(line) of a line clean_text has normalised already, given key = _key(line).
-    Normalising it again is a no-op unless it is not NFC: removing a soft hyphen can leave
-    a letter and a combining accent side by side, which NFC then composes."""
-    return key if unicodedata.is_normalized("NFC", line) else line_key(line)
 
 
 def learn_host_boilerplate(texts: Iterable[str], rules: CleanRules) -> frozenset[str]:
