@@ -427,3 +427,36 @@ def test_clean_text_pipeline_learns_host_boilerplate(tmp_path):
             equal_to([("gazette.example", (line_key(footer),))]),
             label="Learned",
         )
+
+
+def _drop_repeats_by_definition(lines: list[str], keys: list[str], min_contained: int, min_repeat: int) -> list[str]:
+    """The rule spelled out, pair by pair: a later copy of a long line goes, then a line whose
+    words occur, as whole words in order, inside another remaining (longer) line."""
+    unique, unique_keys = [], []
+    for line, key in zip(lines, keys, strict=True):
+        if key in unique_keys and len(key) >= min_repeat:
+            continue
+        unique.append(line)
+        unique_keys.append(key)
+    return [
+        line
+        for i, (line, key) in enumerate(zip(unique, unique_keys, strict=True))
+        if len(key) < min_contained
+        or not any(j != i and f" {key} " in f" {other} " for j, other in enumerate(unique_keys))
+    ]
+
+
+def test_repeated_and_contained_lines_match_the_pairwise_definition():
+    import random
+
+    rng = random.Random(7)
+    vocab = ["harbour", "tide", "barrier", "opens", "the", "a", "tides"]
+    dropped_some = 0
+    for _ in range(400):
+        lines = [" ".join(rng.choice(vocab) for _ in range(rng.randint(1, 5))) for _ in range(rng.randint(1, 10))]
+        keys = [clean._key(line) for line in lines]
+        for min_contained, min_repeat in ((1, 1), (12, 8), (30, 30)):
+            got = clean._drop_repeats(lines, keys, lambda rule, line: None, min_contained, min_repeat)
+            assert got == _drop_repeats_by_definition(lines, keys, min_contained, min_repeat), lines
+            dropped_some += len(got) < len(lines)
+    assert dropped_some > 100

@@ -922,16 +922,24 @@ def _drop_repeats(lines: list[str], keys: list[str], drop, min_contained: int, m
         seen.add(key)
         unique.append(line)
         unique_keys.append(key)
-    # A key (padded with spaces, so whole words only) that occurs twice in the \0-joined keys
-    # occurs in another line; equal long lines are gone already, so that line is longer.
-    # str.count keeps this linear in the text size instead of comparing every pair.
+    # A line is contained in another when its key, padded with spaces (whole words only),
+    # occurs in the other's padded key; equal long lines are gone already, so that line is
+    # longer. Such a line has every word of the key, so only the lines holding the key's
+    # rarest word are searched: about linear in the text, where searching all the text
+    # once per line took 3.9 s for 8,000 lines (0.7 MB, a plain-text dump in a page).
     padded = [f" {key} " for key in unique_keys]
-    joined = "\0".join(padded)
+    holders: dict[str, list[int]] = {}
+    for index, key in enumerate(unique_keys):
+        for word in set(key.split(" ")):
+            holders.setdefault(word, []).append(index)
     result = []
-    for line, key in zip(unique, padded, strict=True):
-        if len(key) - 2 >= min_contained and joined.count(key) > 1:
-            drop("repeated_paragraph", line)
-            continue
+    for index, (line, key) in enumerate(zip(unique, unique_keys, strict=True)):
+        if len(key) >= min_contained:
+            rarest = min(set(key.split(" ")), key=lambda word: len(holders[word]))
+            inner = padded[index]
+            if any(other != index and inner in padded[other] for other in holders[rarest]):
+                drop("repeated_paragraph", line)
+                continue
         result.append(line)
     return result
 
