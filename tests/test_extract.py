@@ -394,7 +394,9 @@ def _guard_page() -> str:
             parts.append(f'<{tag} class="plain" id="{name}">{text}</{tag}>')
             parts.append(f'<{tag} id="{name or "y"}">{text}</{tag}>')
             parts.append(f"<{tag}>{text}</{tag}>")
-    parts.append('<div><p class="fulltext">Inside a <author>Ann Lee</author></p></div></body></html>')
+    parts.append('<div><p class="fulltext">Inside a <author>Ann Lee</author></p></div>')
+    parts.append('<figure><span class="author">Photo: Bo Kim</span></figure><time>May 2</time>')
+    parts.append('<div data-component="FigureCaption"><a class="author-name">Cy Lu</a></div></body></html>')
     return "".join(parts)
 
 
@@ -445,3 +447,37 @@ def test_guarded_xpaths_same_elements_on_real_pages(shared_dir):
     trees = [tree for _, html in pages if (tree := load_html(html)) is not None]
     assert len(trees) >= 30
     assert _assert_guarded_same_as_shipped(trees) > 1000
+
+
+def _assert_discard_test_matches_the_sets(trees: list) -> int:
+    from trafilatura.xpaths import AUTHOR_DISCARD_XPATHS
+
+    extract_mod._guard_trafilatura_xpaths()
+    assert extract_mod._discard_tests.get(tuple(x.path for x in AUTHOR_DISCARD_XPATHS), []) is not None
+    found = 0
+    for tree in trees:
+        expected = {elem for expression in AUTHOR_DISCARD_XPATHS for elem in expression(tree)}
+        discarded = extract_mod._author_discard_test(tree)
+        assert extract_mod._discard_tests[tuple(x.path for x in AUTHOR_DISCARD_XPATHS)] is not None
+        for elem in tree.iter():
+            assert discarded(elem) == (elem in expected), (elem.tag, elem.attrib)
+        found += len(expected)
+    return found
+
+
+def test_author_discard_test_matches_the_whole_page_sets():
+    from trafilatura.utils import load_html
+
+    trees = [load_html(_guard_page()), load_html((HTML_DIR / "news_article.html").read_text())]
+    assert _assert_discard_test_matches_the_sets(trees) > 20
+    assert extract_mod._as_self_tests("//a/b") is None
+    assert extract_mod._as_self_tests("//time|.//*[@x='a|b']") == [("self::time", False), ("self::*[@x='a|b']", True)]
+
+
+def test_author_discard_test_on_real_pages(shared_dir):
+    from trafilatura.utils import load_html
+
+    from benchmarks.corpus import eval_pages
+
+    trees = [tree for _, html in eval_pages()[::25] if (tree := load_html(html)) is not None]
+    assert _assert_discard_test_matches_the_sets(trees) > 200

@@ -623,19 +623,91 @@ def _author_heuristic(tree: Any) -> str | None:
     from trafilatura.json_metadata import normalize_authors
     from trafilatura.metadata import extract_author
     from trafilatura.utils import trim
-    from trafilatura.xpaths import AUTHOR_DISCARD_XPATHS, AUTHOR_XPATHS
+    from trafilatura.xpaths import AUTHOR_XPATHS
 
-    discarded = {elem for expression in AUTHOR_DISCARD_XPATHS for elem in expression(tree)}
+    discarded = _author_discard_test(tree)
     for expression in AUTHOR_XPATHS:
         for elem in expression(tree):
-            if elem in discarded or any(a in discarded for a in elem.iterancestors()):
+            if discarded(elem) or any(discarded(a) for a in elem.iterancestors()):
                 continue
-            if any(d in discarded for d in elem.iterdescendants()):
+            if any(discarded(d) for d in elem.iterdescendants()):
                 return extract_author(tree)
             content = trim(" ".join(elem.itertext()))
             if content and 2 < len(content) < 120:
                 return normalize_authors(None, content)
     return None
+
+
+_STEP = re.compile(r"\s*(\.?)//([A-Za-z_*][\w.-]*)\s*(.*?)\s*", re.DOTALL)
+
+
+def _as_self_tests(path: str) -> list[tuple[str, bool]] | None:
+    """``(.)//NAME[...][...]`` branches (joined by "|") as tests of one element:
+    ("self::NAME[...][...]", whether the branch is relative, so never selects its context
+    element). None when a branch has another shape (more steps, functions, ...)."""
+    branches, depth, quote, start = [], 0, "", 0
+    for at, char in enumerate(path):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "[(":
+            depth += 1
+        elif char in "])":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            branches.append(path[start:at])
+            start = at + 1
+    branches.append(path[start:])
+    tests = []
+    for branch in branches:
+        match = _STEP.fullmatch(branch)
+        if match is None:
+            return None
+        relative, name, predicates = match.groups()
+        depth = 0
+        for char in predicates:  # predicates only: nothing outside brackets
+            depth += (char == "[") - (char == "]")
+            if depth == 0 and char not in "]" and not char.isspace():
+                return None
+        tests.append((f"self::{name}{predicates}", bool(relative)))
+    return tests
+
+
+_discard_tests: dict[tuple[str, ...], list[tuple[Any, bool]] | None] = {}
+
+
+def _author_discard_test(tree: Any) -> Any:
+    """Whether an element of ``tree`` is one trafilatura's author search discards (an element
+    of AUTHOR_DISCARD_XPATHS evaluated on ``tree``). trafilatura evaluates those XPaths over
+    the whole page (~2 ms on the pages searched); the byline candidates, their ancestors
+    and descendants are a few dozen elements, so each is tested alone, once
+    (tests/test_extract.py checks the answers against the whole-page sets)."""
+    from lxml import etree
+    from trafilatura.xpaths import AUTHOR_DISCARD_XPATHS, REGEXP_NS
+
+    key = tuple(expression.path for expression in AUTHOR_DISCARD_XPATHS)
+    if key not in _discard_tests:
+        parts = [_as_self_tests(path) for path in key]
+        _discard_tests[key] = (
+            None
+            if any(part is None for part in parts)
+            else [
+                (etree.XPath(test, namespaces={"re": REGEXP_NS}), relative) for part in parts for test, relative in part
+            ]
+        )
+    tests = _discard_tests[key]
+    if tests is None:  # another shape: the whole-page sets, as trafilatura does
+        return {elem for expression in AUTHOR_DISCARD_XPATHS for elem in expression(tree)}.__contains__
+    known: dict[Any, bool] = {}
+
+    def discarded(elem: Any) -> bool:
+        found = known.get(elem)
+        if found is None:
+            found = known[elem] = any(test(elem) for test, relative in tests if not (relative and elem is tree))
+        return found
+
+    return discarded
 
 
 def _categories(tree: Any, html: str | None) -> list[str]:
