@@ -24,6 +24,7 @@ import json
 import os
 import re
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,9 +38,8 @@ PLAIN_LOOP = r"""
 import os, sys, time, glob, trafilatura
 from fastwarc.warc import ArchiveIterator, WarcRecordType
 if os.environ.get("STORYBEAM_TUNED_TRAFILATURA"):  # the same speed-ups the pipeline installs
-    from transforms.extract import _fast_element_lookup, _guard_trafilatura_xpaths
-    _fast_element_lookup()
-    _guard_trafilatura_xpaths()
+    from transforms.extract import speed_up_trafilatura
+    speed_up_trafilatura()
 n = 0
 t0 = time.perf_counter()
 paths = sorted(glob.glob(sys.argv[1]))
@@ -203,10 +203,12 @@ def stage_breakdown(pattern: str, limit: int) -> list[tuple[str, float]]:
     return [(name, secs / len(docs) * 1000) for name, secs in spent.items()]
 
 
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+def _with_cpu(run, *args, **kwargs) -> tuple[tuple, float]:
+    """``run(*args, **kwargs)`` (a result whose first item is the number of documents) and
+    the CPU ms per document of the child processes it ran."""
+    before = _children_cpu()
+    result = run(*args, **kwargs)
+    return result, (_children_cpu() - before) / result[0] * 1000
 
 
 class _Rows:
@@ -227,13 +229,13 @@ class _Rows:
         print("-" * len(header))
         for (size, name), found in self.runs.items():
             n = found[0][0]
-            secs = _median([f[1] for f in found])
+            secs = statistics.median(f[1] for f in found)
             ratios = [f[2] for f in found]
             spread = f"{min(ratios):.2f}-{max(ratios):.2f}" if len(found) > 1 else ""
             peak = max(f[3] for f in found)
-            cpu_ms = _median([f[4] for f in found])
+            cpu_ms = statistics.median(f[4] for f in found)
             print(
-                f"{size:>7} | {name:<54} | {n:>5} | {secs:>7.1f} | {n / secs:>7.1f} | {_median(ratios):>8.2f}"
+                f"{size:>7} | {name:<54} | {n:>5} | {secs:>7.1f} | {n / secs:>7.1f} | {statistics.median(ratios):>8.2f}"
                 f" | {spread:>9} | {peak:>7.0f} | {cpu_ms:>10.1f}"
             )
         if rounds > 1:
@@ -259,9 +261,6 @@ def main(argv: list[str] | None = None) -> None:
     rows = _Rows()
     breakdown = None
 
-    def measured(before: float, n: int) -> float:
-        return (_children_cpu() - before) / n * 1000
-
     with tempfile.TemporaryDirectory() as tmp:
         batch_config = None
         if args.batch_pages:
@@ -278,21 +277,17 @@ def main(argv: list[str] | None = None) -> None:
                 # The plain loop runs before and after the pipeline runs of a round and the
                 # pipeline is compared with the mean of the two: this VM's speed drifts by
                 # tens of percent over minutes, and bracketing cancels a steady drift.
-                cpu = _children_cpu()
-                n, secs, peak = run_plain(pattern)
-                plain = [(n, secs, peak, measured(cpu, n))]
+                plain = [_with_cpu(run_plain, pattern)]
                 piped = []
                 for workers in args.workers:
-                    cpu = _children_cpu()
-                    n2, wall, run_secs, peak2 = run_pipeline(pattern, workers, f"{tmp}/out{size}-{workers}-{round_no}")
+                    out = f"{tmp}/out{size}-{workers}-{round_no}"
+                    (n2, wall, run_secs, peak2), cpu_ms = _with_cpu(run_pipeline, pattern, workers, out)
                     if n2 != size:  # every page must be accounted for, whatever the worker count
                         print(f"MISMATCH: {size} pages in, summary.json counts {n2} inputs ({workers} workers)")
-                    piped.append((workers, n2, wall, run_secs, peak2, measured(cpu, n2)))
-                cpu = _children_cpu()
-                n, secs, peak = run_plain(pattern)
-                plain.append((n, secs, peak, measured(cpu, n)))
-                plain_rate = _median([p[0] / p[1] for p in plain])  # of two: their mean
-                for n, secs, peak, cpu_ms in plain:
+                    piped.append((workers, n2, wall, run_secs, peak2, cpu_ms))
+                plain.append(_with_cpu(run_plain, pattern))
+                plain_rate = statistics.mean(n / secs for (n, secs, _), _ in plain)
+                for (n, secs, peak), cpu_ms in plain:
                     rows.add(size, "plain loop, 1 process", n, secs, n / secs / plain_rate, peak, cpu_ms)
                 for workers, n2, wall, run_secs, peak2, cpu_ms in piped:
                     name = f"storybeam, {workers} worker(s)"
@@ -300,22 +295,20 @@ def main(argv: list[str] | None = None) -> None:
                     name = f"  same, {workers} worker(s), wall incl. interpreter + imports"
                     rows.add(size, name, n2, wall, n2 / wall / plain_rate, peak2, cpu_ms)
                 if round_no == 0:  # once per size: for reference
-                    cpu = _children_cpu()
-                    n2, secs2, peak2 = run_plain(pattern, tuned=True)
+                    (n2, secs2, peak2), cpu_ms = _with_cpu(run_plain, pattern, tuned=True)
                     name = "plain loop, storybeam's trafilatura speed-ups"
-                    rows.add(size, name, n2, secs2, n2 / secs2 / plain_rate, peak2, measured(cpu, n2))
+                    rows.add(size, name, n2, secs2, n2 / secs2 / plain_rate, peak2, cpu_ms)
                     if max(args.workers) > 1:
                         # What this machine gives two processes of the very same work: the
                         # ceiling for any 2-worker run here.
-                        cpu = _children_cpu()
-                        n2, secs2, peak2 = run_plain(pattern, processes=2)
+                        (n2, secs2, peak2), cpu_ms = _with_cpu(run_plain, pattern, processes=2)
                         name = "plain loop, 2 processes (machine ceiling)"
-                        rows.add(size, name, n2, secs2, n2 / secs2 / plain_rate, peak2, measured(cpu, n2))
+                        rows.add(size, name, n2, secs2, n2 / secs2 / plain_rate, peak2, cpu_ms)
                     if batch_config:
-                        cpu = _children_cpu()
-                        n2, wall, run_secs, peak2 = run_pipeline(pattern, 1, f"{tmp}/outb{size}", batch_config)
+                        out = f"{tmp}/outb{size}"
+                        (n2, wall, run_secs, peak2), cpu_ms = _with_cpu(run_pipeline, pattern, 1, out, batch_config)
                         name = f"storybeam, 1 worker, batches of {args.batch_pages} pages"
-                        rows.add(size, name, n2, run_secs, n2 / run_secs / plain_rate, peak2, measured(cpu, n2))
+                        rows.add(size, name, n2, run_secs, n2 / run_secs / plain_rate, peak2, cpu_ms)
     rows.print(args.rounds)
     print(
         "vs plain: docs/s over the plain loop's docs/s of the same round (the mean of its run before and after the"

@@ -456,12 +456,12 @@ def _assert_discard_test_matches_the_sets(trees: list) -> int:
     from trafilatura.xpaths import AUTHOR_DISCARD_XPATHS
 
     extract_mod._guard_trafilatura_xpaths()
-    assert extract_mod._discard_tests.get(tuple(x.path for x in AUTHOR_DISCARD_XPATHS), []) is not None
+    key = tuple(x.path for x in AUTHOR_DISCARD_XPATHS)
     found = 0
     for tree in trees:
         expected = {elem for expression in AUTHOR_DISCARD_XPATHS for elem in expression(tree)}
         discarded = extract_mod._author_discard_test(tree)
-        assert extract_mod._discard_tests[tuple(x.path for x in AUTHOR_DISCARD_XPATHS)] is not None
+        assert extract_mod._discard_tests[key] is not None  # the per-element tests, not the sets
         for elem in tree.iter():
             assert discarded(elem) == (elem in expected), (elem.tag, elem.attrib)
         found += len(expected)

@@ -928,14 +928,15 @@ def _drop_repeats(lines: list[str], keys: list[str], drop, min_contained: int, m
     # rarest word are searched: about linear in the text, where searching all the text
     # once per line took 3.9 s for 8,000 lines (0.7 MB, a plain-text dump in a page).
     padded = [f" {key} " for key in unique_keys]
+    words = [set(key.split(" ")) for key in unique_keys]
     holders: dict[str, list[int]] = {}
-    for index, key in enumerate(unique_keys):
-        for word in set(key.split(" ")):
+    for index, its_words in enumerate(words):
+        for word in its_words:
             holders.setdefault(word, []).append(index)
     result = []
     for index, (line, key) in enumerate(zip(unique, unique_keys, strict=True)):
         if len(key) >= min_contained:
-            rarest = min(set(key.split(" ")), key=lambda word: len(holders[word]))
+            rarest = min(words[index], key=lambda word: len(holders[word]))
             inner = padded[index]
             if any(other != index and inner in padded[other] for other in holders[rarest]):
                 drop("repeated_paragraph", line)

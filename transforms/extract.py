@@ -836,7 +836,6 @@ def guarded_regex_xpath(path: str) -> str:
 
 
 _xpaths_guarded = False
-_install_lock = threading.Lock()  # DoFn threads may extract their first pages at once
 
 
 def _guard_trafilatura_xpaths() -> None:
@@ -849,31 +848,26 @@ def _guard_trafilatura_xpaths() -> None:
     whole-tree XPath evaluations alone drop by ~22 %). tests/test_extract.py compares each
     guarded XPath with its original."""
     global _xpaths_guarded
-    with _install_lock:
-        if not _xpaths_guarded:
-            _guard_xpaths_of_loaded_trafilatura()
-            _xpaths_guarded = True
-
-
-def _guard_xpaths_of_loaded_trafilatura() -> None:
+    if _xpaths_guarded:
+        return
     import trafilatura  # noqa: F401 - loads the modules walked below
     from lxml import etree
     from trafilatura import xpaths
 
-    # id -> (original, its replacement); holding the original keeps its id from being reused
-    replaced: dict[int, tuple[Any, Any]] = {}
+    # original -> replacement, and replacement -> itself: a list shared by several modules
+    # is seen again (keys keep the originals alive)
+    replaced: dict[Any, Any] = {}
 
     def guarded(expression: Any) -> Any:
         if not isinstance(expression, etree.XPath) or "re:test" not in expression.path:
             return expression
-        if id(expression) not in replaced:
+        if expression not in replaced:
             try:
                 new = etree.XPath(guarded_regex_xpath(expression.path), namespaces={"re": xpaths.REGEXP_NS})
             except etree.XPathSyntaxError:
                 new = expression
-            replaced[id(expression)] = (expression, new)
-            replaced[id(new)] = (new, new)  # a list shared by several modules is seen again
-        return replaced[id(expression)][1]
+            replaced[expression] = replaced[new] = new
+        return replaced[expression]
 
     for name, module in list(sys.modules.items()):
         if name != "trafilatura" and not name.startswith("trafilatura."):
@@ -883,6 +877,26 @@ def _guard_xpaths_of_loaded_trafilatura() -> None:
                 value[:] = [guarded(item) for item in value]
             elif isinstance(value, etree.XPath):
                 setattr(module, attr, guarded(value))
+    _xpaths_guarded = True
+
+
+_speedups_installed = False
+_install_lock = threading.Lock()  # DoFn threads may extract their first pages at once
+
+
+def speed_up_trafilatura() -> None:
+    """Install, once per process, the speed-ups that keep trafilatura's results: the C
+    element-class lookup (``_fast_element_lookup``) and the guarded regex XPaths
+    (``_guard_trafilatura_xpaths``). extract_html calls it; benchmarks/throughput.py too,
+    for its plain loop with the same speed-ups."""
+    global _speedups_installed
+    if _speedups_installed:
+        return
+    with _install_lock:
+        if not _speedups_installed:
+            _fast_element_lookup()
+            _guard_trafilatura_xpaths()
+            _speedups_installed = True
 
 
 def extract_html(html: str, url: str, settings: ExtractSettings) -> dict[str, Any]:
@@ -892,8 +906,7 @@ def extract_html(html: str, url: str, settings: ExtractSettings) -> dict[str, An
     the tree (extraction works on a copy; the metadata pass does not change it)."""
     from trafilatura.utils import load_html
 
-    _fast_element_lookup()
-    _guard_trafilatura_xpaths()
+    speed_up_trafilatura()
     tree = load_html(html)
     source = tree if tree is not None else html
     meta = page_metadata(html) if settings.use_structured_data else PageMeta()
