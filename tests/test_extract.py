@@ -240,6 +240,53 @@ def test_link_lines_around_the_article_are_trimmed():
     ]
 
 
+#: the anchor pattern as first written: the unrolled ``_ANCHOR`` must find exactly its matches
+_LAZY_ANCHOR = re.compile(r"<a\b[^>]*>(.*?)</a\s*>", re.IGNORECASE | re.DOTALL)
+
+
+def _anchor_soup(rng) -> str:
+    pieces = [
+        "<a href='/x'>", "<A HREF=/y>", "<a>", "<abbr>", "<area>", "</a>", "</A>", "</a >", "</a\n>",
+        "</ab>", "</abbr>", "<", "</", "</a", "<b>", "</b>", "word", "Two words", "&amp;", "\n", " ", ">",
+    ]  # fmt: skip
+    return "".join(rng.choice(pieces) for _ in range(rng.randrange(1, 40)))
+
+
+def test_anchor_pattern_finds_what_the_lazy_pattern_finds():
+    import random
+
+    rng = random.Random(7)
+    soups = [_anchor_soup(rng) for _ in range(5000)]
+    matched = 0
+    for soup in soups:
+        expected = _LAZY_ANCHOR.findall(soup)
+        assert extract_mod._ANCHOR.findall(soup) == expected, soup
+        matched += bool(expected)
+    assert matched > 1000  # the soups do exercise matches (and, with ``</a >``, the lookahead)
+    page = (HTML_DIR / "news_article.html").read_text()
+    assert extract_mod._ANCHOR.findall(page) == _LAZY_ANCHOR.findall(page) != []
+
+
+def test_anchor_pattern_on_real_pages(shared_dir):
+    from benchmarks.corpus import eval_pages
+
+    pages = [extract_mod.decode_html(html) for _, html in eval_pages()[::10]]
+    assert sum(len(extract_mod._ANCHOR.findall(page)) for page in pages) > 5000
+    for page in pages:
+        assert extract_mod._ANCHOR.findall(page) == _LAZY_ANCHOR.findall(page)
+
+
+def test_startup_heap_is_frozen_once(monkeypatch):
+    import gc
+
+    monkeypatch.setattr(extract_mod, "_heap_frozen", False)
+    frozen = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(gc.get_freeze_count()))
+    extract_mod.freeze_startup_heap()
+    extract_mod.freeze_startup_heap()
+    assert len(frozen) == 1 and extract_mod._speedups_installed
+
+
 def test_decoding_prefers_what_the_bytes_are():
     decode = extract_mod.decode_html
     # Declared latin-1 but served as UTF-8: no mojibake.

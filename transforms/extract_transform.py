@@ -12,7 +12,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
 from transforms import records
-from transforms.extract import ExtractSettings, ProcessExtractor, extract_document
+from transforms.extract import ExtractSettings, ProcessExtractor, extract_document, freeze_startup_heap
 from transforms.records import Document, Failure
 
 
@@ -22,6 +22,7 @@ class _ExtractDoFn(beam.DoFn):
         self._process: ProcessExtractor | None = None
 
     def setup(self) -> None:
+        freeze_startup_heap()
         if self._settings.isolation in ("auto", "process"):
             self._process = ProcessExtractor(self._settings.max_memory_mb)
 
