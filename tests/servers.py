@@ -380,6 +380,9 @@ class HostileServer:
         h.close_connection = True
 
     def _huge_length(self, h: _Handler) -> None:
+        # as in send(): the client gives up on the header alone and may start its next
+        # request before this thread has written the rest and returned
+        self._leave(h.record)
         h.send_response(200)
         h.send_header("Content-Type", "text/html")
         h.send_header("Content-Length", str(10**12))
