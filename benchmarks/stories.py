@@ -7,7 +7,9 @@ Datasets (third-party, read from ``../shared/data``, never copied into the repo)
 * ``news_search_clustering``: 20 query groups of 50 dated news items (title + meta title +
   description), each with event-level human clusterings ``gold1`` and ``gold2``. We cluster
   each group and report ARI and BCubed P/R/F1 per annotator, averaged over the groups,
-  beside the annotators' agreement with each other (gold2 scored against gold1), and a
+  beside the annotators' agreement with each other (gold2 scored against gold1), two
+  ceilings of our similarity (the best threshold chosen per group on its own gold; the share
+  of gold same-story pairs it scores near zero or below the cut), and a
   pairwise same-story F1 where every pair is clustered on its own (two-article input, as a
   stream sees it), for pairs on which both annotators agree.
 * ``wikiref220``: 220 full-text articles, 16 topic labels (5 major + 11 noise topics). Labels
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import gzip
 import json
 import math
@@ -58,6 +61,7 @@ from transforms.stories import (
     content_terms,
     link_clusters,
     load_topics,
+    similarity_matrix,
     text_profile,
 )
 
@@ -263,6 +267,53 @@ def eval_news(groups, clusterer: Clusterer) -> dict[str, float]:
             ):
                 scores.setdefault(f"{annotator}_{name}", []).append(value)
     return {k: float(np.mean(v)) for k, v in scores.items()}
+
+
+def gold_pair_similarity(
+    groups, settings: StorySettings, low: float = 0.05
+) -> dict[str, tuple[int, float, float, int, float]]:
+    """Per annotator, what ``sparse_similarity`` sees of the gold's pairs inside each group:
+    (same-story pairs, share below ``low``, share below the cut, other pairs, share at or
+    above the cut). A same-story pair the similarity puts near zero can only join through
+    others (average linkage), which bounds what any threshold can reach."""
+    cut = settings.cluster_threshold
+    same: dict[str, list[float]] = {}
+    other: dict[str, list[float]] = {}
+    for _, articles, golds in groups:
+        sim = similarity_matrix(articles, settings)
+        for annotator, labels in golds.items():
+            for i, j in combinations(range(len(articles)), 2):
+                (same if labels[i] == labels[j] else other).setdefault(annotator, []).append(sim[i, j])
+
+    def share(values: list[float], test) -> float:
+        return float(np.mean(test(np.array(values)))) if values else 0.0
+
+    out = {}
+    for annotator in {a for _, _, golds in groups for a in golds}:
+        s, o = same.get(annotator, []), other.get(annotator, [])
+        out[annotator] = (
+            len(s),
+            share(s, lambda v: v < low),
+            share(s, lambda v: v < cut),
+            len(o),
+            share(o, lambda v: v >= cut),
+        )
+    return dict(sorted(out.items()))
+
+
+def oracle_thresholds(groups, settings: StorySettings, thresholds: Sequence[float]) -> dict[str, float]:
+    """BCubed F1 per annotator with the best ``cluster_threshold`` chosen for each group on
+    its own gold: a ceiling for the similarity as it is (no threshold rule can beat it)."""
+    best: dict[str, list[float]] = {}
+    for _, articles, golds in groups:
+        ids = [a.article_id for a in articles]
+        preds = [
+            labels_of(cluster_stories(articles, dataclasses.replace(settings, cluster_threshold=t)), ids)
+            for t in thresholds
+        ]
+        for annotator, truth in golds.items():
+            best.setdefault(annotator, []).append(max(bcubed(truth, pred)[2] for pred in preds))
+    return {annotator: float(np.mean(v)) for annotator, v in best.items()}
 
 
 def eval_annotators(groups) -> dict[str, float]:
@@ -504,6 +555,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         for g in ("gold1", "gold2"):
             print(f"{name:<22}{g:<7}{s[g + '_ari']:7.3f}{s[g + '_p']:7.3f}{s[g + '_r']:7.3f}{s[g + '_f1']:7.3f}")
         print(f"{'':<22}({took:.2f} s for 1,000 items)")
+
+    oracle = oracle_thresholds(groups, settings, np.arange(0.06, 0.42, 0.02))
+    print(
+        f"{'ours, best threshold per group':<31}gold1 B3-F1 {oracle['gold1']:.3f}, gold2 {oracle['gold2']:.3f}"
+        " (a ceiling for this similarity)"
+    )
+    cut = settings.cluster_threshold
+    print(f"gold pairs inside the groups by our similarity (cut {cut:.2f}):")
+    for annotator, (n_same, below_low, below_cut, n_other, above_cut) in gold_pair_similarity(groups, settings).items():
+        print(
+            f"  {annotator}: {n_same} same-story pairs, {below_low:.0%} below 0.05, {below_cut:.0%} below the cut;"
+            f" {n_other} other pairs, {above_cut:.1%} at or above the cut"
+        )
 
     pairs = agreed_pairs(groups, args.pairs)
     positives = sum(1 for p in pairs if p[2])

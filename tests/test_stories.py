@@ -480,3 +480,29 @@ def test_inflected_german_reports_match_and_function_words_do_not() -> None:
     assert sorted(sorted(c) for c in clusters) == sorted(
         [sorted([flood.article_id, follow_up.article_id]), [other.article_id]]
     )
+
+
+def test_benchmark_ceilings_count_gold_pairs_and_pick_the_best_threshold():
+    from benchmarks import stories as bench
+
+    day = datetime(2026, 3, 1, tzinfo=UTC)
+    flood = "Flood waters rose in Dresden as the Elbe broke its banks; Dresden evacuated the old town."
+    vote = "Parliament in Lisbon passed the budget vote; Lisbon ministers defended the budget."
+    texts = [
+        ("Elbe floods Dresden", flood),
+        ("Dresden evacuates as Elbe rises", flood + " Firefighters worked through the night."),
+        ("Elbe flood reaches Dresden old town", "Dresden old town flooded as the Elbe rose further."),
+        ("Lisbon parliament passes budget", vote),
+        ("Budget vote in Lisbon", vote + " The opposition walked out."),
+    ]
+    articles = [bench._article(f"a{i}", title, text, day) for i, (title, text) in enumerate(texts)]
+    labels = [0, 0, 0, 1, 1]
+    groups = [("toy", articles, {"gold1": labels, "gold2": [0, 1, 2, 3, 4]})]
+    settings = StorySettings()
+    seen = bench.gold_pair_similarity(groups, settings)
+    assert seen["gold1"][0] == 3 + 1 and seen["gold1"][3] == 10 - 4  # same-story / other pairs
+    assert seen["gold2"][:3] == (0, 0.0, 0.0) and seen["gold2"][3] == 10  # singletons only
+    assert seen["gold1"][4] == 0.0  # no flood-vote pair reaches the cut
+    oracle = bench.oracle_thresholds(groups, settings, [0.05, settings.cluster_threshold, 0.95])
+    at_cut = bench.eval_news(groups, bench.ours(settings))
+    assert oracle["gold1"] >= at_cut["gold1_f1"] and oracle["gold2"] == 1.0  # 0.95 leaves singletons
