@@ -253,6 +253,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--breakdown", type=int, default=0, help="pages for the per-stage CPU breakdown (0: none)")
     parser.add_argument("--batch-pages", type=int, default=0, help="also run 1 worker in batches of N pages (0: no)")
     parser.add_argument(
+        "--light-metadata",
+        action="store_true",
+        help="also run 1 worker with extract.metadata_heuristics [title] (no date or author heuristics)",
+    )
+    parser.add_argument(
         "--rounds", type=int, default=1, help="repeat plain and pipeline runs N times; print medians (default 1)"
     )
     args = parser.parse_args(argv)
@@ -262,6 +267,10 @@ def main(argv: list[str] | None = None) -> None:
     breakdown = None
 
     with tempfile.TemporaryDirectory() as tmp:
+        light_config = None
+        if args.light_metadata:
+            light_config = f"{tmp}/light.yaml"
+            Path(light_config).write_text("extract:\n  metadata_heuristics: [title]\n")
         batch_config = None
         if args.batch_pages:
             batch_config = f"{tmp}/batches.yaml"
@@ -304,6 +313,11 @@ def main(argv: list[str] | None = None) -> None:
                         (n2, secs2, peak2), cpu_ms = _with_cpu(run_plain, pattern, processes=2)
                         name = "plain loop, 2 processes (machine ceiling)"
                         rows.add(size, name, n2, secs2, n2 / secs2 / plain_rate, peak2, cpu_ms)
+                    if light_config:
+                        out = f"{tmp}/outl{size}"
+                        (n2, wall, run_secs, peak2), cpu_ms = _with_cpu(run_pipeline, pattern, 1, out, light_config)
+                        name = "storybeam, 1 worker, metadata_heuristics [title]"
+                        rows.add(size, name, n2, run_secs, n2 / run_secs / plain_rate, peak2, cpu_ms)
                     if batch_config:
                         out = f"{tmp}/outb{size}"
                         (n2, wall, run_secs, peak2), cpu_ms = _with_cpu(run_pipeline, pattern, 1, out, batch_config)

@@ -287,6 +287,27 @@ def test_startup_heap_is_frozen_once(monkeypatch):
     assert len(frozen) == 1 and extract_mod._speedups_installed
 
 
+def test_metadata_heuristics_run_only_where_kept():
+    body = " ".join(["The harbour wall was finished on time and under budget, the council said."] * 6)
+    page = (
+        "<html><head><title>Harbour wall finished</title></head><body><article>"
+        "<h1>Harbour wall finished</h1><p class='date'>Published 12 March 2024</p>"
+        f"<p class='author'>By Ana Lima</p><p>{body}</p></article></body></html>"
+    )
+    full = extract_mod.extract_html(page, "https://news.example/harbour", ExtractSettings())
+    assert full["date_heuristic"] == "2024-03-12" and full["title"] == "Harbour wall finished"
+    assert full["author"] == "Ana Lima"
+    light = extract_mod.extract_html(
+        page, "https://news.example/harbour", ExtractSettings(metadata_heuristics=("title",))
+    )
+    assert light["date_heuristic"] is None and light["author"] is None
+    assert light["title"] == "Harbour wall finished" and light["text"] == full["text"]
+    none = extract_mod.extract_html(page, "https://news.example/harbour", ExtractSettings(metadata_heuristics=()))
+    assert none["title"] is None and none["date_heuristic"] is None
+    with pytest.raises(ValueError, match="metadata_heuristics"):
+        ExtractSettings(metadata_heuristics=("date", "byline"))
+
+
 def test_decoding_prefers_what_the_bytes_are():
     decode = extract_mod.decode_html
     # Declared latin-1 but served as UTF-8: no mojibake.
