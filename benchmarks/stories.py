@@ -277,28 +277,23 @@ def gold_pair_similarity(
     above the cut). A same-story pair the similarity puts near zero can only join through
     others (average linkage), which bounds what any threshold can reach."""
     cut = settings.cluster_threshold
-    same: dict[str, list[float]] = {}
-    other: dict[str, list[float]] = {}
+    annotators = sorted({a for _, _, golds in groups for a in golds})
+    same: dict[str, list[float]] = {a: [] for a in annotators}
+    other: dict[str, list[float]] = {a: [] for a in annotators}
     for _, articles, golds in groups:
         sim = similarity_matrix(articles, settings)
         for annotator, labels in golds.items():
             for i, j in combinations(range(len(articles)), 2):
-                (same if labels[i] == labels[j] else other).setdefault(annotator, []).append(sim[i, j])
+                (same if labels[i] == labels[j] else other)[annotator].append(sim[i, j])
 
-    def share(values: list[float], test) -> float:
-        return float(np.mean(test(np.array(values)))) if values else 0.0
+    def share(mask: np.ndarray) -> float:
+        return float(mask.mean()) if mask.size else 0.0
 
     out = {}
-    for annotator in {a for _, _, golds in groups for a in golds}:
-        s, o = same.get(annotator, []), other.get(annotator, [])
-        out[annotator] = (
-            len(s),
-            share(s, lambda v: v < low),
-            share(s, lambda v: v < cut),
-            len(o),
-            share(o, lambda v: v >= cut),
-        )
-    return dict(sorted(out.items()))
+    for annotator in annotators:
+        s, o = np.array(same[annotator]), np.array(other[annotator])
+        out[annotator] = (len(s), share(s < low), share(s < cut), len(o), share(o >= cut))
+    return out
 
 
 def oracle_thresholds(groups, settings: StorySettings, thresholds: Sequence[float]) -> dict[str, float]:
@@ -561,11 +556,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"{'ours, best threshold per group':<31}gold1 B3-F1 {oracle['gold1']:.3f}, gold2 {oracle['gold2']:.3f}"
         " (a ceiling for this similarity)"
     )
-    cut = settings.cluster_threshold
+    cut, low = settings.cluster_threshold, 0.05
     print(f"gold pairs inside the groups by our similarity (cut {cut:.2f}):")
-    for annotator, (n_same, below_low, below_cut, n_other, above_cut) in gold_pair_similarity(groups, settings).items():
+    for annotator, (n_same, below_low, below_cut, n_other, above_cut) in gold_pair_similarity(
+        groups, settings, low
+    ).items():
         print(
-            f"  {annotator}: {n_same} same-story pairs, {below_low:.0%} below 0.05, {below_cut:.0%} below the cut;"
+            f"  {annotator}: {n_same} same-story pairs, {below_low:.0%} below {low}, {below_cut:.0%} below the cut;"
             f" {n_other} other pairs, {above_cut:.1%} at or above the cut"
         )
 

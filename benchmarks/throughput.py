@@ -267,14 +267,14 @@ def main(argv: list[str] | None = None) -> None:
     breakdown = None
 
     with tempfile.TemporaryDirectory() as tmp:
-        light_config = None
+        # More 1-worker runs, once per size: (row name, config file)
+        variants: list[tuple[str, str]] = []
         if args.light_metadata:
-            light_config = f"{tmp}/light.yaml"
-            Path(light_config).write_text("extract:\n  metadata_heuristics: [title]\n")
-        batch_config = None
+            variants.append(("storybeam, 1 worker, metadata_heuristics [title]", f"{tmp}/light.yaml"))
+            Path(variants[-1][1]).write_text("extract:\n  metadata_heuristics: [title]\n")
         if args.batch_pages:
-            batch_config = f"{tmp}/batches.yaml"
-            Path(batch_config).write_text("run:\n  batch_files: 1\n")  # one file = one batch
+            variants.append((f"storybeam, 1 worker, batches of {args.batch_pages} pages", f"{tmp}/batches.yaml"))
+            Path(variants[-1][1]).write_text("run:\n  batch_files: 1\n")  # one file = one batch
         for size in args.sizes:
             # files of batch_pages pages each when batching, so a batch has the same size at any corpus size
             files = max(args.files, -(-size // args.batch_pages)) if args.batch_pages else args.files
@@ -313,15 +313,9 @@ def main(argv: list[str] | None = None) -> None:
                         (n2, secs2, peak2), cpu_ms = _with_cpu(run_plain, pattern, processes=2)
                         name = "plain loop, 2 processes (machine ceiling)"
                         rows.add(size, name, n2, secs2, n2 / secs2 / plain_rate, peak2, cpu_ms)
-                    if light_config:
-                        out = f"{tmp}/outl{size}"
-                        (n2, wall, run_secs, peak2), cpu_ms = _with_cpu(run_pipeline, pattern, 1, out, light_config)
-                        name = "storybeam, 1 worker, metadata_heuristics [title]"
-                        rows.add(size, name, n2, run_secs, n2 / run_secs / plain_rate, peak2, cpu_ms)
-                    if batch_config:
-                        out = f"{tmp}/outb{size}"
-                        (n2, wall, run_secs, peak2), cpu_ms = _with_cpu(run_pipeline, pattern, 1, out, batch_config)
-                        name = f"storybeam, 1 worker, batches of {args.batch_pages} pages"
+                    for number, (name, config) in enumerate(variants):
+                        out = f"{tmp}/outv{size}-{number}"
+                        (n2, wall, run_secs, peak2), cpu_ms = _with_cpu(run_pipeline, pattern, 1, out, config)
                         rows.add(size, name, n2, run_secs, n2 / run_secs / plain_rate, peak2, cpu_ms)
     rows.print(args.rounds)
     print(

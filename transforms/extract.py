@@ -19,8 +19,8 @@ Extraction of HTML pages:
 4. Metadata precedence (title, date, author, language): structured page metadata
    (JSON-LD / OpenGraph / ``<html lang>``) first, then the document's own (feed entry, WARC,
    JSON record), then trafilatura's heuristics (only run when the structured data lacks
-   title, date or author; only those kept in ``metadata_heuristics``). Published dates from the heuristics carry no time of day, so a
-   feed timestamp is preferred over them.
+   title, date or author; only those kept in ``metadata_heuristics``). Published dates
+   from the heuristics carry no time of day, so a feed timestamp is preferred over them.
 
 Time limit. trafilatura has no timeout, and a worker thread that merely "times out" keeps
 burning CPU and memory: the extraction itself must be stopped. Three strategies:
