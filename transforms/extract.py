@@ -76,6 +76,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from transforms.fastxpath import compile_selector
 from transforms.http import BINARY_MAGIC
 from transforms.records import Article, Document, Failure
 
@@ -944,10 +945,15 @@ def _guard_trafilatura_xpaths() -> None:
     replaced wherever a trafilatura module holds them. tests/test_extract.py compares each
     installed XPath with its original, on generated and real pages.
 
-    Measured with original and rewritten XPaths alternating every 50 pages in one process:
-    the regex guards, ~6 % less CPU in trafilatura.extract (400 pages; the whole-tree XPath
-    evaluations alone ~22 % less); the name unions on top of them, 31.9 -> 30.0 ms/page
-    (-6 %, all 990 trafilatura_eval pages twice). Texts identical on all 990 pages."""
+    Where the rewritten path is in the subset ``fastxpath.compile_selector`` evaluates, the
+    installed object is that Python selector (same ``path`` and call), else an lxml XPath.
+
+    Measured with the variants alternating every 50 pages in one process: the regex guards,
+    ~6 % less CPU in trafilatura.extract (400 pages; the whole-tree XPath evaluations alone
+    ~22 % less); the name unions on top of them, 31.9 -> 30.0 ms/page (-6 %); the Python
+    selectors on top of both, 25.3 -> 23.5 ms/page (-7 %; extract_html 33.2 -> 30.5, -8 %).
+    All 990 trafilatura_eval pages, twice; texts (and extract_html's title, dates, author and
+    categories) identical on all 990."""
     global _xpaths_guarded
     if _xpaths_guarded:
         return
@@ -960,13 +966,17 @@ def _guard_trafilatura_xpaths() -> None:
     replaced: dict[Any, Any] = {}
 
     def guarded(expression: Any) -> Any:
-        if not isinstance(expression, etree.XPath) or rewritten_xpath(expression.path) == expression.path:
+        if not isinstance(expression, etree.XPath):
             return expression
         if expression not in replaced:
-            try:
-                new = etree.XPath(rewritten_xpath(expression.path), namespaces={"re": xpaths.REGEXP_NS})
-            except etree.XPathSyntaxError:
-                new = expression
+            path = rewritten_xpath(expression.path)
+            new = compile_selector(path)
+            if new is None and path != expression.path:
+                try:
+                    new = etree.XPath(path, namespaces={"re": xpaths.REGEXP_NS})
+                except etree.XPathSyntaxError:
+                    pass
+            new = new or expression
             replaced[expression] = replaced[new] = new
         return replaced[expression]
 
@@ -987,9 +997,9 @@ _install_lock = threading.Lock()  # DoFn threads may extract their first pages a
 
 def speed_up_trafilatura() -> None:
     """Install, once per process, the speed-ups that keep trafilatura's results: the C
-    element-class lookup (``_fast_element_lookup``) and the guarded regex XPaths
-    (``_guard_trafilatura_xpaths``). extract_html calls it; benchmarks/throughput.py too,
-    for its plain loop with the same speed-ups."""
+    element-class lookup (``_fast_element_lookup``) and the rewritten XPaths, most of them
+    evaluated in Python (``_guard_trafilatura_xpaths``). extract_html calls it;
+    benchmarks/throughput.py too, for its plain loop with the same speed-ups."""
     global _speedups_installed
     if _speedups_installed:
         return

@@ -1,0 +1,102 @@
+"""transforms.fastxpath: every compiled selector returns what lxml's XPath returns."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from lxml import etree, html
+
+from transforms.fastxpath import compile_selector
+
+NS = {"re": "http://exslt.org/regular-expressions"}
+
+SELECTORS = (
+    ".//*",
+    "//*",
+    ".//div|.//p",
+    "(.//div|.//span)[@id]",
+    ".//*[@class='x' or @id='x']",
+    ".//*[@id|@class='x']",  # true when either has the value
+    ".//*[starts-with(@id|@class, 'reply-')]",  # the first written of the two
+    ".//*[contains(@class|@id, 'foot')]",
+    ".//*[contains(translate(@class, 'AB', 'ab'), 'ab')]",
+    ".//*[contains(translate(@class, 'ab', 'ba'), 'ba')]",  # a swap: no replace chain
+    ".//*[contains(translate(@class, 'aX', 'A'), 'A')]",  # X deleted
+    ".//*[re:test(@class, 'co+kie')]",
+    ".//*[re:test(@id|@class, '^sh')]",
+    ".//*[((@class) and re:test(@class, 'cookie|consent', 'i'))]",
+    ".//*[re:test(@class, 'k', 'i')]",  # KELVIN SIGN folds to k, only without ASCII
+    ".//*[re:test(string(@id), '^$')]",
+    "(.//div|.//section)[not(.//h1)]",
+    "(.//div|.//ul)[@id][not(self::ul) or contains(@class, 'x')]",
+    "//*[self::h1 or self::h2]",
+    ".//aside|.//div[contains(@class, 'x')]|.//*[@data-x]",
+    ".//*[@class or '']",
+    ".//*[@class]['a']",
+)
+CLASSES = ("x", "X", "reply-1", "foot", "footer", "AB", "ab", "ba", "aX", "cookie", "COOKIE", "Consent", "cooookie",
+           "sh", "share", "\u212a", "K", "", "a b")  # fmt: skip
+
+
+def _soup(rng: random.Random, elements: int = 120) -> str:
+    tags = ("div", "p", "span", "section", "ul", "h1", "h2", "aside", "a")
+    parts, open_tags = ["<html><body>"], []
+    for _ in range(elements):
+        if open_tags and rng.random() < 0.35:
+            parts.append(f"</{open_tags.pop()}>")
+            continue
+        tag = rng.choice(tags)
+        attrs = [
+            f'{name}="{rng.choice(CLASSES)}"'
+            for name in rng.sample(("class", "id", "data-x", "style"), rng.randint(0, 3))
+        ]
+        parts.append(f"<{tag} {' '.join(attrs)}>text")
+        if rng.random() < 0.1:
+            parts.append("<!-- a comment --><?pi x?>")
+        open_tags.append(tag)
+    parts.extend(f"</{tag}>" for tag in reversed(open_tags))
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+@pytest.mark.parametrize("path", SELECTORS)
+def test_selector_returns_what_lxml_returns(path):
+    selector = compile_selector(path)
+    assert selector is not None, path
+    expected_xpath = etree.XPath(path, namespaces=NS)
+    rng = random.Random(7)
+    selected = 0
+    for _ in range(40):
+        tree = html.fromstring(_soup(rng))
+        for node in (tree, tree.find("body"), next(tree.iter("div", "p"), tree)):
+            expected = expected_xpath(node)
+            assert selector(node) == expected, path
+            selected += len(expected)
+    assert selected > 0, path  # the pages exercise the selector
+
+
+def test_unsupported_paths_are_left_to_lxml():
+    for path in (
+        ".//*[@id][1]",
+        "(.//div)[1]",
+        ".//*[position() < 3]",
+        ".//*[count(.//p) > 1]",
+        ".//div/p",  # a further step
+        ".//div[rel='me']",  # a child compared, not an attribute
+        ".//*[local-name()='a']",
+        "//div|.//p",  # absolute and relative branches
+        ".//*[contains(@class, @id)]",  # a computed needle
+    ):
+        assert compile_selector(path) is None, path
+
+
+def test_case_insensitive_search_is_exact_beyond_ascii():
+    import re
+
+    from transforms.fastxpath import _ignore_case_search
+
+    for pattern in ("cookie|consent", "k", "^s", "\\S+x"):
+        fast, slow = _ignore_case_search(pattern), re.compile(pattern, re.IGNORECASE).search
+        for text in ("COOKIE", "Consent", "\u212a", "K", "\u017f", "S", "ab x", "AB X", "", "  x"):
+            assert (fast(text) is None) == (slow(text) is None), (pattern, text)
