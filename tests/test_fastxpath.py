@@ -33,6 +33,9 @@ SELECTORS = (
     "//*[self::h1 or self::h2]",
     ".//aside|.//div[contains(@class, 'x')]|.//*[@data-x]",
     ".//*[@class or '']",
+    ".//*[self::div or self::p][@id][1]",  # the first of each parent's children that pass
+    ".//div[contains(@class, 'x')][1]",
+    "//*[@class][1]",
     ".//*[@class]['a']",
 )
 CLASSES = ("x", "X", "reply-1", "foot", "footer", "AB", "ab", "ba", "aX", "cookie", "COOKIE", "Consent", "cooookie",
@@ -78,8 +81,11 @@ def test_selector_returns_what_lxml_returns(path):
 
 def test_unsupported_paths_are_left_to_lxml():
     for path in (
-        ".//*[@id][1]",
         "(.//div)[1]",
+        "(.//div|.//p)[@id][1]",  # the first of the whole set
+        ".//*[@id][1][@class]",
+        ".//div[1]|.//p",
+        ".//div[2]",
         ".//*[position() < 3]",
         ".//*[count(.//p) > 1]",
         ".//div/p",  # a further step

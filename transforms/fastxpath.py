@@ -16,9 +16,10 @@ anything else (the caller keeps its lxml XPath). Supported: a union of branches,
 ``.//NAME``, ``//NAME``, ``.//*`` or ``(.//a|.//b)`` step followed by predicates built from
 ``or``, ``and``, parentheses, ``not()``, ``contains()``, ``starts-with()``, ``translate()``,
 ``string()``, ``re:test()``, ``self::NAME``, ``.//NAME`` (existence), attributes and unions
-of attributes (``@id|@class``), string literals and ``=`` against a literal. No numbers, so
-no positions: a selector's predicates are tests of one element, which is what lets a walk
-in document order return the same list as the XPath.
+of attributes (``@id|@class``), string literals and ``=`` against a literal. No numbers and
+no positions, except a ``[1]`` closing a single step (the first child of each parent that
+passes the tests before it): the predicates are tests of one element, which is what lets a
+walk in document order return the same list as the XPath.
 
 XPath 1.0 semantics kept: a set of attributes is true when not empty; its string value is
 the value of the first attribute in document order (the order in the tag); ``@a = 'x'`` is
@@ -42,6 +43,7 @@ _TOKEN = re.compile(
       | (?P<axis>\.?//)
       | (?P<self>self::)
       | (?P<name>[A-Za-z_][\w.-]*(?::[A-Za-z_][\w.-]*)?)
+      | (?P<number>\d+)
       | (?P<op>[\[\]()|@=,*])
     )""",
     re.VERBOSE,
@@ -97,7 +99,7 @@ class _Parser:
         return token[1]
 
     # path := branch ('|' branch)*
-    def path(self) -> list[tuple[bool, tuple[str, ...] | None, list[str]]]:
+    def path(self) -> list[tuple[bool, tuple[str, ...] | None, list[str], bool]]:
         branches = [self.branch()]
         while self.peek() == ("op", "|"):
             self.take("|")
@@ -106,8 +108,10 @@ class _Parser:
             raise _Unsupported(f"trailing {self.peek()}")
         return branches
 
-    # branch := (step | '(' step ('|' step)* ')') predicate*
-    def branch(self) -> tuple[bool, tuple[str, ...] | None, list[str]]:
+    # branch := (step | '(' step ('|' step)* ')') predicate* | step predicate* '[1]'
+    # Returns (relative, element names or None for any, tests, first child per parent only).
+    def branch(self) -> tuple[bool, tuple[str, ...] | None, list[str], bool]:
+        step_form = self.peek() != ("op", "(")
         if self.peek() == ("op", "("):
             self.take("(")
             steps = [self.step()]
@@ -120,13 +124,37 @@ class _Parser:
             relative, names = steps[0][0], tuple(name for _, name in steps)
         else:
             relative, name = self.step()
-            names = None if name is None else (name,)
+            names = (name,) if name is not None else self.self_names()
         tests = []
         while self.peek() == ("op", "["):
+            if self.peek(1) == ("number", "1") and self.peek(2) == ("op", "]") and step_form:
+                # [1] closing a step: the first child of each parent passing the tests before it
+                self.at += 3
+                if self.peek() == ("op", "["):
+                    raise _Unsupported("a test after a position")
+                return relative, names, tests, True
             self.take("[")
             tests.append(_as_bool(self.or_expr()))
             self.take("]")
-        return relative, names, tests
+        return relative, names, tests, False
+
+    def self_names(self) -> tuple[str, ...] | None:
+        """``[self::a or self::b]`` right after ``//*``: the names (the predicate is consumed);
+        None, consuming nothing, for any other predicate."""
+        start, names = self.at, []
+        if self.peek() == ("op", "["):
+            self.at += 1
+            while self.peek() is not None and self.peek()[0] == "self" and self.peek(1) and self.peek(1)[0] == "name":
+                names.append(self.peek(1)[1])
+                self.at += 2
+                if self.peek() == ("op", "]"):
+                    self.at += 1
+                    return tuple(names)
+                if self.peek() != ("name", "or"):
+                    break
+                self.at += 1
+        self.at = start
+        return None
 
     def step(self) -> tuple[bool, str | None]:
         axis = self.take(kind="axis")
@@ -296,19 +324,22 @@ class Selector:
     def __init__(self, path: str) -> None:
         parser = _Parser(path)
         branches = parser.path()
-        relative = {relative for relative, _, _ in branches}
+        first_child = any(first for *_, first in branches)
+        if first_child and len(branches) > 1:
+            raise _Unsupported("a position in a union")
+        relative = {relative for relative, *_ in branches}
         if len(relative) != 1:
             raise _Unsupported("relative and absolute branches")
         self.path = path
         self._relative = relative.pop()
         # one walk: by name when every branch names its elements, else over all elements
-        named = all(names is not None for _, names, _ in branches)
-        self._names = tuple(dict.fromkeys(name for _, names, _ in branches for name in names or ())) if named else ()
+        named = all(names is not None for _, names, *_ in branches)
+        self._names = tuple(dict.fromkeys(name for _, names, *_ in branches for name in names or ())) if named else ()
         tests = []
-        plain = frozenset(name for _, names, predicates in branches if not predicates for name in names or ())
+        plain = frozenset(name for _, names, predicates, _ in branches if not predicates for name in names or ())
         if plain and len(branches) > 1:  # the branches that select by name alone: one test
             tests.append(f"e.tag in {plain!r}")
-        for _, names, predicates in branches:
+        for _, names, predicates, _ in branches:
             if names is not None and not predicates and len(branches) > 1:
                 continue
             parts = list(predicates)
@@ -316,12 +347,18 @@ class Selector:
                 parts.insert(0, f"(e.tag in {frozenset(names)!r})")
             tests.append(" and ".join(parts) or "True")
         condition = " or ".join(f"({test})" for test in tests)
+        if first_child:  # positions count among the children of one parent that pass the tests
+            keep = "            parent = e.getparent()\n            if parent not in seen:\n                seen.add(parent)\n    "
+        else:
+            keep = ""
         self.source = (
             "def select(walk):\n"
             "    out = []\n"
+            "    seen = set()\n"
             "    for e in walk:\n"
             "        g = e.get\n"
             f"        if {condition}:\n"
+            f"{keep}"
             "            out.append(e)\n"
             "    return out\n"
         )
