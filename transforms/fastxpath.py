@@ -100,13 +100,18 @@ class _Parser:
 
     # path := branch ('|' branch)*
     def path(self) -> list[tuple[bool, tuple[str, ...] | None, list[str], bool]]:
-        branches = [self.branch()]
-        while self.peek() == ("op", "|"):
-            self.take("|")
-            branches.append(self.branch())
+        branches = self.separated(self.branch, "|")
         if self.peek() is not None:
             raise _Unsupported(f"trailing {self.peek()}")
         return branches
+
+    def separated(self, item: Callable[[], Any], separator: str) -> list[Any]:
+        """``item (separator item)*``"""
+        items = [item()]
+        while self.peek() == ("op", separator):
+            self.take(separator)
+            items.append(item())
+        return items
 
     # branch := (step | '(' step ('|' step)* ')') predicate* | step predicate* '[1]'
     # Returns (relative, element names or None for any, tests, first child per parent only).
@@ -114,10 +119,7 @@ class _Parser:
         step_form = self.peek() != ("op", "(")
         if self.peek() == ("op", "("):
             self.take("(")
-            steps = [self.step()]
-            while self.peek() == ("op", "|"):
-                self.take("|")
-                steps.append(self.step())
+            steps = self.separated(self.step, "|")
             self.take(")")
             if any(name is None for _, name in steps) or len({relative for relative, _ in steps}) != 1:
                 raise _Unsupported("union of steps")
@@ -164,22 +166,20 @@ class _Parser:
         return axis.startswith("."), self.take(kind="name")
 
     def or_expr(self) -> tuple[str, Any]:
-        parts = [self.and_expr()]
-        while self.peek() == ("name", "or"):
-            self.take("or")
-            parts.append(self.and_expr())
-        if len(parts) == 1:
-            return parts[0]
-        return "bool", "(" + " or ".join(_as_bool(part) for part in parts) + ")"
+        return self.chain("or", self.and_expr)
 
     def and_expr(self) -> tuple[str, Any]:
-        parts = [self.comparison()]
-        while self.peek() == ("name", "and"):
-            self.take("and")
-            parts.append(self.comparison())
+        return self.chain("and", self.comparison)
+
+    def chain(self, operator: str, operand: Callable[[], tuple[str, Any]]) -> tuple[str, Any]:
+        """``operand (operator operand)*``; a single operand keeps its kind."""
+        parts = [operand()]
+        while self.peek() == ("name", operator):
+            self.take(operator)
+            parts.append(operand())
         if len(parts) == 1:
             return parts[0]
-        return "bool", "(" + " and ".join(_as_bool(part) for part in parts) + ")"
+        return "bool", "(" + f" {operator} ".join(_as_bool(part) for part in parts) + ")"
 
     def comparison(self) -> tuple[str, Any]:
         left = self.primary()
@@ -229,10 +229,7 @@ class _Parser:
         if name not in _FUNCTIONS:
             raise _Unsupported(name)
         self.take("(")
-        args = [self.or_expr()]
-        while self.peek() == ("op", ","):
-            self.take(",")
-            args.append(self.or_expr())
+        args = self.separated(self.or_expr, ",")
         self.take(")")
         if name == "not":
             (arg,) = args
