@@ -72,7 +72,7 @@ def test_selector_returns_what_lxml_returns(path):
     selected = 0
     for _ in range(40):
         tree = html.fromstring(_soup(rng))
-        for node in (tree, tree.find("body"), next(tree.iter("div", "p"), tree)):
+        for node in (tree, tree.find("body"), next(tree.iter("div", "p"), tree), tree.getroottree()):
             expected = expected_xpath(node)
             assert selector(node) == expected, path
             selected += len(expected)

@@ -364,9 +364,11 @@ class Selector:
         self._select = namespace["select"]
 
     def __call__(self, node: Any) -> list[Any]:
+        if isinstance(node, etree._ElementTree):  # lxml evaluates relative paths from its root
+            node = node.getroot()
         if self._relative:
             walk = node.iterdescendants(*self._names) if self._names else node.iterdescendants(etree.Element)
-        else:
+        else:  # from the document node: the root element is one of its descendants
             root = node.getroottree().getroot()
             walk = root.iter(*self._names) if self._names else root.iter(etree.Element)
         return self._select(walk)
