@@ -344,21 +344,19 @@ class Selector:
                 parts.insert(0, f"(e.tag in {frozenset(names)!r})")
             tests.append(" and ".join(parts) or "True")
         condition = " or ".join(f"({test})" for test in tests)
+        lines = ["def select(walk):", "    out = []"]
+        if first_child:
+            lines.append("    seen = set()")
+        lines += ["    for e in walk:", "        g = e.get", f"        if {condition}:"]
         if first_child:  # positions count among the children of one parent that pass the tests
-            keep = "            parent = e.getparent()\n            if parent not in seen:\n                seen.add(parent)\n    "
-        else:
-            keep = ""
-        self.source = (
-            "def select(walk):\n"
-            "    out = []\n"
-            "    seen = set()\n"
-            "    for e in walk:\n"
-            "        g = e.get\n"
-            f"        if {condition}:\n"
-            f"{keep}"
-            "            out.append(e)\n"
-            "    return out\n"
-        )
+            lines += [
+                "            parent = e.getparent()",
+                "            if parent in seen:",
+                "                continue",
+            ]
+            lines.append("            seen.add(parent)")
+        lines += ["            out.append(e)", "    return out"]
+        self.source = "\n".join(lines) + "\n"
         namespace = {"_first": _first, **parser.constants}
         exec(compile(self.source, f"<selector {path[:40]!r}>", "exec"), namespace)  # noqa: S102 - our own code
         self._select = namespace["select"]
