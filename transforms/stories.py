@@ -2,7 +2,7 @@
 
 ``AssignTopics`` puts every article in one coarse bucket from ``configs/topics.yaml``
 (keywords, entity names, feed categories; fallback ``general``) and records which terms
-matched. ``GroupStories`` windows articles by event time, groups them by topic, marks
+matched. ``GroupStories`` groups articles by topic and event-time window, marks
 duplicates (``fingerprint.find_duplicates``) and clusters the rest into stories
 (``cluster_stories``); clusters are then linked to stories of earlier windows and earlier
 runs (``link_clusters``) so that a story keeps its id while coverage grows.
@@ -1282,10 +1282,6 @@ class _WindowCluster:
     dropped: tuple[Article, ...] = ()  # repeated article ids (same canonical URL)
 
 
-def _as_datetime(timestamp: Any) -> datetime:
-    return datetime.fromtimestamp(float(timestamp), UTC)
-
-
 def cluster_window(
     topic: str,
     articles: Iterable[Article],
@@ -1385,29 +1381,38 @@ def cluster_windows(
     span = settings.window_hours * 3600
     groups: dict[tuple[int, str], list[Article]] = defaultdict(list)
     for article in (a for same in by_hash.values() for a in mark_exact_copies(same, known_hashes)):
-        groups[(int(article.event_time.timestamp() // span * span), article.topic)].append(article)
+        groups[(window_start(article, span), article.topic)].append(article)
     found = []
     for (start, topic), members in sorted(groups.items()):
-        begin = datetime.fromtimestamp(start, UTC)
-        found.extend(cluster_window(topic, members, begin, begin + timedelta(seconds=span), settings, fingerprint))
+        found.extend(cluster_window(topic, members, *window_bounds(start, span), settings, fingerprint))
     return found
 
 
+def window_start(article: Article, span_s: int) -> int:
+    """Start (Unix seconds) of the event-time window of ``span_s`` seconds that holds the
+    article: windows are aligned to the Unix epoch, as Beam's ``FixedWindows`` are."""
+    return int(article.event_time.timestamp() // span_s * span_s)
+
+
+def window_bounds(start_s: int, span_s: int) -> tuple[datetime, datetime]:
+    begin = datetime.fromtimestamp(start_s, UTC)
+    return begin, begin + timedelta(seconds=span_s)
+
+
 class _ClusterWindowFn(beam.DoFn):
-    """(topic, [(Article, TextProfile)]) in one window -> _WindowCluster per story candidate."""
+    """((topic, window start), [(Article, TextProfile)]) -> _WindowCluster per story candidate."""
 
     def __init__(self, settings: StorySettings, fingerprint: FingerprintSettings) -> None:
         self._settings = settings
         self._fingerprint = fingerprint
 
-    def process(self, element, window=beam.DoFn.WindowParam):
-        topic, pairs = element
+    def process(self, element):
+        (topic, start), pairs = element
         pairs = list(pairs)
         yield from cluster_window(
             topic,
             [a for a, _ in pairs],
-            _as_datetime(window.start),
-            _as_datetime(window.end),
+            *window_bounds(start, self._settings.window_hours * 3600),
             self._settings,
             self._fingerprint,
             {profile_key(a): p for a, p in pairs},
@@ -1463,9 +1468,10 @@ class GroupStories(beam.PTransform):
     PCollection[Article] with story_id and duplicate_of, 'stories': PCollection[Story],
     ('staged_state': PCollection of (pending, final) state files, with ``commit_token``),
     'failed': PCollection[Failure]}`` (repeated reads of one article id, stage ``filter``,
-    reason ``duplicate_url``). Outputs are in the global window.
+    reason ``duplicate_url``). Everything stays in the global window.
 
-    Articles are windowed by event time into ``window_hours`` windows and grouped by topic;
+    Articles are grouped by topic and event-time window (``window_hours``, epoch-aligned:
+    the key is (topic, window start));
     each group is de-duplicated and clustered, then all clusters of the run are linked to
     the stories of earlier windows and of the state under ``state_path`` (read when the
     linking step runs, written back after it), so story ids survive across windows and
@@ -1495,16 +1501,20 @@ class GroupStories(beam.PTransform):
             | "KeyByContent" >> beam.Map(lambda a: (content_key(a), a))
             | "GroupByContent" >> beam.GroupByKey()
             | "MarkExactCopies" >> beam.FlatMap(lambda kv, known: mark_exact_copies(kv[1], known), self._known_hashes)
-            | "StampEventTime" >> beam.Map(lambda a: beam.window.TimestampedValue(a, a.event_time.timestamp()))
-            | "WindowByEventTime" >> beam.WindowInto(beam.window.FixedWindows(window_s))
+            # The event-time window is part of the key, in the global window: a bounded run
+            # fires each window once anyway, and a key per (topic, window) spreads the
+            # clustering over workers (a windowed GroupByKey on the topic alone gave a worker
+            # whole topics, and made the runner sort every value into windows itself).
             # The text profile (tokens, stems, names: most of the clustering's work per
             # article) is made here, before grouping, where all workers share the work; the
             # biggest (topic, window) group would otherwise make it on one worker.
-            | "KeyByTopic"
-            >> beam.Map(lambda a, langs: (a.topic, (a, compute_text_profile(a, langs))), self.settings.languages)
+            | "KeyByTopicWindow"
+            >> beam.Map(
+                lambda a, langs: ((a.topic, window_start(a, window_s)), (a, compute_text_profile(a, langs))),
+                self.settings.languages,
+            )
             | "GroupByTopic" >> beam.GroupByKey()
             | "ClusterWindow" >> beam.ParDo(_ClusterWindowFn(self.settings, self.fingerprint))
-            | "GlobalWindow" >> beam.WindowInto(beam.window.GlobalWindows())
         )
         linked = (
             clusters
