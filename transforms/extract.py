@@ -997,8 +997,9 @@ _install_lock = threading.Lock()  # DoFn threads may extract their first pages a
 
 def speed_up_trafilatura() -> None:
     """Install, once per process, the speed-ups that keep trafilatura's results: the C
-    element-class lookup (``_fast_element_lookup``) and the rewritten XPaths, most of them
-    evaluated in Python (``_guard_trafilatura_xpaths``). extract_html calls it;
+    element-class lookup (``_fast_element_lookup``), the rewritten XPaths, most of them
+    evaluated in Python (``_guard_trafilatura_xpaths``), and jusText's paragraphs made
+    without SAX (``fastjustext``). extract_html calls it;
     benchmarks/throughput.py too, for its plain loop with the same speed-ups."""
     global _speedups_installed
     if _speedups_installed:
@@ -1007,6 +1008,9 @@ def speed_up_trafilatura() -> None:
         if not _speedups_installed:
             _fast_element_lookup()
             _guard_trafilatura_xpaths()
+            from transforms import fastjustext
+
+            fastjustext.install()
             _speedups_installed = True
 
 
