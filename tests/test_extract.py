@@ -281,11 +281,43 @@ def test_startup_heap_is_frozen_once(monkeypatch):
     import gc
 
     monkeypatch.setattr(extract_mod, "_heap_frozen", False)
+    monkeypatch.setattr(extract_mod, "_heap_frozen_bare", False)
     frozen = []
     monkeypatch.setattr(gc, "freeze", lambda: frozen.append(gc.get_freeze_count()))
+    extract_mod.freeze_startup_heap(libraries=False)  # a worker that hands pages to the child
+    extract_mod.freeze_startup_heap(libraries=False)
+    assert len(frozen) == 1
+    extract_mod.freeze_startup_heap()  # its first page extracted in-process
     extract_mod.freeze_startup_heap()
-    extract_mod.freeze_startup_heap()
-    assert len(frozen) == 1 and extract_mod._speedups_installed
+    extract_mod.freeze_startup_heap(libraries=False)
+    assert len(frozen) == 2 and extract_mod._speedups_installed
+
+
+def test_worker_with_extraction_child_does_not_import_trafilatura():
+    # A Beam worker whose bundles run off the main thread hands pages to the extraction
+    # child: setting up and running the DoFn there must not load trafilatura in the worker.
+    import subprocess
+    import sys
+
+    code = """
+import sys, threading
+from datetime import datetime, UTC
+from transforms.extract_transform import _ExtractDoFn
+from transforms.extract import ExtractSettings
+from transforms.records import Document
+page = b"<html><head><title>Council</title></head><body><article><p>" + b"The council voted on the budget. " * 30 + b"</p></article></body></html>"
+out = []
+def run():
+    fn = _ExtractDoFn(ExtractSettings())
+    fn.setup()
+    out.extend(fn.process(Document(url="https://news.example/a", source_kind="warc", fetched_at=datetime.now(UTC), html=page)))
+    fn.teardown()
+t = threading.Thread(target=run); t.start(); t.join()
+print(len(out), type(out[0]).__name__, "trafilatura" in sys.modules)
+"""
+    repo = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo, timeout=120)
+    assert result.stdout.split() == ["1", "Article", "False"], result.stderr[-2000:]
 
 
 def test_metadata_heuristics_run_only_where_kept():

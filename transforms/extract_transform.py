@@ -22,7 +22,9 @@ class _ExtractDoFn(beam.DoFn):
         self._process: ProcessExtractor | None = None
 
     def setup(self) -> None:
-        freeze_startup_heap()
+        # The extraction libraries are imported where pages are extracted: here on the first
+        # page extracted in this process (extract._run_guarded), else only in the child.
+        freeze_startup_heap(libraries=False)
         if self._settings.isolation in ("auto", "process"):
             self._process = ProcessExtractor(self._settings.max_memory_mb)
 
