@@ -25,15 +25,14 @@ from functools import cached_property, lru_cache
 from itertools import chain, compress, repeat
 from operator import is_, itemgetter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import apache_beam as beam
 import numpy as np
 import yaml
-from scipy import sparse
-from scipy.cluster import hierarchy
-from scipy.sparse.csgraph import connected_components
-from scipy.spatial.distance import squareform
+
+if TYPE_CHECKING:
+    from scipy import sparse
 
 from transforms import records
 from transforms.fingerprint import (
@@ -699,6 +698,8 @@ def _channel_vectors(p: TextProfile, idf: dict[str, float]) -> tuple[dict[str, f
 
 
 def _unit_rows(rows: list[dict[str, float]], vocab: dict[str, int]) -> sparse.csr_matrix:
+    from scipy import sparse  # imported where clusters are made (~0.4 s), not in every process
+
     indptr, indices, data = [0], [], []
     for row in rows:
         norm = math.sqrt(sum(w * w for w in row.values()))
@@ -733,6 +734,8 @@ def sparse_similarity(
     their similarity per further ``time_scale_hours``. ``profiles``: ``TextProfile`` by
     ``profile_key``, computed elsewhere (missing ones are computed here).
     """
+    from scipy import sparse
+
     found = [_profile(a, settings.languages, profiles) for a in articles]
     idf = _idf(found, settings.background_docs)
     vocab = {t: k for k, t in enumerate(sorted(idf))}
@@ -773,6 +776,9 @@ def similarity_matrix(articles: Sequence[Article], settings: StorySettings) -> n
 def _average_linkage(sim: np.ndarray, threshold: float) -> list[list[int]]:
     """Average-linkage (UPGMA) clusters: merge while the mean pairwise similarity of the
     closest two clusters is at least ``threshold``. Returns sorted index lists, sorted."""
+    from scipy.cluster import hierarchy
+    from scipy.spatial.distance import squareform
+
     n = len(sim)
     if n == 1:
         return [[0]]
@@ -796,6 +802,9 @@ def _blocked_average_linkage(sim: sparse.coo_matrix, threshold: float) -> list[l
     such pairs never merge with each other, and clustering each one alone gives exactly
     the result of clustering everything at once, in O(sum of block sizes squared).
     """
+    from scipy import sparse
+    from scipy.sparse.csgraph import connected_components
+
     n = sim.shape[0]
     strong = sim.data >= threshold
     graph = sparse.coo_matrix((np.ones(int(strong.sum())), (sim.row[strong], sim.col[strong])), shape=(n, n))
