@@ -87,7 +87,7 @@ class FastParagraph(Paragraph):
 
     def freeze(self) -> None:
         """The paragraph is complete: remember its text and words from now on."""
-        self._text = normalize_whitespace("".join(self.text_nodes).strip())
+        self._text = self.text
         self._words = self._text.split()
 
 

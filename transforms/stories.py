@@ -1390,20 +1390,22 @@ def cluster_windows(
     span = settings.window_hours * 3600
     groups: dict[tuple[int, str], list[Article]] = defaultdict(list)
     for article in (a for same in by_hash.values() for a in mark_exact_copies(same, known_hashes)):
-        groups[(window_start(article, span), article.topic)].append(article)
+        groups[(window_start(article.event_time.timestamp(), span), article.topic)].append(article)
     found = []
     for (start, topic), members in sorted(groups.items()):
-        found.extend(cluster_window(topic, members, *window_bounds(start, span), settings, fingerprint))
+        found.extend(cluster_window(topic, members, *window_datetimes(start, span), settings, fingerprint))
     return found
 
 
-def window_start(article: Article, span_s: int) -> int:
-    """Start (Unix seconds) of the event-time window of ``span_s`` seconds that holds the
-    article: windows are aligned to the Unix epoch, as Beam's ``FixedWindows`` are."""
-    return int(article.event_time.timestamp() // span_s * span_s)
+def window_start(event_s: float, span_s: float) -> float:
+    """Start (Unix seconds) of the event-time window of ``span_s`` seconds that holds
+    ``event_s``: windows are aligned to the Unix epoch, as Beam's ``FixedWindows`` are. Batch
+    grouping and streaming's lateness checks (``streaming.window_bounds``) both use it."""
+    return event_s // span_s * span_s
 
 
-def window_bounds(start_s: int, span_s: int) -> tuple[datetime, datetime]:
+def window_datetimes(start_s: float, span_s: float) -> tuple[datetime, datetime]:
+    """The window starting at ``start_s`` as (start, end) datetimes."""
     begin = datetime.fromtimestamp(start_s, UTC)
     return begin, begin + timedelta(seconds=span_s)
 
@@ -1421,7 +1423,7 @@ class _ClusterWindowFn(beam.DoFn):
         yield from cluster_window(
             topic,
             [a for a, _ in pairs],
-            *window_bounds(start, self._settings.window_hours * 3600),
+            *window_datetimes(start, self._settings.window_hours * 3600),
             self._settings,
             self._fingerprint,
             {profile_key(a): p for a, p in pairs},
@@ -1519,7 +1521,10 @@ class GroupStories(beam.PTransform):
             # biggest (topic, window) group would otherwise make it on one worker.
             | "KeyByTopicWindow"
             >> beam.Map(
-                lambda a, langs: ((a.topic, window_start(a, window_s)), (a, compute_text_profile(a, langs))),
+                lambda a, langs: (
+                    (a.topic, window_start(a.event_time.timestamp(), window_s)),
+                    (a, compute_text_profile(a, langs)),
+                ),
                 self.settings.languages,
             )
             | "GroupByTopic" >> beam.GroupByKey()

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import posixpath
 import time
 import typing
@@ -78,7 +77,7 @@ from transforms.fingerprint import FingerprintSettings
 from transforms.fsutil import move
 from transforms.records import FILTER_STAGE, SCHEMAS, Article, Failure, Story
 from transforms.sinks import KINDS, SinkSettings, partition_of, shard_of, write_table
-from transforms.stories import StorySettings, StoryState, cluster_window, link_clusters
+from transforms.stories import StorySettings, StoryState, cluster_window, link_clusters, window_start
 
 LOG = logging.getLogger(__name__)
 
@@ -140,7 +139,7 @@ def _ts(seconds: float) -> datetime:
 
 def window_bounds(event_s: float, window_s: float) -> tuple[float, float]:
     """The fixed event-time window [start, end) holding ``event_s`` (epoch seconds)."""
-    start = math.floor(event_s / window_s) * window_s
+    start = window_start(event_s, window_s)
     return start, start + window_s
 
 
