@@ -613,3 +613,69 @@ def test_author_discard_test_on_real_pages(shared_dir):
 
     trees = [tree for _, html in eval_pages()[::25] if (tree := load_html(html)) is not None]
     assert _assert_discard_test_matches_the_sets(trees) > 200
+
+
+def test_invalid_xml_char_scan_finds_what_the_regex_finds():
+    from trafilatura import utils
+
+    pattern = re.compile(utils.INVALID_XML_CHARS.pattern)
+    samples = ["plain ascii", "tab\tline\ncr\r", "café Ωmega 漢字 🙂", "lone \udc80 surrogate"]
+    samples += [f"a{chr(c)}b" for c in range(0x20)] + ["x\ufffe", "x\uffff", "x\ufffd", "x\u2028"]
+    for text in samples:
+        if pattern.search(text):
+            assert extract_mod.may_hold_invalid_xml_chars(text), repr(text)
+        else:
+            assert not extract_mod.may_hold_invalid_xml_chars(text), repr(text)
+    extract_mod.speed_up_trafilatura()
+    for text in samples:  # the stand-in substitutes exactly as the pattern does
+        assert utils.INVALID_XML_CHARS.sub("", text) == pattern.sub("", text)
+
+
+def _loading_pages() -> list[str]:
+    body = "<body><h1>Título</h1><p>Un párrafo — with “quotes”, 漢字 and 🙂.</p>" + _BODY + "</body>"
+    return [
+        "<!DOCTYPE html><html><head><meta charset='iso-8859-1'></head>" + body + "</html>",
+        '<?xml version="1.0" encoding="windows-1252"?><html>' + body + "</html>",
+        "<!DOCTYPE html PUBLIC '-//W3C//DTD XHTML 1.0//EN' 'x/y.dtd'>\n<html>" + body + "</html>",
+        "<html/>\n<head></head>" + body,
+        "<html>" + body.replace("párrafo", "pár\x0brafo\x00") + "</html>",
+        "<html>" + body.replace("quotes", "quo\ufffetes") + "</html>",
+        "<html>" + body.replace("quotes", "quo\udc80tes") + "</html>",
+        "<p>just a fragment</p>",
+        "",
+    ]
+
+
+def test_fast_html_loading_builds_the_same_trees(monkeypatch):
+    """load_html with the speed-ups against lxml's str path and the regex, page by page."""
+    import lxml.html
+    from lxml import etree
+    from trafilatura import utils
+
+    extract_mod.speed_up_trafilatura()
+    pages = _loading_pages()
+    fast = [utils.load_html(page) for page in pages]
+    monkeypatch.setattr(utils, "fromstring", lxml.html.fromstring)
+    monkeypatch.setattr(utils, "INVALID_XML_CHARS", re.compile(utils.INVALID_XML_CHARS.pattern))
+    stock = [utils.load_html(page) for page in pages]
+    monkeypatch.undo()
+    assert sum(tree is not None for tree in stock) >= 6
+    for page, a, b in zip(pages, stock, fast, strict=True):
+        assert (a is None) == (b is None), page[:60]
+        if a is not None:
+            assert etree.tostring(a, encoding="unicode") == etree.tostring(b, encoding="unicode"), page[:60]
+
+
+def test_fast_html_loading_on_real_pages(shared_dir, monkeypatch):
+    import lxml.html
+    from lxml import etree
+    from trafilatura import utils
+
+    from benchmarks.corpus import eval_pages
+
+    extract_mod.speed_up_trafilatura()
+    pages = [extract_mod.decode_html(html) for _, html in eval_pages()[::5]]
+    fast = [etree.tostring(utils.load_html(page)) for page in pages]
+    monkeypatch.setattr(utils, "fromstring", lxml.html.fromstring)
+    monkeypatch.setattr(utils, "INVALID_XML_CHARS", re.compile(utils.INVALID_XML_CHARS.pattern))
+    assert fast == [etree.tostring(utils.load_html(page)) for page in pages]

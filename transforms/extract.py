@@ -991,13 +991,71 @@ def _guard_trafilatura_xpaths() -> None:
     _xpaths_guarded = True
 
 
+_CONTROL_BYTES = bytes(c for c in range(0x20) if c not in b"\t\n\r")
+
+
+def may_hold_invalid_xml_chars(text: str) -> bool:
+    """False when ``text`` has none of the characters trafilatura's INVALID_XML_CHARS removes
+    (C0 controls but tab, line feed and carriage return; U+FFFE; U+FFFF). ``bytes.translate``
+    scans a 130 KB page in ~0.25 ms where the regex takes ~0.9 ms. A character test on a str
+    whose characters are all narrower than U+FFFE returns at once."""
+    if "\ufffe" in text or "\uffff" in text:
+        return True
+    data = text.encode("utf-8", "surrogatepass")  # each control character is one byte here
+    return len(data.translate(None, _CONTROL_BYTES)) != len(data)
+
+
+class _InvalidXmlChars:
+    """Stands in for trafilatura.utils.INVALID_XML_CHARS, which load_html's repair step
+    substitutes over the whole page: the same substitution, skipped when a fast scan finds
+    none of its characters (almost every page)."""
+
+    def __init__(self, pattern: re.Pattern) -> None:
+        self._pattern = pattern
+        self.pattern = pattern.pattern
+
+    def sub(self, repl: Any, string: Any, count: int = 0) -> Any:
+        if isinstance(string, str) and not may_hold_invalid_xml_chars(string):
+            return string
+        return self._pattern.sub(repl, string, count)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pattern, name)
+
+
+def _fast_html_loading() -> None:
+    """trafilatura's load_html, same trees in less time (3.6 -> ~2.5 ms per page):
+    - its repair step's invalid-character substitution gets a fast scan (``_InvalidXmlChars``);
+    - lxml parses a str as UTF-8 bytes, with the parser's declared UTF-8 (~0.45 ms less per page
+      than lxml's own str path). A str lxml refuses (an XML encoding declaration) made
+      load_html parse exactly these bytes anyway. A str that cannot be encoded (lone
+      surrogates) keeps lxml's str path."""
+    import lxml.html
+    import trafilatura.utils as utils
+
+    if isinstance(utils.INVALID_XML_CHARS, re.Pattern):
+        utils.INVALID_XML_CHARS = _InvalidXmlChars(utils.INVALID_XML_CHARS)
+    parse, parser = lxml.html.fromstring, utils.HTML_PARSER
+
+    def fromstring(html: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(html, str) and not args and kwargs.get("parser") is parser:
+            try:
+                html = html.encode("utf-8")
+            except UnicodeEncodeError:
+                pass
+        return parse(html, *args, **kwargs)
+
+    utils.fromstring = fromstring
+
+
 _speedups_installed = False
 _install_lock = threading.Lock()  # DoFn threads may extract their first pages at once
 
 
 def speed_up_trafilatura() -> None:
     """Install, once per process, the speed-ups that keep trafilatura's results: the C
-    element-class lookup (``_fast_element_lookup``), the rewritten XPaths, most of them
+    element-class lookup (``_fast_element_lookup``), faster HTML loading
+    (``_fast_html_loading``), the rewritten XPaths, most of them
     evaluated in Python (``_guard_trafilatura_xpaths``), and jusText's paragraphs made
     without SAX (``fastjustext``). extract_html calls it;
     benchmarks/throughput.py too, for its plain loop with the same speed-ups."""
@@ -1007,6 +1065,7 @@ def speed_up_trafilatura() -> None:
     with _install_lock:
         if not _speedups_installed:
             _fast_element_lookup()
+            _fast_html_loading()
             _guard_trafilatura_xpaths()
             from transforms import fastjustext
 
