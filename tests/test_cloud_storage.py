@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.main import run
 from tests.cloud import gcs_emulator, s3_server
-from transforms.sources import write_warc
+from transforms.sources import SourceSettings, _split_file, read_warc_file, write_warc
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,6 +34,12 @@ def test_warc_in_and_parquet_out_on_object_storage(scheme, sample_pages, tmp_pat
         write_warc(str(local), sample_pages)
         fs = fsspec.filesystem(scheme)
         fs.put(str(local), "storybeam-test/in/a.warc.gz")
+        # byte ranges through the remote filesystem: sizes, seeks, one read per record
+        remote = f"{root}/in/a.warc.gz"
+        units = _split_file(remote, "warc", 2000)
+        assert len(units) >= 4
+        ranged = [d.url for u in units for d in read_warc_file(*u[:1], SourceSettings(), None, *u[1:])]
+        assert ranged == [d.url for d in read_warc_file(remote, SourceSettings())] and len(ranged) == 9
         assert run(["--source", "warc", "--input", f"{root}/in/*.warc.gz", "--output", f"{root}/out"]) == 0
 
         summary = json.loads(fs.cat("storybeam-test/out/summary.json"))

@@ -89,8 +89,12 @@ def test_rerun_with_two_workers_gives_the_same_output(sample_run, tmp_path):
     shutil.copytree(sample_run, out)
     before = {(a["article_id"], a["story_id"], a["duplicate_of"]) for a in read(out, "articles")}
     old_files = sorted(p.name for p in out.rglob("*.parquet"))
+    config = tmp_path / "ranges.yaml"  # the 9.4 KB sample cut into 2 KB byte ranges
+    config.write_text("sources:\n  warc_range_mb: 0.002\n")
     code = run(
         [
+            "--config",
+            str(config),
             "--source",
             "warc",
             "--input",
@@ -104,6 +108,7 @@ def test_rerun_with_two_workers_gives_the_same_output(sample_run, tmp_path):
     assert code == 0
     after = {(a["article_id"], a["story_id"], a["duplicate_of"]) for a in read(out, "articles")}
     assert after == before
+    assert summary(out)["inputs"] == 9
     new_files = sorted(p.name for p in out.rglob("*.parquet"))
     assert len(new_files) == len(old_files) and not set(new_files) & set(old_files)
     assert not list(out.glob("_tmp/*"))

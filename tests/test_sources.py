@@ -20,6 +20,7 @@ from transforms.sources import (
     read_text_file,
     read_warc_file,
     split_title,
+    warc_ranges,
     write_warc,
 )
 
@@ -154,3 +155,107 @@ def test_expand_inputs_sorts_and_dedups(tmp_path):
 def test_settings_validate():
     with pytest.raises(ValueError, match="date_from"):
         SourceSettings(date_from="yesterday")
+    with pytest.raises(ValueError, match="warc_range_mb"):
+        SourceSettings(warc_range_mb=-1)
+
+
+def _ranged(path, range_bytes: int, settings: SourceSettings | None = None) -> list:
+    settings = settings or SourceSettings()
+    out = []
+    for url, start, end in warc_ranges(str(path), path.stat().st_size, range_bytes):
+        out.extend(read_warc_file(url, settings, None, start, end))
+    return out
+
+
+def _key(item) -> tuple:
+    return (item.url, item.html) if isinstance(item, Document) else (item.url, item.reason)
+
+
+def _pages(count: int, seed: int = 7) -> list:
+    import random
+
+    rng = random.Random(seed)
+    pages = []
+    for i in range(count):  # bodies from 200 bytes to 40 KB, some barely compressible
+        body = b"<html><body><p>" + rng.randbytes(rng.randint(100, 20000)).hex().encode() + b"</p></body></html>"
+        pages.append((f"https://r{i % 5}.example/{i}", body, NOW, "text/html" if i % 7 else "application/pdf"))
+    return pages
+
+
+def test_warc_ranges_cut_only_large_gzipped_files():
+    assert warc_ranges("a.warc.gz", 10, 4) == [("a.warc.gz", 0, 3), ("a.warc.gz", 3, 6), ("a.warc.gz", 6, None)]
+    assert warc_ranges("a.warc.gz", 8, 4) == [("a.warc.gz", 0, 4), ("a.warc.gz", 4, None)]
+    assert warc_ranges("a.warc.gz", 9, 4) == [("a.warc.gz", 0, 3), ("a.warc.gz", 3, 6), ("a.warc.gz", 6, None)]
+    assert warc_ranges("a.warc.gz", 4, 4) == [("a.warc.gz", 0, None)]
+    assert warc_ranges("a.warc", 100, 4) == [("a.warc", 0, None)]  # no member boundaries to find
+    assert warc_ranges("a.warc.gz", 100, 0) == [("a.warc.gz", 0, None)]
+
+
+@pytest.mark.parametrize("range_bytes", [97, 4096, 15_000, 65_536])
+def test_byte_ranges_read_every_record_once(tmp_path, range_bytes):
+    path = tmp_path / "r.warc.gz"
+    write_warc(str(path), _pages(40))
+    whole = list(read_warc_file(str(path), SourceSettings()))
+    assert len(whole) == 40 and sum(isinstance(x, Failure) for x in whole) == 6
+    assert [_key(x) for x in _ranged(path, range_bytes)] == [_key(x) for x in whole]
+
+
+def test_byte_ranges_of_a_file_compressed_as_one_stream(tmp_path):
+    """No member boundary after the first: the first range reads the file, the others nothing.
+    A file joining both layouts (members, then one stream, then members) is read once too."""
+    import gzip
+
+    members = tmp_path / "m.warc.gz"
+    write_warc(str(members), _pages(30))
+    single = tmp_path / "s.warc.gz"
+    single.write_bytes(gzip.compress(gzip.decompress(members.read_bytes())))
+    whole = [_key(x) for x in read_warc_file(str(members), SourceSettings())]
+    assert [_key(x) for x in _ranged(single, 5000)] == whole
+    mixed = tmp_path / "x.warc.gz"
+    mixed.write_bytes(members.read_bytes() + single.read_bytes() + members.read_bytes())
+    assert [_key(x) for x in _ranged(mixed, 3000)] == whole * 3
+
+
+def test_byte_ranges_keep_filters_and_counts(tmp_path):
+    path = tmp_path / "f.warc.gz"
+    write_warc(str(path), _pages(30))
+    settings = SourceSettings(hosts_deny=("r1.example",))
+    whole = [_key(x) for x in read_warc_file(str(path), settings)]
+    assert len(whole) == 24
+    assert [_key(x) for x in _ranged(path, 2000, settings)] == whole
+
+
+def test_split_file_reads_sizes_and_keeps_other_kinds_whole(tmp_path):
+    from transforms.sources import _split_file
+
+    path = tmp_path / "s.warc.gz"
+    write_warc(str(path), _pages(10))
+    size = path.stat().st_size
+    assert _split_file(str(path), "warc", size // 3 + 1) == warc_ranges(str(path), size, size // 3 + 1)
+    assert len(_split_file(str(path), "warc", size // 3 + 1)) == 3
+    assert _split_file(str(path), "jsonl", 10) == [(str(path), 0, None)]
+    assert _split_file(str(tmp_path / "gone.warc.gz"), "warc", 10) == [(str(tmp_path / "gone.warc.gz"), 0, None)]
+
+
+def test_ranges_that_meet_at_a_record_start(tmp_path, monkeypatch):
+    """A range ending where a record's member starts leaves it to the next range; a range with
+    no member start inside reads nothing; a member header cut by the scan's block is found."""
+    import transforms.sources as sources
+
+    path = tmp_path / "e.warc.gz"
+    write_warc(str(path), _pages(12))
+    whole = [_key(x) for x in read_warc_file(str(path), SourceSettings())]
+    from fastwarc.warc import ArchiveIterator, WarcRecordType
+
+    with open(path, "rb") as handle:
+        starts = [r.stream_pos for r in ArchiveIterator(handle, record_types=WarcRecordType.any_type)]
+    assert len(starts) == 12
+    for k in (1, 5, 11):
+        head = list(read_warc_file(str(path), SourceSettings(), None, 0, starts[k]))
+        tail = list(read_warc_file(str(path), SourceSettings(), None, starts[k], None))
+        assert [_key(x) for x in head] == whole[:k] and [_key(x) for x in tail] == whole[k:]
+        assert list(read_warc_file(str(path), SourceSettings(), None, starts[k - 1] + 1, starts[k])) == []
+    monkeypatch.setattr(sources, "_SCAN_BYTES", 4)
+    for k in (3, 7):
+        inside = list(read_warc_file(str(path), SourceSettings(), None, starts[k] - 2, starts[k] + 1))
+        assert [_key(x) for x in inside] == whole[k : k + 1]
