@@ -1,0 +1,62 @@
+"""The per-DoFn cache of Beam's state and timer specs (transforms/beamspeed.py)."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.coders import VarIntCoder
+from apache_beam.transforms import userstate
+from apache_beam.transforms.timeutil import TimeDomain
+
+import transforms  # noqa: F401 - installs the cache in a process that has Beam
+from transforms.beamspeed import cache_dofn_specs
+
+
+class _Stateful(beam.DoFn):
+    BAG = userstate.BagStateSpec("bag", VarIntCoder())
+    TIMER = userstate.TimerSpec("timer", TimeDomain.WATERMARK)
+
+    def process(self, element, bag=beam.DoFn.StateParam(BAG), timer=beam.DoFn.TimerParam(TIMER)):  # noqa: B008 - Beam's idiom
+        yield element
+
+    @userstate.on_timer(TIMER)
+    def expire(self):
+        return []
+
+
+class _Unhashable(beam.DoFn):
+    __hash__ = None  # type: ignore[assignment]
+
+    def process(self, element):
+        yield element
+
+
+def test_specs_come_from_the_cache_once_per_dofn(monkeypatch):
+    import transforms.beamspeed as beamspeed
+
+    cache_dofn_specs()
+    assert beamspeed._installed and hasattr(userstate.get_dofn_specs, "__wrapped__")
+    compute = userstate.get_dofn_specs.__wrapped__
+    calls = []
+
+    def counting(dofn):
+        calls.append(dofn)
+        return compute(dofn)
+
+    # a fresh cache around a counting compute, installed the same way
+
+    monkeypatch.setattr(beamspeed, "_installed", False)
+    monkeypatch.setattr(userstate, "get_dofn_specs", counting)
+    cache_dofn_specs()
+    fresh = userstate.get_dofn_specs
+    dofn = _Stateful()
+    first = fresh(dofn)
+    assert first == compute(dofn) and [s.name for s in first[0]] == ["bag"] and len(first[1]) == 1
+    first[0].clear()  # callers get their own sets
+    assert fresh(dofn) == compute(dofn)
+    assert userstate.is_stateful_dofn(dofn)  # Beam's own callers go through the cache too
+    assert calls == [dofn]
+    other = _Stateful()
+    assert fresh(other) == compute(other) and calls == [dofn, other]
+    plain = _Unhashable()
+    assert fresh(plain) == (set(), set()) and fresh(plain) == (set(), set())
+    assert calls[2:] == [plain, plain]  # not hashable: computed each time, as before
