@@ -1011,8 +1011,7 @@ class _InvalidXmlChars:
     none of its characters (almost every page)."""
 
     def __init__(self, pattern: re.Pattern) -> None:
-        self._pattern = pattern
-        self.pattern = pattern.pattern
+        self._pattern = pattern  # its other attributes (pattern, flags, search ...) pass through
 
     def sub(self, repl: Any, string: Any, count: int = 0) -> Any:
         if isinstance(string, str) and not may_hold_invalid_xml_chars(string):

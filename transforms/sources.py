@@ -254,6 +254,11 @@ _GZIP_MEMBER = b"\x1f\x8b\x08"
 _SCAN_BYTES = 1 << 18
 
 
+def _may_cut(url: str, range_bytes: int) -> bool:
+    """Whether ``warc_ranges`` may cut the file at all: ranges wanted, and gzip members to find."""
+    return range_bytes > 0 and url.lower().endswith(".gz")
+
+
 def warc_ranges(url: str, size: int, range_bytes: int) -> list[tuple[str, int, int | None]]:
     """Work units of one input file: (url, start, end), end None for the file's end.
 
@@ -261,7 +266,7 @@ def warc_ranges(url: str, size: int, range_bytes: int) -> list[tuple[str, int, i
     most ``range_bytes`` (the runner deals units out by count, so equal units share the work
     best). Its records are gzip members, and a record belongs to the range its member starts
     in (``read_warc_file``)."""
-    if range_bytes <= 0 or size <= range_bytes or not url.lower().endswith(".gz"):
+    if not _may_cut(url, range_bytes) or size <= range_bytes:
         return [(url, 0, None)]
     count = -(-size // range_bytes)
     starts = [size * i // count for i in range(count)]
@@ -354,13 +359,12 @@ class _LazyHandle:
     the file while the iterator keeps its own position)."""
 
     def __init__(self, url: str) -> None:
-        self._url, self._opened, self._handle = url, None, None
+        self._url, self._handle = url, None
 
     @property
     def handle(self):
         if self._handle is None:
-            self._opened = fsspec.open(self._url, "rb")
-            self._handle = self._opened.open()
+            self._handle = fsspec.open(self._url, "rb").open()
         return self._handle
 
     def __enter__(self) -> _LazyHandle:
@@ -417,7 +421,7 @@ def write_warc(path: str, pages: Iterable[tuple[str, bytes, datetime, str]], *, 
 
 def _split_file(url: str, kind: str, range_bytes: int) -> list[tuple[str, int, int | None]]:
     """One input file -> its work units (``warc_ranges``; other kinds: the whole file)."""
-    if kind != "warc" or range_bytes <= 0 or not url.lower().endswith(".gz"):
+    if kind != "warc" or not _may_cut(url, range_bytes):  # no size lookup for these
         return [(url, 0, None)]
     try:
         fs, path = fsspec.core.url_to_fs(url)
