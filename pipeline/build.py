@@ -16,6 +16,7 @@ from datetime import datetime
 import apache_beam as beam
 
 from pipeline.config import Config
+from transforms.beamspeed import cache_dofn_specs
 from transforms.clean import HOST_BOILERPLATE, CleanText, host_state_bytes, load_host_state
 from transforms.extract import ExtractMainText
 from transforms.fingerprint import Fingerprint
@@ -24,6 +25,11 @@ from transforms.progress import LogProgress
 from transforms.sinks import SkipKnownArticles, WriteOutputs
 from transforms.sources import ReadDocuments
 from transforms.stories import AssignTopics, GroupStories, load_topics
+
+# The runner builds and translates the graph here (and on one worker runs every bundle in this
+# process): ``transforms/__init__`` installs the cache only when Beam was imported before it,
+# and the command line imports ``transforms`` (for its settings) first.
+cache_dofn_specs()
 
 
 @dataclass(frozen=True)

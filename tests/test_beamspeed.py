@@ -60,3 +60,20 @@ def test_specs_come_from_the_cache_once_per_dofn(monkeypatch):
     plain = _Unhashable()
     assert fresh(plain) == (set(), set()) and fresh(plain) == (set(), set())
     assert calls[2:] == [plain, plain]  # not hashable: computed each time, as before
+
+
+def test_the_runner_has_the_cache_when_transforms_came_before_beam():
+    # the command line imports transforms (settings, errors) before Beam: the graph's module
+    # must install the cache itself
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys; import transforms; assert 'apache_beam' not in sys.modules; "
+        "import pipeline.build; from apache_beam.transforms import userstate; "
+        "print(hasattr(userstate.get_dofn_specs, '__wrapped__'))"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
