@@ -446,8 +446,11 @@ def _drop_repeats_by_definition(lines: list[str], keys: list[str], min_contained
     ]
 
 
-def test_repeated_and_contained_lines_match_the_pairwise_definition():
+@pytest.mark.parametrize("scan_max_chars", [clean._SCAN_MAX_CHARS, 0])  # scan, word index
+def test_repeated_and_contained_lines_match_the_pairwise_definition(monkeypatch, scan_max_chars):
     import random
+
+    monkeypatch.setattr(clean, "_SCAN_MAX_CHARS", scan_max_chars)
 
     rng = random.Random(7)
     vocab = ["harbour", "tide", "barrier", "opens", "the", "a", "tides"]

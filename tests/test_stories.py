@@ -249,6 +249,26 @@ def _vector(*articles: Article):
     return story_vector(list(articles))
 
 
+def test_story_vector_is_the_trimmed_mean_of_the_unit_vectors() -> None:
+    # story_vector sums per channel and prefixes only the kept terms; the result must be the
+    # definition's, value for value and in the same order (the state is written from it).
+    rng = random.Random(3)
+    vocab = [f"word{i}" for i in range(400)]
+    texts = [" ".join(rng.choice(vocab) for _ in range(rng.randint(150, 400))) for _ in range(4)]
+    articles = [make(f"https://n{i}.example/a", f"Headline {i} Harlow", t) for i, t in enumerate(texts)]
+    articles.append(make("https://c.example/bikes", *BIKE_LANES))
+    for group in ([articles[0]], articles[:2], articles):
+        total: dict[str, float] = {}
+        for article in group:
+            for key, w in stories._unit_vector(compute_text_profile(article)).items():
+                total[key] = total.get(key, 0.0) + w
+        expected = stories._trimmed({k: v / len(group) for k, v in total.items()})
+        got = stories.story_vector(group)
+        assert list(got.items()) == list(expected.items())
+        assert sum(k.startswith("t:") for k in got) == stories.PROFILE_TERMS  # trimmed
+    assert stories.story_vector([]) == {}
+
+
 def test_link_score_is_the_mean_pairwise_similarity() -> None:
     from transforms.stories import link_score
 
