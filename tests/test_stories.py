@@ -526,3 +526,41 @@ def test_benchmark_ceilings_count_gold_pairs_and_pick_the_best_threshold():
     oracle = bench.oracle_thresholds(groups, settings, [0.05, settings.cluster_threshold, 0.95])
     at_cut = bench.eval_news(groups, bench.ours(settings))
     assert oracle["gold1"] >= at_cut["gold1_f1"] and oracle["gold2"] == 1.0  # 0.95 leaves singletons
+
+
+_SEED_PROBE = """
+import json
+from datetime import UTC, datetime
+from transforms.records import Article
+from transforms.stories import compute_text_profile, story_vector
+names = "Alvarez Brennan Castellanos Dimitrova Eriksen Fontaine Gallagher Haddad Ivanova Jankowski"
+text = ". ".join(f"{a} met {b} in Lisbon on Tuesday" for a, b in zip(names.split(), reversed(names.split())))
+arts = [
+    Article(url=f"https://example.org/{i}", fetched_at=datetime(2024, 5, 1, tzinfo=UTC), text=text + f" Item {i}.",
+            title="Talks between Alvarez, Brennan and Castellanos in Lisbon", article_id=str(i))
+    for i in range(3)
+]
+print(json.dumps(story_vector(arts)))
+"""
+
+
+def test_story_vectors_do_not_depend_on_the_hash_seed():
+    # Beam workers are separate interpreters with their own hash seeds: the vectors stored in
+    # the story state (and the float sums behind them) must come out the same in each
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    outs = {
+        subprocess.run(
+            [sys.executable, "-c", _SEED_PROBE],
+            cwd=root,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in (1, 2, 3)
+    }
+    assert len(outs) == 1 and '"e:' in next(iter(outs))

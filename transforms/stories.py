@@ -710,11 +710,14 @@ _CHANNELS = (("t", "term_weight"), ("e", "entity_weight"), ("h", "title_weight")
 
 def _channel_vectors(p: TextProfile, idf: dict[str, float]) -> tuple[dict[str, float], ...]:
     """The article's vectors in the channels of ``_CHANNELS``, in that order: title + text
-    terms (log tf x idf), capitalised names (idf), headline words (idf)."""
+    terms (log tf x idf), capitalised names (idf), headline words (idf). The names and
+    headline words are sets: sorted, so that the sums made of these vectors (norms, story
+    vectors) add in the same order in every process (a set's order follows the hash seed,
+    and the last bits of a float sum follow the order)."""
     return (
         {t: tf * idf[t] for t, tf in p.terms.items()},
-        {t: idf[t] for t in p.entities},
-        {t: idf[t] for t in p.title},
+        {t: idf[t] for t in sorted(p.entities)},
+        {t: idf[t] for t in sorted(p.title)},
     )
 
 
