@@ -398,7 +398,8 @@ def test_host_state_round_trip(tmp_path):
 
 def test_clean_text_pipeline_learns_host_boilerplate(tmp_path):
     """One small offline pipeline: a footer shared by one host's articles is removed and
-    reported on the host_boilerplate output; another host is untouched."""
+    reported on the host_boilerplate output; another host is untouched, and so are articles
+    without a host (local files): they are not one publisher, nothing is learned across them."""
     import apache_beam as beam
     from apache_beam.testing.test_pipeline import TestPipeline
     from apache_beam.testing.util import assert_that, equal_to
@@ -414,12 +415,15 @@ def test_clean_text_pipeline_learns_host_boilerplate(tmp_path):
     ] + [
         Article(url="https://other.example/1", fetched_at=T0, source="other.example",
                 text=f"{body.format(9)}\n{footer}")
+    ] + [
+        Article(url=f"/data/notes/{i}.txt", fetched_at=T0, source="", text=f"{body.format(10 + i)}\n{footer}")
+        for i in range(4)
     ]  # fmt: skip
     with TestPipeline(runner="FnApiRunner") as p:
         out = p | beam.Create(articles) | CleanText(CleanRules())
         assert_that(
             out.ok | beam.Map(lambda a: (a.source, footer in a.text)),
-            equal_to([("gazette.example", False)] * 4 + [("other.example", True)]),
+            equal_to([("gazette.example", False)] * 4 + [("other.example", True)] + [("", True)] * 4),
             label="FooterGone",
         )
         assert_that(

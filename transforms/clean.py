@@ -1094,9 +1094,9 @@ class _CleanDoFn(beam.DoFn):
         self._saved = load_host_state(self._rules.host_state_path)
 
     def process(self, element):
-        if isinstance(element, tuple):  # (host, [articles]) after grouping by host
-            host, articles = element
-            sample = itertools.islice(articles, self._rules.host_sample_articles)
+        if isinstance(element, tuple):  # ((host, url), [articles]) after grouping by host
+            (host, _), articles = element
+            sample = itertools.islice(articles, self._rules.host_sample_articles) if host else ()
             learned = learn_host_boilerplate((a.text for a in sample), self._rules)
             if learned:
                 Metrics.counter(records.METRICS_NAMESPACE, "clean_hosts_learned").inc()
@@ -1111,6 +1111,13 @@ class _CleanDoFn(beam.DoFn):
                 yield TaggedOutput(records.FAILED, result)
             else:
                 yield result
+
+
+def _host_group(article: Article) -> tuple[tuple[str, str], Article]:
+    """((host, ""), article); an article without a host (a local file path, a URL without
+    one) is a group of its own, ("", url): boilerplate is learned per publisher, never across
+    unrelated pages (nor do they all land on one worker)."""
+    return ((article.source, "") if article.source else ("", article.url)), article
 
 
 class CleanText(beam.PTransform):
@@ -1131,7 +1138,7 @@ class CleanText(beam.PTransform):
     def expand(self, articles):
         learn = self._rules.enabled("host_boilerplate") and articles.is_bounded
         if learn:
-            articles = articles | "KeyByHost" >> beam.Map(lambda a: (a.source, a)) | "GroupByHost" >> beam.GroupByKey()
+            articles = articles | "KeyByHost" >> beam.Map(_host_group) | "GroupByHost" >> beam.GroupByKey()
         return articles | "Clean" >> beam.ParDo(_CleanDoFn(self._rules)).with_outputs(
             records.FAILED, HOST_BOILERPLATE, main="ok"
         )
