@@ -249,6 +249,28 @@ def _vector(*articles: Article):
     return story_vector(list(articles))
 
 
+def _unit_vector(feats) -> dict[str, float]:
+    """The story vector of one article before trimming, by its definition: per channel the
+    presence ``#c`` = 1 and the unit vector under the ``c:`` prefix."""
+    out: dict[str, float] = {}
+    for channel, unit in stories._unit_channels(feats):
+        out["#" + channel] = 1.0
+        out.update({f"{channel}:{t}": w for t, w in unit.items()})
+    return out
+
+
+def _trimmed_by_definition(vector: dict[str, float], keep: int) -> dict[str, float]:
+    """Presence entries as they are; per channel all entries in order when there are at most
+    ``keep``, else the ``keep`` heaviest, heaviest first (ties: the larger key first)."""
+    out = {k: w for k, w in vector.items() if k[0] == "#"}
+    for channel in dict.fromkeys(k[0] for k in vector if k[0] != "#"):
+        entries = [(k, w) for k, w in vector.items() if k[0] == channel]
+        if len(entries) > keep:
+            entries = [(k, w) for w, k in sorted(((w, k) for k, w in entries), reverse=True)[:keep]]
+        out.update(entries)
+    return out
+
+
 def test_story_vector_is_the_trimmed_mean_of_the_unit_vectors() -> None:
     # story_vector sums per channel and prefixes only the kept terms; the result must be the
     # definition's, value for value and in the same order (the state is written from it).
@@ -260,9 +282,11 @@ def test_story_vector_is_the_trimmed_mean_of_the_unit_vectors() -> None:
     for group in ([articles[0]], articles[:2], articles):
         total: dict[str, float] = {}
         for article in group:
-            for key, w in stories._unit_vector(compute_text_profile(article)).items():
+            for key, w in _unit_vector(compute_text_profile(article)).items():
                 total[key] = total.get(key, 0.0) + w
-        expected = stories._trimmed({k: v / len(group) for k, v in total.items()})
+        mean = {k: v / len(group) for k, v in total.items()}
+        expected = stories._trimmed(mean)
+        assert list(expected.items()) == list(_trimmed_by_definition(mean, stories.PROFILE_TERMS).items())
         got = stories.story_vector(group)
         assert list(got.items()) == list(expected.items())
         assert sum(k.startswith("t:") for k in got) == stories.PROFILE_TERMS  # trimmed
