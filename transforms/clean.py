@@ -1096,8 +1096,10 @@ class _CleanDoFn(beam.DoFn):
     def process(self, element):
         if isinstance(element, tuple):  # ((host, url), [articles]) after grouping by host
             (host, _), articles = element
-            sample = itertools.islice(articles, self._rules.host_sample_articles) if host else ()
-            learned = learn_host_boilerplate((a.text for a in sample), self._rules)
+            learned = frozenset()
+            if host:  # ("", url): an article without a host, nothing to learn from
+                sample = itertools.islice(articles, self._rules.host_sample_articles)
+                learned = learn_host_boilerplate((a.text for a in sample), self._rules)
             if learned:
                 Metrics.counter(records.METRICS_NAMESPACE, "clean_hosts_learned").inc()
                 yield TaggedOutput(HOST_BOILERPLATE, (host, tuple(sorted(learned))))
