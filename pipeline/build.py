@@ -22,7 +22,7 @@ from transforms.extract import ExtractMainText
 from transforms.fingerprint import Fingerprint
 from transforms.fsutil import stage_file
 from transforms.progress import LogProgress
-from transforms.sinks import SkipKnownArticles, WriteOutputs
+from transforms.sinks import SkipKnownArticles, WriteOutputs, partition_of
 from transforms.sources import ReadDocuments
 from transforms.stories import AssignTopics, GroupStories, load_topics
 
@@ -123,6 +123,10 @@ def build_pipeline(p: beam.Pipeline, plan: RunPlan):
         "stories": grouped["stories"],
         "failures": failures | "ProgressFailures" >> LogProgress("failed or filtered", every),
         "inputs": inputs,
+        # counted before story grouping, so that the sink keys articles to files as they come
+        # (repeated reads of one URL, dropped later, are counted too)
+        "article_partitions": with_topics
+        | "MarkArticlePartitions" >> beam.Map(lambda a, sink: partition_of("articles", a, sink), cfg.sink),
     }
     # State that says "done" (seen feed entries, known stories) is staged during the run and
     # moved into place by the sink's commit, before the manifest entry: a run that dies

@@ -318,6 +318,9 @@ def test_host_boilerplate_learned_from_recurring_lines():
     assert cleaned.text.startswith("Story number 0")
     # Too few articles of a host: nothing is learned.
     assert learn_host_boilerplate(texts[:2], RULES) == frozenset()
+    # ... nor from one article read under many URLs: every line of it would recur
+    assert learn_host_boilerplate(texts[:1] * 6, RULES) == frozenset()
+    assert learn_host_boilerplate(texts[:2] * 3, RULES) == frozenset()
 
 
 def test_clean_article_filters_empty_and_short_text():

@@ -156,3 +156,43 @@ def test_staged_state_moves_in_with_the_commit(tmp_path):
     assert state.read_text() == "new"
     assert not list(state.parent.glob("_pending-*"))
     assert (tmp_path / "out" / "_manifest" / "run2.json").exists()
+
+
+@pytest.mark.slow
+def test_write_outputs_counts_articles_from_marks_or_from_the_articles_alike(tmp_path):
+    """The sink keys articles to files from partition marks made upstream (as the pipeline
+    does) or, without them, from the articles themselves: the same files either way."""
+    import apache_beam as beam
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    from transforms.records import Story
+    from transforms.sinks import WriteOutputs
+
+    settings = SinkSettings(shards=3, rows_per_shard=4)
+    rows = [article(i, published_at=T.replace(day=10 + i % 2)) for i in range(13)]
+    story = Story("s1", "t", "A", ("1",), 1, T, T, T, T)
+    roots = {"counted": str(tmp_path / "counted"), "marked": str(tmp_path / "marked")}
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        articles = p | "Articles" >> beam.Create(rows)
+        for name, root in roots.items():
+            outputs = {
+                "articles": articles,
+                "stories": p | f"Stories{name}" >> beam.Create([story]),
+                "failures": p
+                | f"Failures{name}" >> beam.Create([Failure("https://a.example/x", "fetch", "http_404", "", T)]),
+                "inputs": p | f"Inputs{name}" >> beam.Create([1] * 14),
+            }
+            if name == "marked":
+                outputs["article_partitions"] = articles | beam.Map(lambda a: partition_of("articles", a, settings))
+            _ = outputs | f"Write{name}" >> WriteOutputs(root, "run1", settings)
+
+    def files(root: str) -> dict[str, list]:
+        fs, base = fsspec.core.url_to_fs(root)
+        found = sorted(p for p in fs.find(base) if p.endswith(".parquet"))
+        return {posixpath.relpath(p, base): ds.dataset(p).to_table().to_pylist() for p in found}
+
+    counted, marked = files(roots["counted"]), files(roots["marked"])
+    assert counted == marked
+    # 13 articles over two dates at 4 rows per file: 7 -> 2 files, 6 -> 2 files
+    assert sum(name.startswith("articles/") for name in marked) == 4
+    assert {"stories/part-run1-00000.parquet", "failures/part-run1-00000.parquet"} <= set(marked)

@@ -996,8 +996,10 @@ def line_key(line: str) -> str:
 
 def learn_host_boilerplate(texts: Iterable[str], rules: CleanRules) -> frozenset[str]:
     """Keys of lines that recur in many of one host's articles (``host_min_share`` of them,
-    at least 3), given all article texts of that host in the run."""
-    texts = list(texts)
+    at least 3), given all article texts of that host in the run. A text read several times
+    (one story under several URLs: tracking parameters, print and AMP pages, an archive's
+    repeated captures) counts once: its lines recur because the article does, not a template."""
+    texts = list(dict.fromkeys(texts))
     if len(texts) < rules.host_min_articles:
         return frozenset()
     counts: Counter[str] = Counter()

@@ -412,7 +412,9 @@ class WriteOutputs(beam.PTransform):
     summary, one element, after everything is committed), plus optional ``'staged'``:
     PCollection of (pending, final) state files moved into place in the same commit.
     ``inputs`` names the input files the run reads, recorded in the manifest when the run
-    commits (for ``--resume``)."""
+    commits (for ``--resume``). Optional ``'article_partitions'``: one ``partition_of`` per
+    article, made upstream of the articles (it decides how many files a date partition
+    gets, see ``shard_count``), so that the articles need not be held to be counted."""
 
     def __init__(self, root: str, run_id: str, settings: SinkSettings, inputs: tuple[str, ...] = ()):
         super().__init__()
@@ -420,21 +422,41 @@ class WriteOutputs(beam.PTransform):
 
     def expand(self, pcolls: dict[str, beam.PCollection]):
         settings = self._settings
-        # Rows per (kind, partition) first, so that a small partition gets one file.
-        partitioned = [
-            pcolls[kind]
-            | f"Partition{kind.title()}" >> beam.Map(lambda r, k=kind: ((k, partition_of(k, r, settings)), r))
-            for kind in KINDS
-        ]
-        rows = partitioned | "AllPartitioned" >> beam.Flatten()
-        sizes = rows | "PartitionSizes" >> beam.combiners.Count.PerKey()
-        written = (
-            rows
-            | "KeyShards" >> beam.Map(_keyed_by_shard, beam.pvalue.AsDict(sizes), settings)
-            | "GroupShards" >> beam.GroupByKey()
-            | "WriteShards" >> beam.ParDo(_WriteShard(self._root, self._run_id, settings))
-            | "ListWritten" >> beam.combiners.ToList()
-        )
+        # Rows per (kind, partition) first, so that a small partition gets one file. Articles
+        # are counted from ``article_partitions`` when given, made upstream: a count taken
+        # from the articles themselves makes the runner hold them all until it is known. They
+        # also go through a shuffle and a writer of their own: a Flatten is one more pass
+        # through the runner for everything that goes through it.
+        shards = []  # (kind, tmp path, final path) of the files written
+        small = []
+        for kind in KINDS:
+            rows = pcolls[kind] | f"Partition{kind.title()}" >> beam.Map(
+                lambda r, k=kind: ((k, partition_of(k, r, settings)), r)
+            )
+            if kind == "articles" and "article_partitions" in pcolls:
+                sizes = (
+                    pcolls["article_partitions"]
+                    | "ArticlePartitionSizes" >> beam.Map(lambda partition: (("articles", partition), None))
+                    | "CountArticlePartitions" >> beam.combiners.Count.PerKey()
+                )
+                shards.append(
+                    rows
+                    | "KeyArticleShards" >> beam.Map(_keyed_by_shard, beam.pvalue.AsDict(sizes), settings)
+                    | "GroupArticleShards" >> beam.GroupByKey()
+                    | "WriteArticleShards" >> beam.ParDo(_WriteShard(self._root, self._run_id, settings))
+                )
+            else:
+                small.append(rows)
+        if small:
+            rows = small | "AllPartitioned" >> beam.Flatten()
+            sizes = rows | "PartitionSizes" >> beam.combiners.Count.PerKey()
+            shards.append(
+                rows
+                | "KeyShards" >> beam.Map(_keyed_by_shard, beam.pvalue.AsDict(sizes), settings)
+                | "GroupShards" >> beam.GroupByKey()
+                | "WriteShards" >> beam.ParDo(_WriteShard(self._root, self._run_id, settings))
+            )
+        written = shards | "AllWritten" >> beam.Flatten() | "ListWritten" >> beam.combiners.ToList()
         marks = (
             (
                 pcolls["inputs"] | "MarkInputs" >> beam.Map(lambda _: "inputs"),

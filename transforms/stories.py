@@ -19,7 +19,7 @@ import re
 import threading
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property, lru_cache
@@ -1416,22 +1416,44 @@ def content_key(article: Article) -> str:
     return article.content_hash or article.article_id
 
 
-def mark_exact_copies(articles: Iterable[Article], known_hashes: Mapping[str, str] | None = None) -> list[Article]:
-    """Articles of one ``content_hash`` (whatever their window) -> the same articles, every one
-    but the representative with ``duplicate_of`` set to it: the article of that text an
-    earlier run wrote (``known_hashes``: content_hash -> article_id; it is already written),
-    else the earliest published, then smallest id. Repeated reads of one id stay as they are
-    (``cluster_window`` drops them)."""
-    articles = list(articles)
-    if not articles:
-        return []
-    content_hash = articles[0].content_hash
-    representative = (known_hashes or {}).get(content_hash) if content_hash else None
+def copy_mark(article: Article) -> tuple[str, tuple]:
+    """What finding an article's exact copies needs of it: (content key, (rank, id)), the rank
+    being ``representative_key``. Small, so that the run can group these instead of articles."""
+    return content_key(article), (representative_key(article), article.article_id)
+
+
+def copy_representative(key: str, marks: Iterable[tuple]) -> Iterator[tuple[str, str]]:
+    """``copy_mark``s of one content key -> (key, representative id) when more than one article
+    id has that text: the earliest published, then smallest id. Nothing for a text read under
+    one id only (repeated reads of one id are not copies; ``cluster_window`` drops them)."""
+    marks = list(marks)
+    if len({article_id for _, article_id in marks}) > 1:
+        yield key, min(marks)[1]
+
+
+def marked_copy(article: Article, representatives: Mapping[str, str], known_hashes: Mapping[str, str]) -> Article:
+    """``article`` with ``duplicate_of`` set when it is an exact copy of another: of the article
+    of that text an earlier run wrote (``known_hashes``: content_hash -> article_id; it is
+    already written), else of its text's representative in this run (``representatives``:
+    content key -> article id, see ``copy_representative``)."""
+    representative = known_hashes.get(article.content_hash) if article.content_hash else None
     if representative is None:
-        if len({a.article_id for a in articles}) == 1:
-            return articles
-        representative = min(articles, key=representative_key).article_id
-    return [a if a.article_id == representative else records.replace(a, duplicate_of=representative) for a in articles]
+        representative = representatives.get(content_key(article))
+    if representative is None or representative == article.article_id:
+        return article
+    return records.replace(article, duplicate_of=representative)
+
+
+def mark_exact_copies(articles: Iterable[Article], known_hashes: Mapping[str, str] | None = None) -> list[Article]:
+    """Articles (whatever their window) -> the same articles, every exact copy (same
+    ``content_hash``) with ``duplicate_of`` set to its representative (``marked_copy``).
+    Repeated reads of one id stay as they are (``cluster_window`` drops them)."""
+    articles = list(articles)
+    by_key: dict[str, list[tuple]] = defaultdict(list)
+    for key, mark in map(copy_mark, articles):
+        by_key[key].append(mark)
+    representatives = dict(pair for key, marks in by_key.items() for pair in copy_representative(key, marks))
+    return [marked_copy(a, representatives, known_hashes or {}) for a in articles]
 
 
 def cluster_windows(
@@ -1443,12 +1465,9 @@ def cluster_windows(
     """GroupStories without Beam (benchmarks): exact copies marked (``mark_exact_copies``),
     then articles grouped by topic and event-time window of ``window_hours`` (aligned to the
     Unix epoch, as Beam's FixedWindows are), each group through ``cluster_window``."""
-    by_hash: dict[str, list[Article]] = defaultdict(list)
-    for article in articles:
-        by_hash[content_key(article)].append(article)
     span = settings.window_hours * 3600
     groups: dict[tuple[int, str], list[Article]] = defaultdict(list)
-    for article in (a for same in by_hash.values() for a in mark_exact_copies(same, known_hashes)):
+    for article in mark_exact_copies(articles, known_hashes):
         groups[(window_start(article.event_time.timestamp(), span), article.topic)].append(article)
     found = []
     for (start, topic), members in sorted(groups.items()):
@@ -1470,18 +1489,22 @@ def window_datetimes(start_s: float, span_s: float) -> tuple[datetime, datetime]
 
 
 class _ClusterWindowFn(beam.DoFn):
-    """((topic, window start), [(Article, TextProfile)]) -> _WindowCluster per story candidate."""
+    """((topic, window start), [(Article, TextProfile)]) -> _WindowCluster per story candidate;
+    exact copies are marked first (side input: content key -> representative id)."""
 
-    def __init__(self, settings: StorySettings, fingerprint: FingerprintSettings) -> None:
+    def __init__(
+        self, settings: StorySettings, fingerprint: FingerprintSettings, known_hashes: Mapping[str, str]
+    ) -> None:
         self._settings = settings
         self._fingerprint = fingerprint
+        self._known_hashes = known_hashes
 
-    def process(self, element):
+    def process(self, element, representatives):
         (topic, start), pairs = element
         pairs = list(pairs)
         yield from cluster_window(
             topic,
-            [a for a, _ in pairs],
+            [marked_copy(a, representatives, self._known_hashes) for a, _ in pairs],
             *window_datetimes(start, self._settings.window_hours * 3600),
             self._settings,
             self._fingerprint,
@@ -1546,8 +1569,9 @@ class GroupStories(beam.PTransform):
     the stories of earlier windows and of the state under ``state_path`` (read when the
     linking step runs, written back after it), so story ids survive across windows and
     runs. Nothing depends on arrival order or the number of workers. Exact copies (one
-    ``content_hash``) are marked across windows first (``mark_exact_copies``), pointing to the
-    article an earlier run wrote when ``known_hashes`` (content_hash -> article_id) has it."""
+    ``content_hash``) are marked across windows (``marked_copy``, from small marks grouped by
+    text), pointing to the article an earlier run wrote when ``known_hashes`` (content_hash ->
+    article_id) has it."""
 
     def __init__(
         self,
@@ -1566,11 +1590,16 @@ class GroupStories(beam.PTransform):
 
     def expand(self, articles):
         window_s = self.settings.window_hours * 3600
+        # Exact copies are found across all windows of the run by grouping small marks, not
+        # the articles: the articles travel through one shuffle only, the one by topic.
+        representatives = (
+            articles
+            | "MarkContent" >> beam.Map(copy_mark)
+            | "GroupByContent" >> beam.GroupByKey()
+            | "Representatives" >> beam.FlatMapTuple(copy_representative)
+        )
         clusters = (
             articles
-            | "KeyByContent" >> beam.Map(lambda a: (content_key(a), a))
-            | "GroupByContent" >> beam.GroupByKey()
-            | "MarkExactCopies" >> beam.FlatMap(lambda kv, known: mark_exact_copies(kv[1], known), self._known_hashes)
             # The event-time window is part of the key, in the global window: a bounded run
             # fires each window once anyway, and a key per (topic, window) spreads the
             # clustering over workers (a windowed GroupByKey on the topic alone gave a worker
@@ -1587,7 +1616,11 @@ class GroupStories(beam.PTransform):
                 self.settings.languages,
             )
             | "GroupByTopic" >> beam.GroupByKey()
-            | "ClusterWindow" >> beam.ParDo(_ClusterWindowFn(self.settings, self.fingerprint))
+            | "ClusterWindow"
+            >> beam.ParDo(
+                _ClusterWindowFn(self.settings, self.fingerprint, self._known_hashes),
+                beam.pvalue.AsDict(representatives),
+            )
         )
         linked = (
             clusters
