@@ -422,12 +422,23 @@ class WriteOutputs(beam.PTransform):
 
     def expand(self, pcolls: dict[str, beam.PCollection]):
         settings = self._settings
+
+        def write(rows, sizes, name: str):
+            """Rows keyed to their shard by their partition's count, grouped, written:
+            PCollection of (kind, tmp path, final path)."""
+            return (
+                rows
+                | f"Key{name}" >> beam.Map(_keyed_by_shard, beam.pvalue.AsDict(sizes), settings)
+                | f"Group{name}" >> beam.GroupByKey()
+                | f"Write{name}" >> beam.ParDo(_WriteShard(self._root, self._run_id, settings))
+            )
+
         # Rows per (kind, partition) first, so that a small partition gets one file. Articles
         # are counted from ``article_partitions`` when given, made upstream: a count taken
         # from the articles themselves makes the runner hold them all until it is known. They
         # also go through a shuffle and a writer of their own: a Flatten is one more pass
         # through the runner for everything that goes through it.
-        shards = []  # (kind, tmp path, final path) of the files written
+        shards = []
         small = []
         for kind in KINDS:
             rows = pcolls[kind] | f"Partition{kind.title()}" >> beam.Map(
@@ -436,26 +447,14 @@ class WriteOutputs(beam.PTransform):
             if kind == "articles" and "article_partitions" in pcolls:
                 sizes = (
                     pcolls["article_partitions"]
-                    | "ArticlePartitionSizes" >> beam.Map(lambda partition: (("articles", partition), None))
-                    | "CountArticlePartitions" >> beam.combiners.Count.PerKey()
+                    | "ArticlePartitionSizes" >> beam.Map(lambda partition: ("articles", partition))
+                    | "CountArticlePartitions" >> beam.combiners.Count.PerElement()
                 )
-                shards.append(
-                    rows
-                    | "KeyArticleShards" >> beam.Map(_keyed_by_shard, beam.pvalue.AsDict(sizes), settings)
-                    | "GroupArticleShards" >> beam.GroupByKey()
-                    | "WriteArticleShards" >> beam.ParDo(_WriteShard(self._root, self._run_id, settings))
-                )
+                shards.append(write(rows, sizes, "ArticleShards"))
             else:
                 small.append(rows)
-        if small:
-            rows = small | "AllPartitioned" >> beam.Flatten()
-            sizes = rows | "PartitionSizes" >> beam.combiners.Count.PerKey()
-            shards.append(
-                rows
-                | "KeyShards" >> beam.Map(_keyed_by_shard, beam.pvalue.AsDict(sizes), settings)
-                | "GroupShards" >> beam.GroupByKey()
-                | "WriteShards" >> beam.ParDo(_WriteShard(self._root, self._run_id, settings))
-            )
+        rows = small | "AllPartitioned" >> beam.Flatten()
+        shards.append(write(rows, rows | "PartitionSizes" >> beam.combiners.Count.PerKey(), "Shards"))
         written = shards | "AllWritten" >> beam.Flatten() | "ListWritten" >> beam.combiners.ToList()
         marks = (
             (
