@@ -25,27 +25,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.throughput import descendants  # noqa: E402 - after the path is set
+
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
 def descendants_cpu() -> float:
     """User + system CPU seconds of the running descendants of this process (/proc)."""
-    parents: dict[int, tuple[int, float]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    total = 0.0
+    for pid in descendants(os.getpid()):
         try:
-            with open(f"/proc/{entry}/stat") as fh:
+            with open(f"/proc/{pid}/stat") as fh:
                 fields = fh.read().rsplit(")", 1)[1].split()
         except OSError:  # ended meanwhile
             continue
-        parents[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICK)
-    me, total = os.getpid(), 0.0
-    for pid, (parent, cpu) in parents.items():
-        while parent > 1 and parent != me:
-            parent = parents.get(parent, (0, 0.0))[0]
-        if parent == me and pid != me:
-            total += cpu
+        total += (int(fields[11]) + int(fields[12])) / _TICK
     return total
 
 

@@ -116,9 +116,8 @@ def run_pipeline(
     return summary["inputs"], secs, run_secs, peak
 
 
-def _tree_rss_mb(pid: int) -> float:
-    """Sum of RSS of pid and its descendants (Linux /proc)."""
-    total = 0
+def descendants(pid: int) -> list[int]:
+    """Process ids of the running descendants of ``pid`` (Linux /proc)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -128,15 +127,23 @@ def _tree_rss_mb(pid: int) -> float:
                 children.setdefault(ppid, []).append(int(entry))
             except (OSError, ValueError, IndexError):
                 pass
-    stack = [pid]
+    found, stack = [], list(children.get(pid, []))
     while stack:
         p = stack.pop()
+        found.append(p)
+        stack.extend(children.get(p, []))
+    return found
+
+
+def _tree_rss_mb(pid: int) -> float:
+    """Sum of RSS of pid and its descendants (Linux /proc)."""
+    total = 0
+    for p in [pid, *descendants(pid)]:
         try:
             with open(f"/proc/{p}/statm") as fh:
                 total += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
         except OSError:
             pass
-        stack.extend(children.get(p, []))
     return total / 2**20
 
 
