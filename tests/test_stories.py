@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from datetime import UTC, datetime, timedelta
@@ -291,6 +292,24 @@ def test_story_vector_is_the_trimmed_mean_of_the_unit_vectors() -> None:
         assert list(got.items()) == list(expected.items())
         assert sum(k.startswith("t:") for k in got) == stories.PROFILE_TERMS  # trimmed
     assert stories.story_vector([]) == {}
+
+
+def test_story_vectors_weigh_words_as_a_window_of_the_article_alone_does() -> None:
+    # The idf of a story vector must not depend on the window, and must be on the scale of
+    # the clustering's: the idf that _idf gives a one-article batch. The bare background idf
+    # (-log share) gave rare words up to ~9 where a window gives at most ~log(21).
+    for settings in (StorySettings(), StorySettings(background_docs=5.0)):
+        for article in (make("https://a.example/ferry", *FERRY_FIRST), make("https://c.example/b", *BIKE_LANES)):
+            feats = compute_text_profile(article)
+            idf = stories._idf([feats], settings.background_docs)
+            assert max(idf.values()) < math.log(1 + settings.background_docs) + 0.01
+            want = stories._channel_vectors(feats, idf)
+            got = stories.story_vector([article], background_docs=settings.background_docs)
+            for channel, vector in zip("teh", want, strict=True):
+                norm = math.sqrt(sum(w * w for w in vector.values()))
+                assert {k[2:]: w for k, w in got.items() if k.startswith(channel + ":")} == pytest.approx(
+                    {t: w / norm for t, w in vector.items()}
+                )
 
 
 def test_link_score_is_the_mean_pairwise_similarity() -> None:
