@@ -399,6 +399,26 @@ def test_host_state_round_trip(tmp_path):
     assert load_host_state(path) == {"example.org": frozenset({"a", "b"})}
 
 
+def test_host_state_of_another_learning_rule_is_not_applied(tmp_path, caplog):
+    # A state learned by an earlier rule (the flat {host: keys} of version 1, which counted one
+    # text read under several URLs once per URL) must not strip lines from new articles.
+    import json
+
+    from transforms.clean import HOST_STATE_VERSION, host_state_bytes, load_host_state
+
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"example.org": ["the whole story line"]}))
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"version": HOST_STATE_VERSION + 1, "hosts": {"example.org": ["x"]}}))
+    with caplog.at_level("WARNING", logger="storybeam.clean"):
+        assert load_host_state(str(old)) == {}
+        assert load_host_state(str(other)) == {}
+    assert sum("learns afresh" in r.getMessage() for r in caplog.records) == 2
+    # what a run stages in its place carries the current version and only what it learned
+    staged = json.loads(host_state_bytes(load_host_state(str(old)), [("example.org", ("footer",))]))
+    assert staged == {"version": HOST_STATE_VERSION, "hosts": {"example.org": ["footer"]}}
+
+
 def test_clean_text_pipeline_learns_host_boilerplate(tmp_path):
     """One small offline pipeline: a footer shared by one host's articles is removed and
     reported on the host_boilerplate output; another host is untouched, and so are articles

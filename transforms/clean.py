@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import re
 import unicodedata
 from collections import Counter
@@ -1054,8 +1055,19 @@ def _open(path: str, mode: str):
         return open(path, mode, encoding="utf-8")
 
 
+#: Version of the rule that learns host boilerplate (``learn_host_boilerplate``), written into
+#: the saved host state. A state saved under another version is not applied: its lines were
+#: learned by another rule (version 1, before stop 20, counted one text read under several
+#: URLs once per URL, so every line of such an article looked like a template). Raise it
+#: whenever the rule changes what it learns.
+HOST_STATE_VERSION = 2
+
+LOG = logging.getLogger("storybeam.clean")
+
+
 def load_host_state(path: str) -> dict[str, frozenset[str]]:
-    """Saved host boilerplate {host: line keys}; empty when ``path`` is "" or missing."""
+    """Saved host boilerplate {host: line keys}; empty when ``path`` is "" or missing, or when
+    the file was written for another ``HOST_STATE_VERSION`` (logged: learned afresh)."""
     if not path:
         return {}
     try:
@@ -1063,24 +1075,35 @@ def load_host_state(path: str) -> dict[str, frozenset[str]]:
             data = json.load(fh)
     except FileNotFoundError:
         return {}
-    return {str(host): frozenset(map(str, keys)) for host, keys in data.items()}
+    version = data.get("version", 1) if isinstance(data, dict) else None  # 1: a flat {host: keys}
+    if version != HOST_STATE_VERSION or not isinstance(data.get("hosts"), dict):
+        LOG.warning(
+            "host boilerplate in %s was learned by rule version %s, not %s: not applied; this run learns afresh"
+            " and replaces it",
+            path,
+            version,
+            HOST_STATE_VERSION,
+        )
+        return {}
+    return {str(host): frozenset(map(str, keys)) for host, keys in data["hosts"].items()}
+
+
+def host_state_bytes(saved: Mapping[str, Iterable[str]], learned: Iterable[tuple[str, Iterable[str]]] = ()) -> bytes:
+    """Saved host boilerplate merged with what a run learned, as JSON
+    ``{"version": HOST_STATE_VERSION, "hosts": {host: sorted keys}}`` (staged through the
+    sink's commit, or written by ``save_host_state``)."""
+    merged: dict[str, set[str]] = {host: set(keys) for host, keys in saved.items()}
+    for host, keys in learned:
+        merged.setdefault(host, set()).update(keys)
+    data = {"version": HOST_STATE_VERSION, "hosts": {h: sorted(keys) for h, keys in sorted(merged.items())}}
+    return json.dumps(data, ensure_ascii=False).encode("utf-8")
 
 
 def save_host_state(path: str, state: Mapping[str, Iterable[str]]) -> None:
     """Write host boilerplate {host: line keys} (e.g. the collected ``host_boilerplate``
     output of CleanText merged with load_host_state) for the next run."""
     with _open(path, "w") as fh:
-        json.dump({h: sorted(keys) for h, keys in sorted(state.items())}, fh, ensure_ascii=False)
-
-
-def host_state_bytes(saved: Mapping[str, Iterable[str]], learned: Iterable[tuple[str, Iterable[str]]]) -> bytes:
-    """Saved host boilerplate merged with what a run learned, as the JSON save_host_state
-    writes (for staging the state through the sink's commit)."""
-    merged: dict[str, set[str]] = {host: set(keys) for host, keys in saved.items()}
-    for host, keys in learned:
-        merged.setdefault(host, set()).update(keys)
-    data = {h: sorted(keys) for h, keys in sorted(merged.items())}
-    return json.dumps(data, ensure_ascii=False).encode("utf-8")
+        fh.write(host_state_bytes(state).decode("utf-8"))
 
 
 #: Tag of CleanText's extra output: (host, tuple of line keys) learned in this run.
