@@ -48,6 +48,8 @@ class RunPlan:
     # content_hash -> article_id of articles in the output (appending runs): a later exact copy
     # is marked duplicate_of that article
     known_hashes: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # article_id -> story_id of those articles: a later copy joins that story
+    known_stories: Mapping[str, str] = dataclasses.field(default_factory=dict)
     # --resume: skip inputs the manifest lists, append to the output
     resume: bool = False
 
@@ -102,6 +104,7 @@ def build_pipeline(p: beam.Pipeline, plan: RunPlan):
         fingerprint=cfg.fingerprint,
         commit_token=plan.run_id,
         known_hashes=plan.known_hashes,
+        known_stories=plan.known_stories,
     )
     grouped = with_topics | "GroupStories" >> grouping
 

@@ -183,7 +183,7 @@ def execute(plan, options, standard) -> dict | None:
     parts = []
     # Article ids already in the output: read whole once, then only each new batch's files.
     appending = plan.resume or cfg.sink.mode == "append"
-    known, hashes = existing_articles(plan.output) if appending else (frozenset(), {})
+    known, hashes, story_of = existing_articles(plan.output) if appending else (frozenset(), {}, {})
     for i, batch in enumerate(batches):
         mode = "append" if plan.resume or i > 0 else cfg.sink.mode
         run_id = plan.run_id if len(batches) == 1 else f"{plan.run_id}-b{i:04d}"
@@ -193,6 +193,7 @@ def execute(plan, options, standard) -> dict | None:
             run_id=run_id,
             known_ids=known if mode == "append" else frozenset(),
             known_hashes=hashes if mode == "append" else {},
+            known_stories=story_of if mode == "append" else {},
             config=cfg.replace("sink", mode=mode),
         )
         if len(batches) > 1:
@@ -201,8 +202,9 @@ def execute(plan, options, standard) -> dict | None:
         if summary is None:
             return None
         if i + 1 < len(batches):
-            ids, new_hashes = existing_articles(plan.output, {run_id})
+            ids, new_hashes, new_stories = existing_articles(plan.output, {run_id})
             known, hashes = known | ids, {**new_hashes, **hashes}  # the earlier run's article stays first
+            story_of = {**new_stories, **story_of}
         parts.append(summary)
     if len(parts) == 1 and not plan.resume and cfg.sink.mode != "append":
         return parts[0]

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.dataset as ds
@@ -105,6 +106,41 @@ def test_a_copy_in_a_later_batch_is_a_duplicate_of_the_article_already_written(t
     assert reprint["story_id"] == original["story_id"]  # linked to the story of the first batch
     assert by_host["portaldinesport.example"]["duplicate_of"] is None
     assert json.loads((out / "summary.json").read_text())["duplicates"] == 1
+
+
+def test_a_later_batchs_copy_joins_the_story_of_its_original_after_the_state_forgot_it(tmp_path):
+    # Batches that mix publication dates: the second batch holds an article published two
+    # months after the first batch's, so the bridge story falls out of the story state
+    # (state_retention_days, counted from the newest article). A reprint of the bridge page in
+    # the third batch is a duplicate of the written article and must share its story, not
+    # found one of its own.
+    from make_sample import LIBRARY, page, pages
+
+    bridge = pages()[0]
+    late = datetime(2026, 5, 20, 9, tzinfo=UTC)
+    library = (
+        "https://www.cityhall.example/2026/05/20/library-hours",
+        page("City Hall News", "Central library opens on Sundays from June", LIBRARY, late.isoformat()),
+        late,
+        "text/html; charset=utf-8",
+    )
+    reprint = (bridge[0].replace("harbourgazette", "reprints"), *bridge[1:])
+    write_warc(str(tmp_path / "a.warc.gz"), [bridge])
+    write_warc(str(tmp_path / "b.warc.gz"), [library])  # the state keeps stories this batch touched
+    write_warc(str(tmp_path / "c.warc.gz"), [reprint])
+    config = tmp_path / "batches.yaml"
+    config.write_text("run:\n  source: warc\n  batch_files: 1\n")
+    out = tmp_path / "out"
+    assert run(["--config", str(config), "--input", str(tmp_path / "*.warc.gz"), "--output", str(out)]) == 0
+    rows = ds.dataset(str(out / "articles"), format="parquet", partitioning="hive").to_table().to_pylist()
+    by_host = {r["url"].split("/")[2]: r for r in rows}
+    original, copy = by_host["www.harbourgazette.example"], by_host["www.reprints.example"]
+    assert copy["duplicate_of"] == original["article_id"]
+    assert copy["story_id"] == original["story_id"]
+    stories = ds.dataset(str(out / "stories"), format="parquet").to_table().to_pylist()
+    (row,) = [s for s in stories if s["story_id"] == original["story_id"]]
+    assert sorted(row["article_ids"]) == sorted([original["article_id"], copy["article_id"]])
+    assert len(stories) == 2  # bridge, library
 
 
 def test_orphans_of_an_interrupted_commit_are_removed(tmp_path):

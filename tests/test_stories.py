@@ -217,6 +217,30 @@ def test_later_window_and_later_run_keep_the_story_id(seeds) -> None:
     assert len(first_state[0].article_ids) == 3  # the input state is not modified
 
 
+def test_a_copy_of_an_earlier_runs_article_joins_its_story_even_after_it_left_the_state() -> None:
+    from transforms.records import replace
+
+    settings = StorySettings()
+    original = make("https://a.example/ferry", *FERRY_FIRST)
+    copy = replace(
+        make("https://b.example/ferry-reprint", *FERRY_FIRST, hours=24 * 60), duplicate_of=original.article_id
+    )
+    (cluster,) = _clusters([copy], 60)
+    assert cluster.copies_of == (original.article_id,)
+    # the earlier run wrote the original under this story; its state has forgotten it
+    written = {original.article_id: "s-ferry"}
+    assignment, touched, state = link_clusters([cluster], [], settings, known_stories=written)
+    assert assignment == {cluster.key: "s-ferry"}
+    assert [(s.story_id, s.article_ids) for s in touched] == [("s-ferry", [copy.article_id])]
+    # without that knowledge the copy founds a story of its own (the old behaviour)
+    alone, _, _ = link_clusters([cluster], [], settings)
+    assert alone[cluster.key] == story_id_for("politics", copy.article_id)
+    # and when the story is still in the state, the copy continues it like a shared article
+    _, _, kept = link_clusters(_clusters([original], 0), [], settings)
+    with_state, _, _ = link_clusters([cluster], kept, settings)
+    assert with_state[cluster.key] == kept[0].story_id
+
+
 def test_unrelated_cluster_in_a_later_window_gets_its_own_story(seeds) -> None:
     tokyo = make("https://wire.example/tokyo", *TOKYO_VISIT, hours=26)
     assignment, touched, _ = link_clusters(_clusters(seeds, 0) + _clusters([tokyo], 1), [], StorySettings())

@@ -286,30 +286,34 @@ def remove_orphans(root: str, committed_runs: set[str]) -> list[str]:
     return removed
 
 
-def existing_articles(root: str, runs: set[str] | None = None) -> tuple[frozenset[str], dict[str, str]]:
+def existing_articles(root: str, runs: set[str] | None = None) -> tuple[frozenset[str], dict[str, str], dict[str, str]]:
     """What the output under root already holds (empty when nothing): every committed
-    article_id, and content_hash -> article_id of the articles that are no duplicate (the
-    smallest id when several are); with ``runs``, only of the files those batch runs wrote."""
+    article_id; content_hash -> article_id of the articles that are no duplicate (the
+    smallest id when several are); and article_id -> story_id of those articles (a later
+    exact copy joins that story). With ``runs``, only of the files those batch runs wrote."""
     fs, base = fsspec.core.url_to_fs(root)
     folder = posixpath.join(base, "articles")
     if not fs.exists(folder):
-        return frozenset(), {}
+        return frozenset(), {}, {}
     import pyarrow.dataset as ds
 
     source: str | list[str] = folder
     if runs is not None:
         source = [p for p in fs.find(folder) if _run_of(p) in runs]
         if not source:
-            return frozenset(), {}
+            return frozenset(), {}, {}
     dataset = ds.dataset(source, format="parquet", partitioning="hive", filesystem=fs)
-    table = dataset.to_table(columns=["article_id", "content_hash", "duplicate_of"]).to_pydict()
+    table = dataset.to_table(columns=["article_id", "content_hash", "duplicate_of", "story_id"]).to_pydict()
     hashes: dict[str, str] = {}
-    for article_id, content_hash, duplicate_of in zip(
-        table["article_id"], table["content_hash"], table["duplicate_of"], strict=True
+    story_of: dict[str, str] = {}
+    for article_id, content_hash, duplicate_of, story_id in zip(
+        table["article_id"], table["content_hash"], table["duplicate_of"], table["story_id"], strict=True
     ):
         if content_hash and duplicate_of is None and article_id < hashes.get(content_hash, "\uffff"):
             hashes[content_hash] = article_id
-    return frozenset(table["article_id"]), hashes
+            if story_id:
+                story_of[article_id] = story_id
+    return frozenset(table["article_id"]), hashes, {a: story_of[a] for a in hashes.values() if a in story_of}
 
 
 class _SkipKnown(beam.DoFn):

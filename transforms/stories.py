@@ -1139,6 +1139,9 @@ class ClusterSummary:
     #: (objsize) before caching it; one string instead of ~200 tuples per cluster took that
     #: from 0.6 s to ~0 for 600 pages
     profile_json: str
+    #: representatives of the cluster's exact and near copies (their ``duplicate_of``), sorted:
+    #: a copy's story is its representative's (``link_clusters``)
+    copies_of: tuple[str, ...] = ()
 
     @property
     def profile(self) -> dict[str, float]:
@@ -1190,6 +1193,7 @@ def link_clusters(
     clusters: Iterable[ClusterSummary],
     previous: Iterable[StoryState],
     settings: StorySettings,
+    known_stories: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, str], list[StoryState], list[StoryState]]:
     """Give every cluster a story id, reusing the ids of earlier stories it continues.
 
@@ -1201,6 +1205,12 @@ def link_clusters(
     (topic, window): within a window the clustering has already decided. Clusters that
     continue nothing found a new story, ``story_id_for(topic, first article)``.
 
+    A copy goes where its representative went (``ClusterSummary.copies_of``): a cluster
+    holding a copy continues the story of the copied article, as if it shared that article's
+    id; ``known_stories`` (article id -> story id, of articles earlier runs wrote) names that
+    story when the article is not in ``previous`` (e.g. its story left the state after
+    ``state_retention_days``): the story comes back under its id, with this run's articles.
+
     Returns (cluster key -> story id, stories touched in this run, full new state).
     """
     stories: dict[str, StoryState] = {  # copies: the caller's state stays as it was
@@ -1211,6 +1221,7 @@ def link_clusters(
     for story in sorted(stories.values(), key=lambda s: s.story_id):
         for article_id in story.article_ids:
             owner.setdefault(article_id, story.story_id)
+    known = known_stories or {}
     taken: set[tuple[str, str, datetime]] = set()  # (story, topic, window) pairs used
     assignment: dict[str, str] = {}
     touched: set[str] = set()
@@ -1234,6 +1245,10 @@ def link_clusters(
                 heapq.heappush(expiry, (stories[story_id].last_published, story_id))
         vector = vectors[cluster.key]
         shared = Counter(owner[a] for a in cluster.article_ids if a in owner)
+        for original in cluster.copies_of:  # a copy counts as its representative's article
+            story_of_original = owner.get(original) or known.get(original)
+            if story_of_original is not None:
+                shared[story_of_original] += 1
         candidates = [
             (count, 1.0, sid)
             for sid, count in shared.items()
@@ -1261,8 +1276,8 @@ def link_clusters(
                 score *= time_factor(gap / timedelta(hours=1), settings)
                 if score >= settings.link_threshold:
                     candidates.append((0, score, story_id))
-        if candidates:
-            story_id = min(candidates, key=lambda c: (-c[0], -c[1], c[2]))[2]
+        story_id = min(candidates, key=lambda c: (-c[0], -c[1], c[2]))[2] if candidates else None
+        if story_id in stories:
             story = stories[story_id]
             # the mean over both (story vectors are means of unit vectors)
             merged: dict[str, float] = defaultdict(float)
@@ -1279,8 +1294,8 @@ def link_clusters(
             story.window_start = min(story.window_start, cluster.window_start)
             story.window_end = max(story.window_end, cluster.window_end)
             story.title = story.title or cluster.title
-        else:
-            story_id = story_id_for(cluster.topic, cluster.article_ids[0])
+        else:  # a new story, or one of an earlier run's copied articles that left the state
+            story_id = story_id or story_id_for(cluster.topic, cluster.article_ids[0])
             story = stories[story_id] = StoryState(
                 story_id=story_id,
                 topic=cluster.topic,
@@ -1428,6 +1443,7 @@ def cluster_window(
             profile_json=json.dumps(
                 sorted(story_vector(members, settings.languages, profiles, settings.background_docs).items())
             ),
+            copies_of=tuple(sorted({a.duplicate_of for a in everyone if a.duplicate_of})),
         )
         mine = [d for d in dropped if d.article_id in set(summary.article_ids)]
         out.append(_WindowCluster(summary, tuple(everyone), tuple(mine)))
@@ -1539,13 +1555,14 @@ class _ClusterWindowFn(beam.DoFn):
 class _LinkFn(beam.DoFn):
     """[ClusterSummary] (all of the run) -> one (assignment, touched stories, state)."""
 
-    def __init__(self, settings: StorySettings, url: str | None) -> None:
+    def __init__(self, settings: StorySettings, url: str | None, known_stories: Mapping[str, str]) -> None:
         self._settings = settings
         self._url = url
+        self._known_stories = known_stories
 
     def process(self, summaries):
         previous = read_state(self._url)
-        yield link_clusters(summaries, previous, self._settings)
+        yield link_clusters(summaries, previous, self._settings, self._known_stories)
 
 
 def _routing(linked) -> tuple[dict[str, str], dict[str, frozenset[str]]]:
@@ -1595,7 +1612,8 @@ class GroupStories(beam.PTransform):
     runs. Nothing depends on arrival order or the number of workers. Exact copies (one
     ``content_hash``) are marked across windows (``marked_copy``, from small marks grouped by
     text), pointing to the article an earlier run wrote when ``known_hashes`` (content_hash ->
-    article_id) has it."""
+    article_id) has it; such a copy joins that article's story (``known_stories``: article id
+    -> story id, see ``link_clusters``)."""
 
     def __init__(
         self,
@@ -1604,10 +1622,12 @@ class GroupStories(beam.PTransform):
         fingerprint: FingerprintSettings | None = None,
         commit_token: str | None = None,
         known_hashes: Mapping[str, str] | None = None,
+        known_stories: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings or StorySettings()
         self._known_hashes = dict(known_hashes or {})
+        self._known_stories = dict(known_stories or {})
         self.fingerprint = fingerprint or FingerprintSettings()
         self.state_url = state_url(self.settings, output_root)
         self._commit_token = commit_token
@@ -1650,7 +1670,7 @@ class GroupStories(beam.PTransform):
             clusters
             | "Summaries" >> beam.Map(lambda c: c.summary)
             | "AllClusters" >> beam.combiners.ToList()
-            | "LinkStories" >> beam.ParDo(_LinkFn(self.settings, self.state_url))
+            | "LinkStories" >> beam.ParDo(_LinkFn(self.settings, self.state_url, self._known_stories))
         )
         out = clusters | "SetStoryIds" >> beam.FlatMap(
             _emit_articles, routing=beam.pvalue.AsSingleton(linked | "Routing" >> beam.Map(_routing))
