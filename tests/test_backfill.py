@@ -87,19 +87,24 @@ def test_kill_and_resume_gives_the_uninterrupted_result(archives, tmp_path):
     assert ids(out) == expected
 
 
-def test_a_copy_in_a_later_batch_is_a_duplicate_of_the_article_already_written(tmp_path):
-    from make_sample import pages
-
-    bridge, library, match = pages()[0], pages()[5], pages()[6]
-    copy = (bridge[0].replace("harbourgazette", "reprints"), *bridge[1:])  # same page, other site
-    write_warc(str(tmp_path / "a.warc.gz"), [bridge, library])
-    write_warc(str(tmp_path / "b.warc.gz"), [copy, match])
+def run_in_batches(tmp_path: Path, files: dict[str, list]) -> tuple[Path, dict[str, dict]]:
+    """WARC files (name -> pages), one batch each, in name order -> (output, article row by host)."""
+    for name, pages_of_file in files.items():
+        write_warc(str(tmp_path / name), pages_of_file)
     config = tmp_path / "batches.yaml"
     config.write_text("run:\n  source: warc\n  batch_files: 1\n")
     out = tmp_path / "out"
     assert run(["--config", str(config), "--input", str(tmp_path / "*.warc.gz"), "--output", str(out)]) == 0
     rows = ds.dataset(str(out / "articles"), format="parquet", partitioning="hive").to_table().to_pylist()
-    by_host = {r["url"].split("/")[2]: r for r in rows}
+    return out, {r["url"].split("/")[2]: r for r in rows}
+
+
+def test_a_copy_in_a_later_batch_is_a_duplicate_of_the_article_already_written(tmp_path):
+    from make_sample import pages
+
+    bridge, library, match = pages()[0], pages()[5], pages()[6]
+    copy = (bridge[0].replace("harbourgazette", "reprints"), *bridge[1:])  # same page, other site
+    out, by_host = run_in_batches(tmp_path, {"a.warc.gz": [bridge, library], "b.warc.gz": [copy, match]})
     original, reprint = by_host["www.harbourgazette.example"], by_host["www.reprints.example"]
     assert original["duplicate_of"] is None and original["content_hash"] == reprint["content_hash"]
     assert reprint["duplicate_of"] == original["article_id"]
@@ -125,15 +130,8 @@ def test_a_later_batchs_copy_joins_the_story_of_its_original_after_the_state_for
         "text/html; charset=utf-8",
     )
     reprint = (bridge[0].replace("harbourgazette", "reprints"), *bridge[1:])
-    write_warc(str(tmp_path / "a.warc.gz"), [bridge])
-    write_warc(str(tmp_path / "b.warc.gz"), [library])  # the state keeps stories this batch touched
-    write_warc(str(tmp_path / "c.warc.gz"), [reprint])
-    config = tmp_path / "batches.yaml"
-    config.write_text("run:\n  source: warc\n  batch_files: 1\n")
-    out = tmp_path / "out"
-    assert run(["--config", str(config), "--input", str(tmp_path / "*.warc.gz"), "--output", str(out)]) == 0
-    rows = ds.dataset(str(out / "articles"), format="parquet", partitioning="hive").to_table().to_pylist()
-    by_host = {r["url"].split("/")[2]: r for r in rows}
+    # the middle batch matters: the state always keeps the stories its own batch touched
+    out, by_host = run_in_batches(tmp_path, {"a.warc.gz": [bridge], "b.warc.gz": [library], "c.warc.gz": [reprint]})
     original, copy = by_host["www.harbourgazette.example"], by_host["www.reprints.example"]
     assert copy["duplicate_of"] == original["article_id"]
     assert copy["story_id"] == original["story_id"]
