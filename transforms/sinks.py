@@ -305,15 +305,13 @@ def existing_articles(root: str, runs: set[str] | None = None) -> tuple[frozense
     dataset = ds.dataset(source, format="parquet", partitioning="hive", filesystem=fs)
     table = dataset.to_table(columns=["article_id", "content_hash", "duplicate_of", "story_id"]).to_pydict()
     hashes: dict[str, str] = {}
-    story_of: dict[str, str] = {}
-    for article_id, content_hash, duplicate_of, story_id in zip(
-        table["article_id"], table["content_hash"], table["duplicate_of"], table["story_id"], strict=True
+    for article_id, content_hash, duplicate_of in zip(
+        table["article_id"], table["content_hash"], table["duplicate_of"], strict=True
     ):
         if content_hash and duplicate_of is None and article_id < hashes.get(content_hash, "\uffff"):
             hashes[content_hash] = article_id
-            if story_id:
-                story_of[article_id] = story_id
-    return frozenset(table["article_id"]), hashes, {a: story_of[a] for a in hashes.values() if a in story_of}
+    story_of = dict(zip(table["article_id"], table["story_id"], strict=True))
+    return frozenset(table["article_id"]), hashes, {a: story_of[a] for a in hashes.values() if story_of[a]}
 
 
 class _SkipKnown(beam.DoFn):
