@@ -39,9 +39,9 @@ def choose_runner(runner_name: str | None, streaming: bool):
             from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
 
             return BundleBasedDirectRunner()
-        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+        from pipeline.workerpool import local_runner
 
-        return FnApiRunner()
+        return local_runner()  # with --direct_running_mode=multi_processing: pre-started workers
     return runner_name
 
 
@@ -227,6 +227,17 @@ def run(argv: list[str] | None = None) -> int:
 
         make_parser().print_help()
         return 0
+    from pipeline import workerpool
+
+    # multi_processing workers import Beam and storybeam in the pool while this process does
+    workerpool.start(argv)
+    try:
+        return _run(argv)
+    finally:
+        workerpool.stop()
+
+
+def _run(argv: list[str]) -> int:
     from transforms.sources import InputError
 
     try:

@@ -1,0 +1,257 @@
+"""Pre-started SDK workers for the local runner's ``--direct_running_mode=multi_processing``.
+
+Beam starts each SDK worker of that mode as a new ``python -m
+apache_beam.runners.worker.sdk_worker_main``, when the pipeline starts to run: every worker
+then imports Beam and storybeam (~3.4 s of CPU each here) while the runner waits for it. The
+pool is a process started first thing by the command line, which imports all that once, in
+parallel with the runner's own imports and planning, and then waits. Beam's worker command
+becomes ``pipeline/_worker_client.py``, which asks the pool for a worker: the pool forks one
+(copy-on-write: the imported modules are shared) and the fork runs Beam's worker main with the
+environment and standard streams of the client, as the stock worker would. A worker forked
+from the pool starts in milliseconds, also for each batch of a batched run.
+
+The pool process stays single-threaded (so forking it is safe), ends when the runner process
+does (its standard input is a pipe from the runner), and its workers end when their client
+does. When the pool is not reachable the client runs Beam's stock worker instead. Set
+``STORYBEAM_WORKER_POOL=0`` to use Beam's worker command unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import select
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+LOG = logging.getLogger("storybeam")
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIENT = Path(__file__).with_name("_worker_client.py")
+STARTED = b"S"
+DISABLE_ENV = "STORYBEAM_WORKER_POOL"
+# What a worker of this pipeline imports anyway: Beam's harness, storybeam's transforms (their
+# DoFns are unpickled there) and what they use at once. Not the extraction libraries: the
+# worker hands pages to its extraction child (``transforms.extract.ProcessExtractor``).
+PRELOAD = (
+    "apache_beam.runners.worker.sdk_worker_main",
+    "pipeline.build",
+    "transforms.streaming",
+    "pyarrow.parquet",
+)
+
+_pool: WorkerPool | None = None
+
+
+def wants_pool(argv: list[str]) -> bool:
+    """True when these flags run a batch pipeline on the local runner in multi_processing
+    mode (read cheaply, before Beam is imported; the runner is chosen later from the same
+    flags)."""
+    if os.environ.get(DISABLE_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    if not (hasattr(os, "fork") and hasattr(socket, "AF_UNIX") and hasattr(socket, "send_fds")):
+        return False  # not POSIX: Beam's own worker command
+    values: dict[str, str] = {}
+    flags = set()
+    for i, arg in enumerate(argv):
+        if not arg.startswith("--"):
+            continue
+        name, eq, value = arg[2:].partition("=")
+        if not eq and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            value = argv[i + 1]
+        values[name] = value
+        flags.add(name)
+    if "streaming" in flags or values.get("runner", "") not in ("", "DirectRunner", "FnApiRunner", "direct"):
+        return False
+    return values.get("direct_running_mode") == "multi_processing"
+
+
+class WorkerPool:
+    """The runner's handle on the pool process."""
+
+    def __init__(self) -> None:
+        self._dir = tempfile.mkdtemp(prefix="storybeam-workers-")
+        self.socket_path = os.path.join(self._dir, "pool.sock")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.workerpool", self.socket_path],
+            stdin=subprocess.PIPE,
+            env=env,
+            cwd=str(ROOT),
+        )
+
+    @property
+    def command(self) -> str:
+        """The worker command line for Beam (run through the shell)."""
+        return " ".join(shlex.quote(p) for p in (sys.executable, "-S", str(CLIENT), self.socket_path))
+
+    def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            try:
+                proc.stdin.close()  # the pool ends at end of input; its running workers carry on
+                proc.wait(5)
+            except (OSError, subprocess.TimeoutExpired):
+                proc.kill()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def start(argv: list[str]) -> WorkerPool | None:
+    """Start the pool when ``argv`` asks for multi_processing workers (once per process)."""
+    global _pool
+    if _pool is None and wants_pool(argv):
+        try:
+            _pool = WorkerPool()
+        except OSError as err:  # no pool: Beam's own worker command
+            LOG.warning("worker pool not started (%s); workers start as separate processes", err)
+    return _pool
+
+
+def stop() -> None:
+    global _pool
+    pool, _pool = _pool, None
+    if pool is not None:
+        pool.close()
+
+
+def local_runner():
+    """The FnApiRunner; its multi_processing workers come from the pool when one was started."""
+    from apache_beam.portability import python_urns
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    pool = _pool
+
+    class LocalRunner(FnApiRunner):
+        def run_via_runner_api(self, pipeline_proto, options):
+            if pool is not None:
+                stock = f"{sys.executable} -m apache_beam.runners.worker.sdk_worker_main".encode()
+                for environment in pipeline_proto.components.environments.values():
+                    if environment.urn == python_urns.SUBPROCESS_SDK and environment.payload == stock:
+                        environment.payload = pool.command.encode()
+            return super().run_via_runner_api(pipeline_proto, options)
+
+    return LocalRunner()
+
+
+# --- the pool process ---------------------------------------------------------------------
+
+
+def _read_exact(conn: socket.socket, size: int) -> bytes:
+    chunks, got = [], 0
+    while got < size:
+        chunk = conn.recv(min(size - got, 1 << 16))
+        if not chunk:
+            raise EOFError("client went away")
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def _exit_with_client(conn: socket.socket) -> None:
+    """In a worker: end when the client process ends (the runner killed it, or died)."""
+    try:
+        while conn.recv(1 << 10):
+            pass
+    except OSError:
+        pass
+    os._exit(1)
+
+
+def _run_worker(conn: socket.socket, fds: list[int], request: dict) -> None:
+    """In the forked child: become the client's SDK worker. Never returns."""
+    code = 1
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the pool's reaper is not the worker's
+        for target, fd in enumerate(fds[:3]):
+            os.dup2(fd, target)
+            os.close(fd)
+        os.environ.clear()
+        os.environ.update(request["env"])
+        os.chdir(request["cwd"])
+        conn.sendall(STARTED)
+        threading.Thread(target=_exit_with_client, args=(conn,), daemon=True).start()
+        from apache_beam.runners.worker import sdk_worker_main
+
+        sdk_worker_main.main([])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:  # noqa: BLE001 - reported on the worker's stderr, like a crash
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            conn.sendall(bytes([code & 0xFF]))
+        except (OSError, ValueError):
+            pass
+        os._exit(code)
+
+
+def serve(path: str) -> None:
+    """The pool process: listen first (clients that come early wait in the backlog), import,
+    then fork a worker per client until the runner closes our standard input."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(64)
+    import importlib
+
+    for module in PRELOAD:
+        importlib.import_module(module)
+    from transforms.extract import freeze_startup_heap
+
+    freeze_startup_heap(libraries=False)
+    # Workers are waited for (not left to the kernel with SIG_IGN) so that their CPU time adds
+    # up in the resource usage of this process's children, and so of the runner's.
+    signal.signal(signal.SIGCHLD, lambda signum, frame: _reap(os.WNOHANG))
+    stdin = sys.stdin.fileno()
+    while True:
+        ready, _, _ = select.select([listener, stdin], [], [])
+        if stdin in ready and not os.read(stdin, 1 << 10):
+            break
+        if listener not in ready:
+            continue
+        conn, _ = listener.accept()
+        fds: list[int] = []
+        try:
+            conn.settimeout(30)
+            header, fds, _, _ = socket.recv_fds(conn, 8, 3)
+            request = json.loads(_read_exact(conn, int.from_bytes(header, "big")))
+            conn.settimeout(None)
+        except (OSError, ValueError, EOFError):
+            for fd in fds:
+                os.close(fd)
+            conn.close()  # the client runs the stock worker
+            continue
+        if os.fork() == 0:
+            listener.close()
+            _run_worker(conn, fds, request)
+        for fd in fds:
+            os.close(fd)
+        conn.close()
+    listener.close()
+    _reap(0)  # workers end with their clients, which the runner has waited for
+
+
+def _reap(options: int) -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, options)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])

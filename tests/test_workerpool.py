@@ -1,0 +1,81 @@
+"""Pre-started SDK workers for multi_processing runs (pipeline/workerpool.py)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from pipeline import workerpool
+
+MULTI = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "wanted"),
+    [
+        (["--input", "x.warc"], False),
+        (["--input", "x.warc", *MULTI], True),
+        (["--direct_running_mode", "multi_processing"], True),
+        (["--direct_running_mode=multi_threading"], False),
+        ([*MULTI, "--streaming"], False),
+        ([*MULTI, "--runner=DataflowRunner"], False),
+        ([*MULTI, "--runner", "DirectRunner"], True),
+    ],
+)
+def test_pool_is_wanted_for_local_multi_processing_batch_runs(argv, wanted):
+    assert workerpool.wants_pool(argv) is wanted
+
+
+def test_pool_can_be_switched_off(monkeypatch):
+    monkeypatch.setenv(workerpool.DISABLE_ENV, "0")
+    assert not workerpool.wants_pool(MULTI)
+
+
+def _record_worker(i: int, folder: str) -> int:
+    with open(os.path.join(folder, f"{os.getpid()}.txt"), "w") as fh:
+        fh.write(f"{os.getppid()} {os.environ.get('STORYBEAM_POOL_TEST')}")
+    return i
+
+
+def _worker_parents(folder) -> set[tuple[int, str]]:
+    """Runs a small pipeline on the local runner with 2 workers: (parent pid, the test's
+    environment variable) of each worker process that ran a bundle."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.testing.util import assert_that, equal_to
+
+    with beam.Pipeline(runner=workerpool.local_runner(), options=PipelineOptions(MULTI)) as p:
+        rows = p | beam.Create(list(range(40))) | beam.Reshuffle() | beam.Map(_record_worker, str(folder))
+        assert_that(rows, equal_to(list(range(40))))
+    found = set()
+    for path in folder.iterdir():
+        parent, value = path.read_text().split(" ", 1)
+        found.add((int(parent), value))
+    return found
+
+
+@pytest.fixture
+def pool(monkeypatch):
+    started = workerpool.start(MULTI)
+    assert started is not None
+    monkeypatch.setenv("STORYBEAM_POOL_TEST", "from the runner")  # the pool's own environment lacks it
+    yield started
+    workerpool.stop()
+
+
+def test_workers_are_forked_by_the_pool_with_the_runners_environment(pool, tmp_path):
+    # a worker forked by the pool has the pool process as its parent (Beam's own worker: the
+    # shell the runner started), and the environment of the runner, not of the pool
+    parents = _worker_parents(tmp_path)
+    assert parents == {(pool._proc.pid, "from the runner")}
+    proc = pool._proc
+    workerpool.stop()
+    assert proc.wait(10) == 0  # ends when the runner closes its input
+
+
+def test_without_the_pool_workers_start_as_beams_own(pool, tmp_path):
+    pool._proc.kill()
+    pool._proc.wait()
+    parents = _worker_parents(tmp_path)  # the client falls back to Beam's worker command
+    assert parents and all(parent != pool._proc.pid and value == "from the runner" for parent, value in parents)
