@@ -209,7 +209,9 @@ def serve(path: str) -> None:
     for module in PRELOAD:
         importlib.import_module(module)
     from transforms.extract import freeze_startup_heap
+    from transforms.stories import preload
 
+    preload()  # scipy, wordfreq and its tables (its import runs on a thread, joined before any fork)
     freeze_startup_heap(libraries=False)
     # Workers are waited for (not left to the kernel with SIG_IGN) so that their CPU time adds
     # up in the resource usage of this process's children, and so of the runner's.

@@ -287,6 +287,17 @@ def _frequencies(language: str) -> dict[str, float] | None:
         return None
 
 
+def preload(languages: tuple[str, ...] = DEFAULT_LANGUAGES) -> None:
+    """Import and load once what clustering needs in any worker: scipy's sparse matrices,
+    hierarchical clustering and connected components, wordfreq and the tables of
+    ``languages`` (for a process that forks workers: ``pipeline.workerpool``)."""
+    from scipy.cluster import hierarchy  # noqa: F401
+    from scipy.sparse import csgraph  # noqa: F401
+    from scipy.spatial import distance  # noqa: F401
+
+    _function_words(languages)
+
+
 @lru_cache(maxsize=16)
 def _function_words(languages: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
     """The 60 most frequent words of each language -> the languages they belong to."""
