@@ -4,7 +4,8 @@ corpus, in the same run.
     python -m benchmarks.throughput [--sizes 200 1000] [--workers 1 2] [--files 4] [--breakdown 300]
                                     [--batch-pages 500] [--rounds 3]
 
-Prints docs/s, the pipeline/plain ratio, peak memory (max RSS of the process tree) and CPU
+Prints docs/s, the pipeline/plain ratio, peak memory (RSS and PSS summed over the process tree:
+RSS counts the pages forked workers share with their parent once per process, PSS shares them) and CPU
 ms per document (whole process tree) per corpus size. Each measurement runs in a fresh subprocess so that peak memory is its own.
 ``--breakdown N`` adds where the time goes: CPU ms per page of each stage's plain functions
 on the first N pages of the corpus, in this process, next to plain trafilatura on the same
@@ -80,9 +81,10 @@ def run_plain(glob_pattern: str, processes: int = 1, tuned: bool = False) -> tup
         )
         for i in range(processes)
     ]
-    peak = 0.0
+    peak = (0.0, 0.0)
     while any(p.poll() is None for p in procs):
-        peak = max(peak, sum(_tree_rss_mb(p.pid) for p in procs))
+        each = [_tree_memory_mb(p.pid) for p in procs]
+        peak = _max_memory(peak, (sum(m[0] for m in each), sum(m[1] for m in each)))
         time.sleep(0.2)
     results = [p.communicate()[0].split() for p in procs]
     n = sum(int(r[0]) for r in results)
@@ -94,7 +96,7 @@ def run_pipeline(
     glob_pattern: str, workers: int, out_dir: str, config: str | None = None
 ) -> tuple[int, float, float, float]:
     """Returns (documents, wall seconds incl. interpreter start-up and imports, seconds of the
-    run itself as reported by storybeam, peak RSS of the process tree in MB)."""
+    run itself as reported by storybeam, peak (RSS, PSS) of the process tree in MB)."""
     cmd = [sys.executable, "-m", "pipeline.main", "--source", "warc", "--input", glob_pattern, "--output", out_dir]
     if config:
         cmd += ["--config", config]
@@ -102,9 +104,9 @@ def run_pipeline(
         cmd += [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak = 0.0
+    peak = (0.0, 0.0)
     while proc.poll() is None:
-        peak = max(peak, _tree_rss_mb(proc.pid))
+        peak = _max_memory(peak, _tree_memory_mb(proc.pid))
         time.sleep(0.2)
     secs = time.perf_counter() - t0
     stdout, stderr = proc.communicate()
@@ -135,16 +137,24 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def _tree_rss_mb(pid: int) -> float:
-    """Sum of RSS of pid and its descendants (Linux /proc)."""
-    total = 0
+def _tree_memory_mb(pid: int) -> tuple[float, float]:
+    """(RSS, PSS) summed over pid and its descendants, MB (Linux /proc). RSS counts a page
+    shared by several processes once per process (forked workers share their parent's
+    imports); PSS divides each shared page among the processes that map it."""
+    rss = pss = 0
     for p in [pid, *descendants(pid)]:
         try:
             with open(f"/proc/{p}/statm") as fh:
-                total += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except OSError:
+                rss += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            with open(f"/proc/{p}/smaps_rollup") as fh:
+                pss += next(int(line.split()[1]) for line in fh if line.startswith("Pss:")) * 1024
+        except (OSError, StopIteration, ValueError):
             pass
-    return total / 2**20
+    return rss / 2**20, pss / 2**20
+
+
+def _max_memory(peak: tuple[float, float], now: tuple[float, float]) -> tuple[float, float]:
+    return max(peak[0], now[0]), max(peak[1], now[1])
 
 
 def stage_breakdown(pattern: str, limit: int) -> list[tuple[str, float]]:
@@ -223,15 +233,17 @@ class _Rows:
     """Measurements per (corpus size, run name), over rounds; printed as medians."""
 
     def __init__(self) -> None:
-        self.runs: dict[tuple[int, str], list[tuple[int, float, float, float, float]]] = {}
+        self.runs: dict[tuple[int, str], list[tuple[int, float, float, tuple[float, float], float]]] = {}
 
-    def add(self, size: int, name: str, n: int, secs: float, ratio: float, peak: float, cpu_ms: float) -> None:
+    def add(
+        self, size: int, name: str, n: int, secs: float, ratio: float, peak: tuple[float, float], cpu_ms: float
+    ) -> None:
         self.runs.setdefault((size, name), []).append((n, secs, ratio, peak, cpu_ms))
 
     def print(self, rounds: int) -> None:
         header = (
             f"{'corpus':>7} | {'run':<54} | {'docs':>5} | {'secs':>7} | {'docs/s':>7} | {'vs plain':>8}"
-            f" | {'range':>9} | {'peak MB':>7} | {'CPU ms/doc':>10}"
+            f" | {'range':>9} | {'peak MB':>7} | {'PSS MB':>7} | {'CPU ms/doc':>10}"
         )
         print(header)
         print("-" * len(header))
@@ -240,16 +252,17 @@ class _Rows:
             secs = statistics.median(f[1] for f in found)
             ratios = [f[2] for f in found]
             spread = f"{min(ratios):.2f}-{max(ratios):.2f}" if len(found) > 1 else ""
-            peak = max(f[3] for f in found)
+            peak = max(f[3][0] for f in found)
+            peak_pss = max(f[3][1] for f in found)
             cpu_ms = statistics.median(f[4] for f in found)
             print(
                 f"{size:>7} | {name:<54} | {n:>5} | {secs:>7.1f} | {n / secs:>7.1f} | {statistics.median(ratios):>8.2f}"
-                f" | {spread:>9} | {peak:>7.0f} | {cpu_ms:>10.1f}"
+                f" | {spread:>9} | {peak:>7.0f} | {peak_pss:>7.0f} | {cpu_ms:>10.1f}"
             )
         if rounds > 1:
             print(
                 f"{rounds} rounds: secs, CPU ms/doc and 'vs plain' are medians over the rounds (range: lowest-highest"
-                " ratio); peak MB the highest."
+                " ratio); peak MB (RSS) and PSS MB the highest."
             )
 
 

@@ -15,6 +15,9 @@ import socket
 import sys
 
 STARTED = b"S"
+# The pool answers as soon as it has imported (seconds); a pool that hangs is given up on and
+# Beam's own worker starts instead (the pool's fork for this client then finds it gone).
+START_TIMEOUT_S = 120.0
 
 
 def _stock_worker() -> None:
@@ -29,7 +32,9 @@ def main() -> None:
         payload = json.dumps({"env": dict(os.environ), "cwd": os.getcwd()}).encode("utf-8")
         socket.send_fds(conn, [len(payload).to_bytes(8, "big")], [0, 1, 2])
         conn.sendall(payload)
+        conn.settimeout(START_TIMEOUT_S)
         started = conn.recv(1)
+        conn.settimeout(None)
     except (OSError, IndexError):
         started = b""
     if started != STARTED:
