@@ -96,11 +96,15 @@ class WorkerPool:
     def close(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None:
+            # The pool ends at end of input (its running workers carry on). One still importing
+            # (the run stopped early, e.g. a config error) would answer only after its imports:
+            # it is killed instead, which a pool that has no more forks to wait for can be.
             try:
-                proc.stdin.close()  # the pool ends at end of input; its running workers carry on
-                proc.wait(5)
+                proc.stdin.close()
+                proc.wait(0.2)
             except (OSError, subprocess.TimeoutExpired):
                 proc.kill()
+                proc.wait()
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
