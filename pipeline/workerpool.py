@@ -32,11 +32,12 @@ import tempfile
 import threading
 from pathlib import Path
 
+from pipeline._worker_client import STARTED
+
 LOG = logging.getLogger("storybeam")
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENT = Path(__file__).with_name("_worker_client.py")
-STARTED = b"S"
 DISABLE_ENV = "STORYBEAM_WORKER_POOL"
 # What a worker of this pipeline imports anyway: Beam's harness, storybeam's transforms (their
 # DoFns are unpickled there) and what they use at once. Not the extraction libraries: the
@@ -59,8 +60,9 @@ def wants_pool(argv: list[str]) -> bool:
         return False
     if not (hasattr(os, "fork") and hasattr(socket, "AF_UNIX") and hasattr(socket, "send_fds")):
         return False  # not POSIX: Beam's own worker command
+    from pipeline.main import LOCAL_RUNNERS
+
     values: dict[str, str] = {}
-    flags = set()
     for i, arg in enumerate(argv):
         if not arg.startswith("--"):
             continue
@@ -68,8 +70,7 @@ def wants_pool(argv: list[str]) -> bool:
         if not eq and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
             value = argv[i + 1]
         values[name] = value
-        flags.add(name)
-    if "streaming" in flags or values.get("runner", "") not in ("", "DirectRunner", "FnApiRunner", "direct"):
+    if "streaming" in values or values.get("runner", "") not in LOCAL_RUNNERS:
         return False
     return values.get("direct_running_mode") == "multi_processing"
 
