@@ -523,8 +523,21 @@ def trim_link_lines(text: str, anchors: list[str], threshold: float, keep: str |
     return "\n".join(lines[start:end]), removed
 
 
+class _GivenTree:
+    """A parsed tree handed to trafilatura for good: it prunes it in place instead of working
+    on a copy (``bare_extraction`` copies a tree it is passed; ~1.1 ms per page). The
+    caller must not read the tree afterwards. Unwrapped by the ``load_html`` that
+    ``speed_up_trafilatura`` installs in ``trafilatura.core``."""
+
+    __slots__ = ("tree",)
+
+    def __init__(self, tree: Any) -> None:
+        self.tree = tree
+
+
 def _trafilatura(html: Any, url: str, settings: ExtractSettings, **mode: bool) -> Any:
-    """trafilatura on decoded HTML or an already parsed tree (which it copies, not changes)."""
+    """trafilatura on decoded HTML, an already parsed tree (which it copies, not changes) or
+    a ``_GivenTree`` (which it may change)."""
     import trafilatura
 
     return trafilatura.bare_extraction(
@@ -540,9 +553,8 @@ def _trafilatura(html: Any, url: str, settings: ExtractSettings, **mode: bool) -
     )
 
 
-def _choose_text(source: Any, url: str, settings: ExtractSettings, main: str, meta: PageMeta, html: str):
+def _choose_text(url: str, settings: ExtractSettings, main: str, meta: PageMeta, html: str):
     """Main text, or a fallback when trafilatura's text is short compared with the page.
-    ``source`` is what trafilatura reads (the parsed tree, or ``html`` when it did not parse).
 
     Returns (text, extractor name)."""
     if meta.body and " ".join(meta.body.split()) == " ".join(main.split()):
@@ -559,7 +571,7 @@ def _choose_text(source: Any, url: str, settings: ExtractSettings, main: str, me
     candidates = [(main, "trafilatura")]
     if meta.body:
         candidates.append((meta.body, "jsonld"))
-    recall = _trafilatura(source, url, settings, favor_recall=True)
+    recall = _trafilatura(html, url, settings, favor_recall=True)
     if recall is not None and recall.text:
         candidates.append((recall.text, "trafilatura_recall"))
     # Longest wins, but an alternative must beat the main text clearly (x1.5) to replace it.
@@ -1046,6 +1058,15 @@ def _fast_html_loading() -> None:
 
     utils.fromstring = fromstring
 
+    import trafilatura.core as core
+
+    load = core.load_html
+
+    def load_html(html: Any, *args: Any, **kwargs: Any) -> Any:
+        return html.tree if type(html) is _GivenTree else load(html, *args, **kwargs)
+
+    core.load_html = load_html
+
 
 _speedups_installed = False
 _install_lock = threading.Lock()  # DoFn threads may extract their first pages at once
@@ -1107,17 +1128,14 @@ def freeze_startup_heap(libraries: bool = True) -> None:
 def extract_html(html: str, url: str, settings: ExtractSettings) -> dict[str, Any]:
     """Decoded HTML -> plain dict of text and metadata (picklable, crosses process borders).
 
-    The page is parsed once: trafilatura's extraction and its metadata heuristics both take
-    the tree (extraction works on a copy; the metadata pass does not change it)."""
+    The page is parsed once: the metadata heuristics read the tree (without changing it),
+    then trafilatura's extraction is given it for good (``_GivenTree``). The rare second,
+    recall-oriented extraction (``_choose_text``) parses the page again."""
     from trafilatura.utils import load_html
 
     speed_up_trafilatura()
     tree = load_html(html)
-    source = tree if tree is not None else html
     meta = page_metadata(html) if settings.use_structured_data else PageMeta()
-    result = _trafilatura(source, url, settings)
-    main = (result.text if result is not None else None) or ""
-    text, extractor = _choose_text(source, url, settings, main, meta, html)
     found: dict[str, Any] = {}
     # The heuristics (title from <h1>/<title>, date by htmldate, author) only run when the
     # page states no title or date, and only for the fields it does not state.
@@ -1129,6 +1147,9 @@ def extract_html(html: str, url: str, settings: ExtractSettings) -> dict[str, An
         found = (
             _heuristic_metadata(tree, url, title=title_wanted, date=date_wanted, author=author_wanted, html=html) or {}
         )
+    result = _trafilatura(_GivenTree(tree) if tree is not None else html, url, settings)
+    main = (result.text if result is not None else None) or ""
+    text, extractor = _choose_text(url, settings, main, meta, html)
     title = meta.title or found.get("title")
     text, removed = trim_link_lines(text, anchor_texts(html), settings.link_density_max, title)
     categories = [c for c in (found.get("categories") or []) if isinstance(c, str)]

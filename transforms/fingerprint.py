@@ -175,12 +175,19 @@ def nfkc_words(normalised: str) -> list[str]:
 
 
 @lru_cache(maxsize=16)
-def recent_words(text: str) -> tuple[str, ...]:
-    """``words`` of the text, remembered for the last few texts.
+def recent_normalised(text: str) -> tuple[str, tuple[str, ...]]:
+    """(NFKC form, ``words``) of the text, remembered for the last few texts.
 
-    Fingerprint and AssignTopics are fused by the runner: each article goes through both, one
-    after the other, so the second tokenises the text the first has just tokenised."""
-    return tuple(words(text))
+    Fingerprint, AssignTopics and the text profile of GroupStories are fused by the runner:
+    each article goes through all three, one after the other, so the later ones read the
+    words (and the normalised text) the first has just made."""
+    normalised = unicodedata.normalize("NFKC", text)
+    return normalised, tuple(nfkc_words(normalised))
+
+
+def recent_words(text: str) -> tuple[str, ...]:
+    """``words`` of the text, remembered for the last few texts (``recent_normalised``)."""
+    return recent_normalised(text)[1]
 
 
 def content_hash(text: str) -> str:

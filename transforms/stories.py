@@ -40,6 +40,7 @@ from transforms.fingerprint import (
     FingerprintSettings,
     find_duplicates,
     nfkc_words,
+    recent_normalised,
     recent_words,
     representative_key,
     words,
@@ -326,12 +327,13 @@ def detect_language(tokens: Sequence[str], languages: tuple[str, ...]) -> str:
     return max(languages, key=lambda lang: (votes[lang], -languages.index(lang)))
 
 
-def _tokens(text: str, normalised: str | None = None) -> list[str]:
+def _tokens(text: str, normalised: str | None = None, found: Sequence[str] | None = None) -> list[str]:
     """Casefolded word tokens; CJK runs become character bigrams. ``normalised``: the NFKC
-    form of ``text`` when the caller has made it."""
-    found = words(text) if normalised is None else nfkc_words(normalised)
+    form of ``text`` when the caller has made it; ``found``: its ``words``, likewise."""
+    if found is None:
+        found = words(text) if normalised is None else nfkc_words(normalised)
     if text.isascii() or _CJK.search(text) is None:  # isascii() reads a flag, not the text
-        return found
+        return list(found)
     out = []
     for token in found:
         if _CJK.search(token) is None:
@@ -449,9 +451,9 @@ def compute_text_profile(article: Article, languages: tuple[str, ...] = DEFAULT_
     and hands it to the clustering; ``text_profile`` is the memoised form."""
     # NFKC once: the tokens and the capitalised names are both read from the normalised text
     title = unicodedata.normalize("NFKC", article.title or "")
-    text = unicodedata.normalize("NFKC", article.text)
+    text, text_words = recent_normalised(article.text)  # as Fingerprint has just made them
     title_tokens = _tokens(article.title or "", title)
-    body_tokens = _tokens(article.text, text)
+    body_tokens = _tokens(article.text, text, text_words)
     language = (article.language or "").split("-")[0].lower()
     if not language or (languages and language not in languages):
         language = detect_language(title_tokens + body_tokens[:400], languages or ("en",))
