@@ -282,7 +282,14 @@ def main(argv: list[str] | None = None) -> None:
         "--rounds", type=int, default=1, help="repeat plain and pipeline runs N times; print medians (default 1)"
     )
     args = parser.parse_args(argv)
+    import compileall
+
     from benchmarks.corpus import build_warc
+
+    # As scripts/bootstrap.sh (run_local.sh) does: the project's modules as bytecode, so that
+    # the pipeline's processes do not compile them again when PYTHONDONTWRITEBYTECODE is set.
+    for package in ("pipeline", "transforms"):
+        compileall.compile_dir(str(REPO / package), quiet=1)
 
     rows = _Rows()
     breakdown = None
