@@ -679,3 +679,42 @@ def test_fast_html_loading_on_real_pages(shared_dir, monkeypatch):
     monkeypatch.setattr(utils, "fromstring", lxml.html.fromstring)
     monkeypatch.setattr(utils, "INVALID_XML_CHARS", re.compile(utils.INVALID_XML_CHARS.pattern))
     assert fast == [etree.tostring(utils.load_html(page)) for page in pages]
+
+
+def _council_page(extra: str) -> str:
+    other = " ".join(f"Item {i} of the long list of other stories about budgets, schools and roads." for i in range(6))
+    return f"""<html><head><title>Council vote</title></head><body>
+<article><h1>Council vote</h1><p>The council voted on Monday to approve the new budget for the
+coming year after a long debate.</p></article>
+{"".join(f"<{extra}><p>{other}</p></{extra}>" for _ in range(4))}
+</body></html>"""
+
+
+def test_tree_given_to_trafilatura_changes_no_result(monkeypatch):
+    """extract_html hands its parsed tree to trafilatura, which prunes it in place; the
+    results must equal those of trafilatura working on a copy (the tree passed as is), also
+    when the short main text sends the page through the second, recall-oriented pass (it must
+    see the whole page, not the pruned tree)."""
+    passes: list[bool] = []
+    recall_inputs: list = []
+    real = extract_mod._trafilatura
+
+    def counting(*args, **kwargs):
+        passes.append(bool(kwargs.get("favor_recall")))
+        if kwargs.get("favor_recall"):
+            recall_inputs.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(extract_mod, "_trafilatura", counting)
+    settings = ExtractSettings()
+    pages = {"recall": _council_page("aside"), "plain": _council_page("section")}
+    given = {name: extract_mod.extract_html(html, "https://example.org/vote", settings) for name, html in pages.items()}
+    assert passes.count(True) >= 1  # the recall pass ran on the first page
+    # ... on the page itself (parsed again), not on the tree the first pass pruned
+    assert recall_inputs and all(page == pages["recall"] for page in recall_inputs)
+    monkeypatch.setattr(extract_mod, "_GivenTree", lambda tree: tree)  # trafilatura copies it
+    copied = {
+        name: extract_mod.extract_html(html, "https://example.org/vote", settings) for name, html in pages.items()
+    }
+    assert given == copied
+    assert "council voted on Monday" in given["recall"]["text"]
