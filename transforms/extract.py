@@ -526,8 +526,7 @@ def trim_link_lines(text: str, anchors: list[str], threshold: float, keep: str |
 class _GivenTree:
     """A parsed tree handed to trafilatura for good: it prunes it in place instead of working
     on a copy (``bare_extraction`` copies a tree it is passed; ~1.1 ms per page). The
-    caller must not read the tree afterwards. Unwrapped by the ``load_html`` that
-    ``speed_up_trafilatura`` installs in ``trafilatura.core``."""
+    caller must not read the tree afterwards. Unwrapped by ``_given_tree_loading``."""
 
     __slots__ = ("tree",)
 
@@ -1058,6 +1057,10 @@ def _fast_html_loading() -> None:
 
     utils.fromstring = fromstring
 
+
+def _given_tree_loading() -> None:
+    """``bare_extraction`` loads its input with ``trafilatura.core.load_html`` and copies a
+    tree it was passed; a ``_GivenTree`` is unwrapped there instead, so it is not copied."""
     import trafilatura.core as core
 
     load = core.load_html
@@ -1075,9 +1078,9 @@ _install_lock = threading.Lock()  # DoFn threads may extract their first pages a
 def speed_up_trafilatura() -> None:
     """Install, once per process, the speed-ups that keep trafilatura's results: the C
     element-class lookup (``_fast_element_lookup``), faster HTML loading
-    (``_fast_html_loading``), the rewritten XPaths, most of them
-    evaluated in Python (``_guard_trafilatura_xpaths``), and jusText's paragraphs made
-    without SAX (``fastjustext``). extract_html calls it;
+    (``_fast_html_loading``), no copy of a tree handed over (``_given_tree_loading``), the
+    rewritten XPaths, most of them evaluated in Python (``_guard_trafilatura_xpaths``), and
+    jusText's paragraphs made without SAX (``fastjustext``). extract_html calls it;
     benchmarks/throughput.py too, for its plain loop with the same speed-ups."""
     global _speedups_installed
     if _speedups_installed:
@@ -1086,6 +1089,7 @@ def speed_up_trafilatura() -> None:
         if not _speedups_installed:
             _fast_element_lookup()
             _fast_html_loading()
+            _given_tree_loading()
             _guard_trafilatura_xpaths()
             from transforms import fastjustext
 

@@ -327,11 +327,9 @@ def detect_language(tokens: Sequence[str], languages: tuple[str, ...]) -> str:
     return max(languages, key=lambda lang: (votes[lang], -languages.index(lang)))
 
 
-def _tokens(text: str, normalised: str | None = None, found: Sequence[str] | None = None) -> list[str]:
-    """Casefolded word tokens; CJK runs become character bigrams. ``normalised``: the NFKC
-    form of ``text`` when the caller has made it; ``found``: its ``words``, likewise."""
-    if found is None:
-        found = words(text) if normalised is None else nfkc_words(normalised)
+def _tokens(text: str, found: Sequence[str]) -> list[str]:
+    """Casefolded word tokens of ``text`` from its ``words`` (``found``); CJK runs become
+    character bigrams."""
     if text.isascii() or _CJK.search(text) is None:  # isascii() reads a flag, not the text
         return list(found)
     out = []
@@ -452,8 +450,8 @@ def compute_text_profile(article: Article, languages: tuple[str, ...] = DEFAULT_
     # NFKC once: the tokens and the capitalised names are both read from the normalised text
     title = unicodedata.normalize("NFKC", article.title or "")
     text, text_words = recent_normalised(article.text)  # as Fingerprint has just made them
-    title_tokens = _tokens(article.title or "", title)
-    body_tokens = _tokens(article.text, text, text_words)
+    title_tokens = _tokens(article.title or "", nfkc_words(title))
+    body_tokens = _tokens(article.text, text_words)
     language = (article.language or "").split("-")[0].lower()
     if not language or (languages and language not in languages):
         language = detect_language(title_tokens + body_tokens[:400], languages or ("en",))
