@@ -718,3 +718,27 @@ def test_tree_given_to_trafilatura_changes_no_result(monkeypatch):
     }
     assert given == copied
     assert "council voted on Monday" in given["recall"]["text"]
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        "<title>No section tags</title>",
+        '<meta property="article:section" content="Harbour news">',
+        '<meta name="dc.subject" content="Tides"><meta property="article:section" content="Coast">',
+        '<meta property="article:section">',  # no content: not a category
+    ],
+)
+@pytest.mark.parametrize("link", ["", '<a href="/category/harbour/">Harbour</a>'])
+def test_category_heuristic_matches_trafilatura(head, link):
+    """_categories shortcuts trafilatura's category search (no "/categor" link: only <head>
+    can answer; no section or subject tag there: nothing); it must answer as trafilatura's own
+    extract_catstags on the whole page does."""
+    from trafilatura.metadata import extract_catstags
+    from trafilatura.utils import load_html
+
+    html = f"<html><head>{head}</head><body><article><p>Tide tables.</p>{link}</article></body></html>"
+    ours = extract_mod._categories(load_html(html), html)
+    assert ours == extract_catstags("category", load_html(html))
+    if "article:section" in head and "content=" in head and not link:
+        assert ours  # the <head> branch is exercised, not only the empty answer

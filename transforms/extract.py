@@ -76,6 +76,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from lxml import etree
+
 from transforms.fastxpath import compile_selector
 from transforms.http import BINARY_MAGIC
 from transforms.records import Article, Document, Failure
@@ -720,7 +722,6 @@ def _author_discard_test(tree: Any) -> Any:
     the whole page (~2 ms on the pages searched); the byline candidates, their ancestors
     and descendants are a few dozen elements, so each is tested alone, once
     (tests/test_extract.py checks the answers against the whole-page sets)."""
-    from lxml import etree
     from trafilatura.xpaths import AUTHOR_DISCARD_XPATHS, REGEXP_NS
 
     key = tuple(expression.path for expression in AUTHOR_DISCARD_XPATHS)
@@ -751,17 +752,23 @@ def _categories(tree: Any, html: str | None) -> list[str]:
     """trafilatura's category heuristic. Its link XPaths (regex tests over the whole page) only
     keep links whose href contains "/categor"; on a page without that string only its
     fallback, the <head> meta tags (article:section, *subject*), can answer, so it runs on
-    a page made of a copy of <head> alone: same result, ~2 ms less per page."""
+    a page made of a copy of <head> alone: same result, ~2 ms less per page. Most pages have
+    no such tag, and then the answer is [] without the copy (~1 ms less per page searched)."""
     from lxml import html as lxml_html
     from trafilatura.metadata import extract_catstags
 
     if html is None or "/categor" in html:
         return extract_catstags("category", tree)
     head = tree.find("head")
+    if head is None or not _CATEGORY_META(head):
+        return []
     page = lxml_html.Element("html")
-    if head is not None:
-        page.append(copy.deepcopy(head))
+    page.append(copy.deepcopy(head))
     return extract_catstags("category", page)
+
+
+#: the <head> tags that trafilatura's category fallback reads (``extract_catstags``)
+_CATEGORY_META = etree.XPath('.//meta[@property="article:section" or contains(@name, "subject")][@content]')
 
 
 def _heuristic_metadata(
@@ -826,7 +833,6 @@ def _fast_element_lookup() -> None:
     global _lookup_installed
     if _lookup_installed:
         return
-    from lxml import etree
     from lxml import html as lxml_html
     from trafilatura import utils
 
@@ -969,7 +975,6 @@ def _guard_trafilatura_xpaths() -> None:
     if _xpaths_guarded:
         return
     import trafilatura  # noqa: F401 - loads the modules walked below
-    from lxml import etree
     from trafilatura import xpaths
 
     # original -> replacement, and replacement -> itself: a list shared by several modules
