@@ -748,6 +748,10 @@ def _author_discard_test(tree: Any) -> Any:
     return discarded
 
 
+#: the <head> tags that trafilatura's category fallback reads (``extract_catstags``)
+_CATEGORY_META = etree.XPath('.//meta[@property="article:section" or contains(@name, "subject")][@content]')
+
+
 def _categories(tree: Any, html: str | None) -> list[str]:
     """trafilatura's category heuristic. Its link XPaths (regex tests over the whole page) only
     keep links whose href contains "/categor"; on a page without that string only its
@@ -765,10 +769,6 @@ def _categories(tree: Any, html: str | None) -> list[str]:
     page = lxml_html.Element("html")
     page.append(copy.deepcopy(head))
     return extract_catstags("category", page)
-
-
-#: the <head> tags that trafilatura's category fallback reads (``extract_catstags``)
-_CATEGORY_META = etree.XPath('.//meta[@property="article:section" or contains(@name, "subject")][@content]')
 
 
 def _heuristic_metadata(
