@@ -105,6 +105,75 @@ def test_warc_records_land_in_documents_or_failures(tmp_path):
     assert counts.skipped == 1  # the request record is not a document
 
 
+def _chunked(data: bytes, size: int = 50, eol: bytes = b"\r\n") -> bytes:
+    parts = [
+        b"%x;ext=1%s%s%s" % (len(data[i : i + size]), eol, data[i : i + size], eol) for i in range(0, len(data), size)
+    ]
+    return b"".join(parts) + b"0" + eol + b"Trailer: x" + eol + eol
+
+
+def _raw_warc(path, records):
+    """Response records whose HTTP headers and body are written as given (as a crawler keeps them)."""
+    with open(path, "wb") as handle:
+        writer = WARCWriter(handle, gzip=True)
+        for url, headers, body in records:
+            http = StatusAndHeaders("200 OK", [("Content-Type", "text/html"), *headers], protocol="HTTP/1.1")
+            writer.write_record(writer.create_warc_record(url, "response", payload=io.BytesIO(body), http_headers=http))
+
+
+def test_warc_payloads_are_decoded_as_the_server_sent_them(tmp_path):
+    import gzip
+    import zlib
+
+    deflated = zlib.compress(HTML)
+    records = [
+        ("https://a.example/gzip", [("Content-Encoding", "gzip")], gzip.compress(HTML)),
+        ("https://a.example/deflate", [("Content-Encoding", "deflate")], deflated),
+        ("https://a.example/chunked", [("Transfer-Encoding", "chunked")], _chunked(HTML)),
+        ("https://a.example/lf", [("Transfer-Encoding", "chunked")], _chunked(HTML, 7, b"\n")),
+        (
+            "https://a.example/both",
+            [("Content-Encoding", "gzip"), ("Transfer-Encoding", "chunked")],
+            _chunked(gzip.compress(HTML)),
+        ),
+        ("https://a.example/stacked", [("Content-Encoding", "deflate, gzip")], gzip.compress(deflated)),
+        ("https://a.example/cut", [("Transfer-Encoding", "chunked")], _chunked(HTML)[:-30]),
+        # decoded by the archiver, header kept; Common Crawl's renamed header
+        ("https://a.example/kept", [("Content-Encoding", "gzip"), ("Transfer-Encoding", "chunked")], HTML),
+        ("https://a.example/cc", [("X-Crawler-Content-Encoding", "gzip")], HTML),
+    ]
+    _raw_warc(tmp_path / "e.warc.gz", records)
+    out = list(read_warc_file(str(tmp_path / "e.warc.gz"), SourceSettings()))
+    assert [d.url for d in out] == [r[0] for r in records]
+    cut = out.pop(6)
+    assert all(isinstance(d, Document) and d.html == HTML for d in out), [d.html[:20] for d in out]
+    assert isinstance(cut, Document) and HTML.startswith(cut.html) and len(cut.html) > len(HTML) - 60
+
+
+def test_warc_payloads_that_do_not_decode_are_failures(tmp_path):
+    import gzip
+
+    bomb = gzip.compress(b"<p>" + b" " * 3_000_000)
+    packed = gzip.compress(HTML)
+    corrupt = packed[:20] + bytes(b ^ 0x5A for b in packed[20:40]) + packed[40:]
+    records = [
+        ("https://a.example/corrupt", [("Content-Encoding", "gzip")], corrupt),
+        ("https://a.example/empty", [("Content-Encoding", "gzip")], b"\x1f\x8b\x08\x00garbage"),
+        ("https://a.example/unknown", [("Content-Encoding", "compress")], b"\x1f\x9d\x90<"),
+        ("https://a.example/notchunked", [("Transfer-Encoding", "chunked")], b"zz\r\nnot chunked"),
+        ("https://a.example/bomb", [("Content-Encoding", "gzip")], bomb),
+    ]
+    _raw_warc(tmp_path / "bad.warc.gz", records)
+    out = list(read_warc_file(str(tmp_path / "bad.warc.gz"), SourceSettings(max_record_bytes=1_000_000)))
+    assert [(f.url, f.stage, f.reason) for f in out] == [
+        ("https://a.example/corrupt", "read", "bad_encoding"),
+        ("https://a.example/empty", "read", "bad_encoding"),
+        ("https://a.example/unknown", "read", "bad_encoding"),
+        ("https://a.example/notchunked", "read", "bad_encoding"),
+        ("https://a.example/bomb", "read", "too_large"),
+    ]
+
+
 def test_truncated_warc_is_a_failure_not_a_crash(tmp_path):
     path = tmp_path / "t.warc.gz"
     write_warc(str(path), [(f"https://a.example/{i}", HTML, NOW, "text/html") for i in range(3)])

@@ -411,8 +411,8 @@ def _detect(body: bytes) -> str:
     return "utf-8"
 
 
-class _TooLarge(Exception):
-    pass
+class TooLarge(Exception):
+    """A body that grows past its cap when decoded."""
 
 
 def _inflate(data: bytes, cap: int, wbits: int) -> bytes:
@@ -423,7 +423,7 @@ def _inflate(data: bytes, cap: int, wbits: int) -> bytes:
         chunk = decomp.decompress(buf, cap + 1 - len(out))
         out += chunk
         if len(out) > cap:
-            raise _TooLarge(f"more than {cap} bytes after decompression")
+            raise TooLarge(f"more than {cap} bytes after decompression")
         buf = decomp.unconsumed_tail
         if decomp.eof:
             rest = decomp.unused_data
@@ -435,7 +435,7 @@ def _inflate(data: bytes, cap: int, wbits: int) -> bytes:
             tail = decomp.flush(cap + 1 - len(out)) if hasattr(decomp, "flush") else b""
             out += tail
             if len(out) > cap:
-                raise _TooLarge(f"more than {cap} bytes after decompression")
+                raise TooLarge(f"more than {cap} bytes after decompression")
             break
     return bytes(out)
 
@@ -453,15 +453,50 @@ def _unbrotli(data: bytes, cap: int) -> bytes:
             chunk = decomp.process(b"", output_buffer_limit=step)
         out += chunk
         if len(out) > cap:
-            raise _TooLarge(f"more than {cap} bytes after decompression")
+            raise TooLarge(f"more than {cap} bytes after decompression")
         if decomp.is_finished() or (not chunk and not pending and decomp.can_accept_more_data()):
             break
     return bytes(out)
 
 
+def codings(header: str | None) -> list[str]:
+    """The codings of a Content-Encoding / Transfer-Encoding header, in the order applied."""
+    return [c.strip().lower() for c in (header or "").split(",") if c.strip()]
+
+
+def dechunk(body: bytes) -> bytes:
+    """Undo HTTP/1.1 chunked transfer coding, as crawl archives keep it: hex size line (with
+    optional ``;extensions``), data, line end; a zero-size chunk ends the body (trailers are
+    dropped). Bare LF line ends are accepted, and so is a body that ends without the zero-size
+    chunk or inside the last chunk (a crawler that stopped reading keeps what it had).
+    Raises ``ValueError`` when the body is not chunked framing."""
+    out = bytearray()
+    at = 0
+    while at < len(body):
+        eol = body.find(b"\n", at)
+        if eol < 0:
+            raise ValueError(f"chunk size line without end at byte {at}")
+        line = body[at:eol].split(b";", 1)[0].strip()
+        try:
+            size = int(line, 16)
+        except ValueError:
+            raise ValueError(f"bad chunk size {line[:20]!r} at byte {at}") from None
+        if size < 0:
+            raise ValueError(f"bad chunk size {line[:20]!r} at byte {at}")
+        if size == 0:
+            return bytes(out)
+        start = eol + 1
+        out += body[start : start + size]
+        at = start + size
+        at += 2 if body[at : at + 2] == b"\r\n" else 1 if body[at : at + 1] == b"\n" else 0
+    if not out:
+        raise ValueError("no chunk in the body")
+    return bytes(out)
+
+
 def decompress(body: bytes, encodings: list[str], cap: int) -> bytes:
     """Undo Content-Encoding (listed in the order applied) with ``cap`` on every step.
-    Raises ``_TooLarge`` or ``ValueError`` (unknown or corrupt encoding)."""
+    Raises ``TooLarge`` or ``ValueError`` (unknown or corrupt encoding)."""
     for coding in reversed(encodings):
         if coding in ("", "identity"):
             continue
@@ -477,7 +512,7 @@ def decompress(body: bytes, encodings: list[str], cap: int) -> bytes:
                 body = _unbrotli(body, cap)
             else:
                 raise ValueError(f"unsupported content-encoding {coding!r}")
-        except _TooLarge:
+        except TooLarge:
             raise
         except ValueError:
             raise
@@ -949,10 +984,9 @@ class SafeFetcher:
                     break
                 raise _Attempt("too_large", f"body larger than max_bytes {cap}")
         body = b"".join(chunks)
-        codings = [c.strip().lower() for c in headers.get("content-encoding", "").split(",") if c.strip()]
         try:
-            body = decompress(body, codings, cap)
-        except _TooLarge as err:
+            body = decompress(body, codings(headers.get("content-encoding")), cap)
+        except TooLarge as err:
             if not truncate:
                 raise _Attempt("too_large", str(err)) from None
             body = b""

@@ -15,7 +15,7 @@ import json
 import logging
 import re
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -24,6 +24,7 @@ import fsspec
 from apache_beam.metrics import Metrics
 
 from transforms.extract import source_host
+from transforms.http import TooLarge, codings, dechunk, decompress
 from transforms.records import FAILED, FILTER_STAGE, METRICS_NAMESPACE, UTC, Document, Failure, utcnow
 
 LOG = logging.getLogger(__name__)
@@ -389,6 +390,10 @@ def _document_from_record(record, target: str, date: datetime | None, settings: 
     # A truncated gzip member or file yields a payload shorter than declared, silently.
     if len(body) < expected:
         return _failure(target, "read", "truncated_record", f"{len(body)} of {expected} payload bytes")
+    if http is not None:
+        body = _decoded_payload(body, http, settings.max_record_bytes)
+        if isinstance(body, tuple):
+            return _failure(target, "read", *body)
     return Document(
         url=target,
         source_kind="warc",
@@ -397,6 +402,34 @@ def _document_from_record(record, target: str, date: datetime | None, settings: 
         content_type=content_type,
         charset=record.http_charset or None,
     )
+
+
+def _decoded_payload(body: bytes, http, cap: int) -> bytes | tuple[str, str]:
+    """The page as the server meant it, or (reason, detail). Archives written by crawlers such
+    as wget, Heritrix or Browsertrix keep the HTTP body as it was sent (chunked, compressed);
+    Common Crawl stores it decoded and renames the two headers (``X-Crawler-...``). A step
+    that fails on a body that already reads as markup is taken as done by the archiver (some
+    decode but keep the header); otherwise the record is a ``bad_encoding`` failure."""
+    transfer = codings(http.get("Transfer-Encoding"))
+    steps: list[tuple[str, Callable[[bytes], bytes]]] = []
+    if transfer and transfer[-1] == "chunked":
+        steps.append(("chunked", dechunk))
+        transfer = transfer[:-1]
+    content = codings(http.get("Content-Encoding")) + transfer  # content codings were applied first
+    if content:
+        steps.append((", ".join(content), lambda data: decompress(data, content, cap)))
+    for name, undo in steps:
+        try:
+            decoded = undo(body)
+            if body and not decoded:
+                raise ValueError("nothing decoded")
+            body = decoded
+        except TooLarge as err:
+            return "too_large", str(err)
+        except ValueError as err:
+            if body.lstrip().removeprefix(b"\xef\xbb\xbf")[:1] != b"<":
+                return "bad_encoding", f"{name}: {err}"
+    return body
 
 
 def write_warc(path: str, pages: Iterable[tuple[str, bytes, datetime, str]], *, gzip: bool = True) -> None:
