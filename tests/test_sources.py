@@ -92,6 +92,7 @@ def test_warc_records_land_in_documents_or_failures(tmp_path):
             ("https://a.example/good", "200 OK", "text/html; charset=windows-1252", HTML, "response"),
             ("https://a.example/req", "200 OK", "text/html", b"", "request"),
             ("https://a.example/missing", "404 Not Found", "text/html", b"<p>gone</p>", "response"),
+            ("https://a.example/moved", "301 Moved Permanently", "text/html", b"<p>moved</p>", "response"),
             ("https://a.example/doc.pdf", "200 OK", "application/pdf", b"%PDF-1.4", "response"),
         ],
     )
@@ -101,7 +102,11 @@ def test_warc_records_land_in_documents_or_failures(tmp_path):
     assert out[0].url == "https://a.example/good" and out[0].html == HTML
     assert out[0].charset == "windows-1252"
     assert out[0].fetched_at == datetime(2026, 3, 10, 10, tzinfo=timezone.utc)
-    assert [(f.stage, f.reason) for f in out[1:]] == [("read", "http_404"), ("filter", "not_html")]
+    assert [(f.stage, f.reason) for f in out[1:]] == [
+        ("read", "http_404"),
+        ("filter", "http_301"),
+        ("filter", "not_html"),
+    ]
     assert counts.skipped == 1  # the request record is not a document
 
 

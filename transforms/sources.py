@@ -312,8 +312,10 @@ def read_warc_file(
 ) -> Iterator[Document | Failure]:
     """Every selected record of one WARC / WARC.gz file -> Document or Failure.
 
-    Response records carry the HTTP status and content type: non-2xx -> Failure(read,
-    http_<code>); non-HTML -> Failure(filter, not_html); a record cut short (truncated gzip
+    Response records carry the HTTP status and content type: an archived redirect (3xx) ->
+    Failure(filter, http_<code>) (a pointer to a page, which the crawl archives on its own),
+    other non-2xx -> Failure(read, http_<code>); non-HTML -> Failure(filter, not_html); a
+    payload that does not decode -> Failure(read, bad_encoding); a record cut short (truncated gzip
     member or file) -> Failure(read, truncated_record). A stream that cannot be parsed any further
     ends with one Failure(read, bad_warc) naming the offset.
 
@@ -378,8 +380,10 @@ class _LazyHandle:
 
 def _document_from_record(record, target: str, date: datetime | None, settings: SourceSettings) -> Document | Failure:
     http = record.http_headers
-    if http is not None and http.status_code and not 200 <= http.status_code < 300:
-        return _failure(target, "read", f"http_{http.status_code}", "archived HTTP status")
+    status = http.status_code if http is not None else 0
+    if status and not 200 <= status < 300:
+        stage = FILTER_STAGE if 300 <= status < 400 else "read"
+        return _failure(target, stage, f"http_{status}", "archived HTTP status")
     content_type = (record.http_content_type or "").lower() or None
     if http is not None and content_type and content_type not in HTML_TYPES:
         return _failure(target, FILTER_STAGE, "not_html", content_type)
