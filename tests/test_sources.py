@@ -155,6 +155,19 @@ def test_warc_payloads_are_decoded_as_the_server_sent_them(tmp_path):
     assert isinstance(cut, Document) and HTML.startswith(cut.html) and len(cut.html) > len(HTML) - 60
 
 
+def test_warc_target_uri_in_angle_brackets(tmp_path):
+    path = tmp_path / "b.warc"
+    record = (
+        b"WARC/1.0\r\nWARC-Type: response\r\nWARC-Target-URI: <https://a.example/x>\r\n"
+        b"WARC-Date: 2026-03-10T10:00:00Z\r\nWARC-Record-ID: <urn:uuid:1>\r\n"
+        b"Content-Type: application/http; msgtype=response\r\nContent-Length: %d\r\n\r\n%s\r\n\r\n"
+    )
+    payload = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n" + HTML
+    path.write_bytes(record % (len(payload), payload))
+    (doc,) = read_warc_file(str(path), SourceSettings())
+    assert doc.url == "https://a.example/x" and doc.html == HTML
+
+
 def test_warc_payloads_that_do_not_decode_are_failures(tmp_path):
     import gzip
 

@@ -343,7 +343,7 @@ def read_warc_file(
                 position = record.stream_pos
                 if end is not None and position >= end and _member_at(probe.handle, position):
                     return  # the next range's first record
-                target = record.headers.get("WARC-Target-URI") or f"{url}#{position}"
+                target = _target_uri(record.headers.get("WARC-Target-URI")) or f"{url}#{position}"
                 date = record.record_date
                 date = date.astimezone(UTC) if date is not None else None
                 if not any(record.record_type == w for w in wanted) or not _record_date_ok(date, lo, hi):
@@ -355,6 +355,13 @@ def read_warc_file(
                 yield _document_from_record(record, target, date, settings)
     except (OSError, ValueError, EOFError, zlib.error) as err:
         yield _failure(f"{url}#{position}", "read", "bad_warc", repr(err))
+
+
+def _target_uri(value: str | None) -> str:
+    """WARC-Target-URI without the angle brackets of the WARC 1.0 grammar (``<uri>``), which
+    some writers keep."""
+    value = (value or "").strip()
+    return value[1:-1].strip() if value.startswith("<") and value.endswith(">") else value
 
 
 class _LazyHandle:
