@@ -43,6 +43,12 @@ class RunSettings:
     # Input files per pipeline run (0 = all in one run). Each batch commits on its own and is
     # recorded in the manifest, so a killed backfill loses at most one batch (--resume).
     batch_files: int = 0
+    # Input megabytes per pipeline run (0 = no size limit): a batch closes before it passes this
+    # size, and a gzipped WARC larger than it is cut into parts (byte ranges, at gzip members)
+    # of their own batches. The local runner holds a run's data in memory, so this bounds a
+    # run's memory whatever the size of the archive files (a CC-NEWS file is ~1 GB, ~30k pages).
+    # With batch_files as well, a batch closes at whichever limit comes first.
+    batch_mb: float = 0.0
 
     def __post_init__(self) -> None:
         if self.source not in ("feeds", "warc", "jsonl", "text"):
@@ -51,6 +57,8 @@ class RunSettings:
             raise ValueError("max_failure_ratio: must be between 0 and 1")
         if self.batch_files < 0:
             raise ValueError("batch_files: must be 0 (no batching) or positive")
+        if self.batch_mb < 0:
+            raise ValueError("batch_mb: must be 0 (no size limit) or positive")
         if self.progress_interval_s <= 0:
             raise ValueError("progress_interval_s: must be positive")
 

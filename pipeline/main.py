@@ -138,6 +138,91 @@ def batches_of(files: tuple[str, ...], size: int) -> list[tuple[str, ...]]:
     return [files[i : i + size] for i in range(0, len(files), size)]
 
 
+def _file_size(url: str) -> int | None:
+    import fsspec
+
+    try:
+        fs, path = fsspec.core.url_to_fs(url)
+        return int(fs.size(path))
+    except (OSError, ValueError, TypeError):  # unreadable now: the reader reports it
+        return None
+
+
+def remaining_inputs(files: tuple[str, ...], done: set[str]) -> tuple[list[str], int]:
+    """(inputs of ``files`` that no committed run processed, number of files wholly done).
+    ``done`` holds the manifest's inputs: whole files, and parts (``input_part``) written by
+    size-limited batches; the gaps a file's done parts leave are its remaining parts."""
+    from transforms.sources import input_part, parse_input
+
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for item in done:
+        url, start, end = parse_input(item)
+        if end is not None:
+            spans.setdefault(url, []).append((start, end))
+    remaining, finished = [], 0
+    for url in files:
+        size = _file_size(url) if url in spans and url not in done else None
+        if url in done or (size is not None and _covered(spans[url], size)):
+            finished += 1
+        elif size is None:
+            remaining.append(url)
+        else:
+            at = 0
+            for start, end in sorted(spans[url]):
+                if start > at:
+                    remaining.append(input_part(url, at, start))
+                at = max(at, end)
+            if at < size:
+                remaining.append(input_part(url, at, size))
+    return remaining, finished
+
+
+def _covered(spans: list[tuple[int, int]], size: int) -> bool:
+    at = 0
+    for start, end in sorted(spans):
+        if start > at:
+            return False
+        at = max(at, end)
+    return at >= size
+
+
+def plan_batches(inputs: list[str], source: str, batch_files: int, batch_mb: float) -> list[tuple[str, ...]]:
+    """Inputs -> batches, one pipeline run each: ``batch_files`` inputs at most, and with
+    ``batch_mb`` at most that many MB of input, a gzipped WARC larger than that being cut into
+    parts (``input_parts``) that go to batches of their own. Input order is kept."""
+    from transforms.sources import input_parts, parse_input
+
+    limit = int(batch_mb * (1 << 20))
+    if source == "feeds":
+        return [tuple(inputs)]
+    if limit <= 0:
+        return batches_of(tuple(inputs), batch_files)
+    sized: list[tuple[str, int]] = []
+    for item in inputs:
+        url, start, end = parse_input(item)
+        size = (_file_size(url) or 0) if end is None else end
+        sized.extend((part, _span(part, size)) for part in input_parts(item, source, size, limit))
+    batches: list[tuple[str, ...]] = []
+    current: list[str] = []
+    used = 0
+    for item, size in sized:
+        if current and (used + size > limit or (batch_files and len(current) >= batch_files)):
+            batches.append(tuple(current))
+            current, used = [], 0
+        current.append(item)
+        used += size
+    if current:
+        batches.append(tuple(current))
+    return batches or [()]
+
+
+def _span(item: str, size: int) -> int:
+    from transforms.sources import parse_input
+
+    _, start, end = parse_input(item)
+    return (size if end is None else end) - start
+
+
 def merge_summaries(parts: list[dict]) -> dict:
     from transforms.sinks import SUMMARY_KEYS
 
@@ -152,8 +237,9 @@ def merge_summaries(parts: list[dict]) -> dict:
 
 
 def execute(plan, options, standard) -> dict | None:
-    """Run the plan: one pipeline, or one per batch of input files (``run.batch_files``), each
-    committed on its own so that ``--resume`` can continue after an interruption."""
+    """Run the plan: one pipeline, or one per batch of inputs (``run.batch_files``,
+    ``run.batch_mb``: ``plan_batches``), each committed on its own so that ``--resume`` can
+    continue after an interruption."""
     import dataclasses
 
     from pipeline.streaming import wants_streaming
@@ -167,19 +253,18 @@ def execute(plan, options, standard) -> dict | None:
     if wants_streaming(plan, bool(standard.streaming)):  # its sink commits and summarises per pane
         return run_once(plan, options, standard)
     cfg = plan.config
-    files = plan.files
+    files = list(plan.files)
     skipped = 0
     if plan.resume:
         done, runs = read_manifest(plan.output)
         removed = remove_orphans(plan.output, runs)
         if removed:
             LOG.info("resume: removed %d file(s) of an interrupted commit", len(removed))
-        files = tuple(f for f in files if f not in done)
-        skipped = len(plan.files) - len(files)
-        LOG.info("resume: %d input(s) already processed, %d to go", skipped, len(files))
+        files, skipped = remaining_inputs(plan.files, done)
+        LOG.info("resume: %d input file(s) already processed, %d input(s) to go", skipped, len(files))
         if not files:
             return {"nothing_to_do": True, "skipped_inputs": skipped}
-    batches = batches_of(files, cfg.run.batch_files) if cfg.run.source != "feeds" else [files]
+    batches = plan_batches(files, cfg.run.source, cfg.run.batch_files, cfg.run.batch_mb)
     parts = []
     # Article ids already in the output: read whole once, then only each new batch's files.
     appending = plan.resume or cfg.sink.mode == "append"
@@ -197,7 +282,7 @@ def execute(plan, options, standard) -> dict | None:
             config=cfg.replace("sink", mode=mode),
         )
         if len(batches) > 1:
-            LOG.info("batch %d/%d: %d input file(s)", i + 1, len(batches), len(batch))
+            LOG.info("batch %d/%d: %d input(s): %s ... %s", i + 1, len(batches), len(batch), batch[0], batch[-1])
         summary = run_once(step, options, standard)
         if summary is None:
             return None

@@ -14,9 +14,9 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
-from pipeline.main import batches_of, run
+from pipeline.main import batches_of, plan_batches, remaining_inputs, run
 from transforms.sinks import SinkSettings, commit_outputs, read_manifest, remove_orphans
-from transforms.sources import write_warc
+from transforms.sources import input_part, parse_input, write_warc
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "configs" / "sample"))
@@ -46,6 +46,75 @@ def ids(out: Path) -> set[tuple[str, str, str | None]]:
 def test_batches_of():
     assert batches_of(("a", "b", "c"), 2) == [("a", "b"), ("c",)]
     assert batches_of(("a", "b"), 0) == [("a", "b")]
+
+
+def test_plan_batches_cut_large_archives_into_parts_and_keep_order(tmp_path):
+    sizes = {"a.warc.gz": 5000, "b.warc.gz": 1000, "c.warc": 3000, "d.jsonl.gz": 2500}
+    for name, size in sizes.items():
+        (tmp_path / name).write_bytes(b"x" * size)
+    a, b, c, d = (str(tmp_path / name) for name in sizes)
+    limit_mb = 2000 / (1 << 20)
+    assert plan_batches([a, b, c], "warc", 0, limit_mb) == [
+        (input_part(a, 0, 1666),),
+        (input_part(a, 1666, 3333),),
+        (input_part(a, 3333, 5000),),
+        (b,),
+        (c,),  # not gzipped: no member boundaries to cut at, so whole and alone
+    ]
+    assert plan_batches([b, b], "warc", 0, limit_mb) == [(b, b)]  # 2,000 bytes fit
+    assert plan_batches([b, b, b], "warc", 2, 1.0) == [(b, b), (b,)]  # batch_files closes first
+    assert plan_batches([d], "jsonl", 0, limit_mb) == [(d,)]  # only WARC files are cut
+    assert plan_batches([a, b], "warc", 1, 0) == [(a,), (b,)]  # no size limit: as batch_files
+    # a remaining part (after --resume) larger than the limit is cut too, within its bounds
+    assert plan_batches([input_part(a, 1000, 5000)], "warc", 0, limit_mb) == [
+        (input_part(a, 1000, 3000),),
+        (input_part(a, 3000, 5000),),
+    ]
+    assert parse_input(input_part(a, 7, 9)) == (a, 7, 9) and parse_input(a) == (a, 0, None)
+
+
+def test_remaining_inputs_are_the_gaps_between_done_parts(tmp_path):
+    for name, size in (("a.warc.gz", 5000), ("b.warc.gz", 1000), ("c.warc.gz", 10)):
+        (tmp_path / name).write_bytes(b"x" * size)
+    a, b, c = (str(tmp_path / name) for name in ("a.warc.gz", "b.warc.gz", "c.warc.gz"))
+    done = {input_part(a, 0, 1666), input_part(a, 3333, 5000), b, input_part(c, 0, 4), input_part(c, 4, 10)}
+    assert remaining_inputs((a, b, c), done) == ([input_part(a, 1666, 3333)], 2)
+    assert remaining_inputs((a,), {input_part(a, 1000, 2000)}) == (
+        [input_part(a, 0, 1000), input_part(a, 2000, 5000)],
+        0,
+    )
+    assert remaining_inputs((a, b), set()) == ([a, b], 0)
+
+
+def test_size_batches_and_resume_read_every_record_once(tmp_path):
+    """One archive cut into parts by run.batch_mb: the same articles as one whole run; a
+    batch whose commit is lost is read again on --resume, and only it."""
+    from make_sample import pages
+
+    archive = tmp_path / "all.warc.gz"
+    write_warc(str(archive), pages())
+    half_mb = archive.stat().st_size / 2 / (1 << 20)
+    config = tmp_path / "parts.yaml"
+    config.write_text(f"run:\n  source: warc\n  batch_mb: {half_mb + 1e-6}\n  max_failure_ratio: 1.0\n")
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert run(["--source", "warc", "--input", str(archive), "--output", str(whole)]) == 0
+    assert run(["--config", str(config), "--input", str(archive), "--output", str(parts)]) == 0
+    summary = json.loads((parts / "summary.json").read_text())
+    assert len(summary["batches"]) == 2
+    assert summary["inputs"] == json.loads((whole / "summary.json").read_text())["inputs"]
+    expected = ids(parts)
+    assert {i for i, _, _ in expected} == {i for i, _, _ in ids(whole)}
+    done, _ = read_manifest(str(parts))
+    assert sorted(parse_input(item)[1:] for item in done) == [
+        (0, archive.stat().st_size // 2),
+        (archive.stat().st_size // 2, archive.stat().st_size),
+    ]
+    # the second batch's commit is lost (killed before its manifest entry): resume reads it again
+    (last,) = [m for m in (parts / "_manifest").iterdir() if m.name.endswith("-b0001.json")]
+    last.unlink()
+    assert run(["--config", str(config), "--input", str(archive), "--output", str(parts), "--resume"]) == 0
+    assert json.loads((parts / "summary.json").read_text())["inputs"] < summary["inputs"]
+    assert ids(parts) == expected
 
 
 def test_kill_and_resume_gives_the_uninterrupted_result(archives, tmp_path):

@@ -63,3 +63,21 @@ def test_missing_file_is_a_config_error(tmp_path):
 def test_defaults_are_valid():
     cfg = default_config()
     assert cfg.sink.shards >= 1
+
+
+def test_local_yaml_lists_every_key_with_its_default(repo_root):
+    """configs/local.yaml promises every key with its default (the run's inputs and paths aside)."""
+    import dataclasses
+
+    import yaml
+
+    defaults = default_config()
+    raw = yaml.safe_load((repo_root / "configs" / "local.yaml").read_text())
+    specific = {("run", "source"), ("run", "inputs"), ("run", "output"), ("stories", "topics_file")}
+    for section, values in raw.items():
+        settings = getattr(defaults, section)
+        assert set(values) == {f.name for f in dataclasses.fields(settings)}, section
+        for key, value in values.items():
+            default = getattr(settings, key)
+            if (section, key) not in specific:
+                assert value == (list(default) if isinstance(default, tuple) else default), f"{section}.{key}"

@@ -230,6 +230,17 @@ def test_warc_filters_skip_by_date_and_host(tmp_path):
 def test_missing_input_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="matches no file"):
         expand_inputs([str(tmp_path / "nothing-*.warc.gz")])
+    with pytest.raises(InputError, match="no such file"):  # a plain path is checked too
+        expand_inputs([str(tmp_path / "nothing.warc.gz")])
+    with pytest.raises(InputError, match="no such file"):
+        expand_inputs([str(tmp_path)])
+
+
+def test_expand_inputs_reads_every_glob_character(tmp_path):
+    for name in ("a1.txt", "a2.txt", "b1.txt"):
+        (tmp_path / name).write_text("x")
+    assert expand_inputs([str(tmp_path / "a?.txt")]) == [str(tmp_path / "a1.txt"), str(tmp_path / "a2.txt")]
+    assert expand_inputs([str(tmp_path / "[ab]1.txt")]) == [str(tmp_path / "a1.txt"), str(tmp_path / "b1.txt")]
 
 
 def test_expand_inputs_sorts_and_dedups(tmp_path):

@@ -81,18 +81,25 @@ class SourceSettings:
 # --------------------------------------------------------------------------- helpers
 
 
+_GLOB = re.compile(r"[*?\[]")
+
+
 def expand_inputs(patterns: Iterable[str]) -> list[str]:
     """fsspec globs -> sorted, de-duplicated list of file URLs. Raises InputError when a pattern
     matches nothing, so a typo stops the run with a clear message instead of an empty output."""
     urls: list[str] = []
     for pattern in patterns:
         try:
-            fs, _, paths = fsspec.get_fs_token_paths(pattern)
+            fs, path = fsspec.core.url_to_fs(pattern)
+            # a pattern with glob characters (* ? [) is expanded; a plain path must exist
+            paths = fs.glob(path) if _GLOB.search(path) else [path] if fs.exists(path) else []
+            files = [p for p in paths if not fs.isdir(p)]
         except Exception as err:  # bad protocol, missing credentials...
             raise InputError(f"cannot open input {pattern!r}: {err}") from err
-        files = [p for p in paths if not fs.isdir(p)] if paths else []
         if not files:
-            raise InputError(f"input {pattern!r} matches no file")
+            if _GLOB.search(path):
+                raise InputError(f"input {pattern!r} matches no file")
+            raise InputError(f"input {pattern!r}: no such file (a folder needs a pattern such as folder/*.warc.gz)")
         urls.extend(fs.unstrip_protocol(p) if "://" in pattern else p for p in files)
     return sorted(set(urls))
 
@@ -260,18 +267,50 @@ def _may_cut(url: str, range_bytes: int) -> bool:
     return range_bytes > 0 and url.lower().endswith(".gz")
 
 
-def warc_ranges(url: str, size: int, range_bytes: int) -> list[tuple[str, int, int | None]]:
-    """Work units of one input file: (url, start, end), end None for the file's end.
+def warc_ranges(
+    url: str, size: int, range_bytes: int, start: int = 0, end: int | None = None
+) -> list[tuple[str, int, int | None]]:
+    """Work units of one input file, or of its bytes [start, end): (url, start, end), end None
+    for the file's end.
 
     Only a gzipped WARC (``.gz``) larger than ``range_bytes`` is cut, into equal ranges of at
     most ``range_bytes`` (the runner deals units out by count, so equal units share the work
     best). Its records are gzip members, and a record belongs to the range its member starts
-    in (``read_warc_file``)."""
-    if not _may_cut(url, range_bytes) or size <= range_bytes:
-        return [(url, 0, None)]
-    count = -(-size // range_bytes)
-    starts = [size * i // count for i in range(count)]
-    return [(url, at, nxt) for at, nxt in zip(starts, [*starts[1:], None], strict=True)]
+    in (``read_warc_file``), so the ranges of a range hold the same records as it."""
+    span = (size if end is None else end) - start
+    if not _may_cut(url, range_bytes) or span <= range_bytes:
+        return [(url, start, end)]
+    count = -(-span // range_bytes)
+    starts = [start + span * i // count for i in range(count)]
+    return [(url, at, nxt) for at, nxt in zip(starts, [*starts[1:], end], strict=True)]
+
+
+#: An input part: bytes [start, end) of one file, as a batch lists it and the manifest records it
+_PART = re.compile(r"^(?P<url>.+)#bytes=(?P<start>\d+)-(?P<end>\d+)$")
+
+
+def input_part(url: str, start: int, end: int) -> str:
+    """The name of bytes [start, end) of ``url`` as an input (``parse_input`` reads it back)."""
+    return f"{url}#bytes={start}-{end}"
+
+
+def parse_input(item: str) -> tuple[str, int, int | None]:
+    """An input (a file URL or an ``input_part``) -> (url, start, end); end None: the file's end."""
+    found = _PART.match(item)
+    if found is None:
+        return item, 0, None
+    return found["url"], int(found["start"]), int(found["end"])
+
+
+def input_parts(item: str, kind: str, size: int, part_bytes: int) -> list[str]:
+    """An input (a file of ``size`` bytes, or an ``input_part``) as inputs of at most
+    ``part_bytes``: a gzipped WARC is cut like ``warc_ranges``, other inputs stay whole."""
+    url, start, end = parse_input(item)
+    stop = size if end is None else end
+    ranges = warc_ranges(url, stop, part_bytes, start, stop) if kind == "warc" else []
+    if len(ranges) <= 1:
+        return [item]
+    return [input_part(url, at, nxt) for _, at, nxt in ranges]
 
 
 def _member_at(handle, offset: int) -> bool:
@@ -463,16 +502,20 @@ def write_warc(path: str, pages: Iterable[tuple[str, bytes, datetime, str]], *, 
 # --------------------------------------------------------------------------- transform
 
 
-def _split_file(url: str, kind: str, range_bytes: int) -> list[tuple[str, int, int | None]]:
-    """One input file -> its work units (``warc_ranges``; other kinds: the whole file)."""
+def _split_file(item: str, kind: str, range_bytes: int) -> list[tuple[str, int, int | None]]:
+    """One input (a file or an ``input_part``) -> its work units (``warc_ranges``; other
+    kinds: the whole file)."""
+    url, start, end = parse_input(item)
     if kind != "warc" or not _may_cut(url, range_bytes):  # no size lookup for these
-        return [(url, 0, None)]
+        return [(url, start, end)]
+    if end is not None:
+        return warc_ranges(url, end, range_bytes, start, end)
     try:
         fs, path = fsspec.core.url_to_fs(url)
         size = fs.size(path)
     except (OSError, ValueError):  # unreadable now: the whole-file reader reports it
-        return [(url, 0, None)]
-    return warc_ranges(url, size or 0, range_bytes)
+        return [(url, start, end)]
+    return warc_ranges(url, size or 0, range_bytes, start)
 
 
 class _ReadFile(beam.DoFn):
@@ -517,7 +560,8 @@ class _ReadFile(beam.DoFn):
 class ReadDocuments(beam.PTransform):
     """PBegin -> ``.ok``: PCollection[Document], ``.failed``: PCollection[Failure].
 
-    ``files`` are already-expanded file URLs (see ``expand_inputs``). Files are spread over the
+    ``files`` are already-expanded file URLs (see ``expand_inputs``) or parts of them
+    (``input_part``, as size-limited batches list them). Files are spread over the
     workers, which look up their sizes and cut large gzipped WARCs into byte ranges; the ranges
     are spread again."""
 
@@ -537,7 +581,7 @@ class ReadDocuments(beam.PTransform):
                 | "SpreadRanges" >> beam.Reshuffle()
             )
         else:
-            units = units | "WholeFiles" >> beam.Map(lambda url: (url, 0, None))
+            units = units | "WholeFiles" >> beam.Map(parse_input)
         return units | "ReadFile" >> beam.ParDo(_ReadFile(self._kind, self._settings, self._fetched_at)).with_outputs(
             FAILED, main="ok"
         )
