@@ -2,7 +2,7 @@
 corpus, in the same run.
 
     python -m benchmarks.throughput [--sizes 200 1000] [--workers 1 2] [--files 4] [--breakdown 300]
-                                    [--batch-pages 500] [--rounds 3]
+                                    [--batch-mb 28] [--rounds 3]
 
 Prints docs/s, the pipeline/plain ratio, peak memory (RSS and PSS summed over the process tree:
 RSS counts the pages forked workers share with their parent once per process, PSS shares them) and CPU
@@ -10,8 +10,9 @@ ms per document (whole process tree) per corpus size. Each measurement runs in a
 ``--breakdown N`` adds where the time goes: CPU ms per page of each stage's plain functions
 on the first N pages of the corpus, in this process, next to plain trafilatura on the same
 pages (CPU time, so that other load on the machine counts less than in wall time).
-``--batch-pages N`` adds a 1-worker run in batches of N pages (``run.batch_files``, as
-configs/backfill.yaml does for archives): peak memory should then not grow with the corpus.
+``--batch-mb N`` adds runs with 1 and 2 workers in batches of at most N MB of input
+(``run.batch_mb``, as configs/backfill.yaml does for archives; a file larger than N MB is cut
+into parts): peak memory should then not grow with the corpus (28 MB is ~1,000 pages here).
 ``--rounds N`` repeats the plain loop and the pipeline runs N times and prints medians: each
 round brackets its pipeline runs with a plain loop before and after, since this kind of VM
 changes speed by tens of percent over minutes (one run saw the same plain loop at 28.9 and
@@ -272,7 +273,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--files", type=int, default=4, help="WARC files per corpus")
     parser.add_argument("--breakdown", type=int, default=0, help="pages for the per-stage CPU breakdown (0: none)")
-    parser.add_argument("--batch-pages", type=int, default=0, help="also run 1 worker in batches of N pages (0: no)")
+    parser.add_argument(
+        "--batch-mb", type=float, default=0, help="also run 1 and 2 workers in batches of N MB of input (0: no)"
+    )
     parser.add_argument(
         "--light-metadata",
         action="store_true",
@@ -295,18 +298,17 @@ def main(argv: list[str] | None = None) -> None:
     breakdown = None
 
     with tempfile.TemporaryDirectory() as tmp:
-        # More 1-worker runs, once per size: (row name, config file)
-        variants: list[tuple[str, str]] = []
+        # More runs, once per size: (row name, config file, workers)
+        variants: list[tuple[str, str, int]] = []
         if args.light_metadata:
-            variants.append(("storybeam, 1 worker, metadata_heuristics [title]", f"{tmp}/light.yaml"))
+            variants.append(("storybeam, 1 worker, metadata_heuristics [title]", f"{tmp}/light.yaml", 1))
             Path(variants[-1][1]).write_text("extract:\n  metadata_heuristics: [title]\n")
-        if args.batch_pages:
-            variants.append((f"storybeam, 1 worker, batches of {args.batch_pages} pages", f"{tmp}/batches.yaml"))
-            Path(variants[-1][1]).write_text("run:\n  batch_files: 1\n")  # one file = one batch
+        if args.batch_mb:
+            name = f"storybeam, {{}} worker(s), batches of {args.batch_mb:g} MB"
+            Path(f"{tmp}/batches.yaml").write_text(f"run:\n  batch_mb: {args.batch_mb}\n")
+            variants.extend((name.format(w), f"{tmp}/batches.yaml", w) for w in args.workers)
         for size in args.sizes:
-            # files of batch_pages pages each when batching, so a batch has the same size at any corpus size
-            files = max(args.files, -(-size // args.batch_pages)) if args.batch_pages else args.files
-            build_warc(f"{tmp}/c{size}", size, files=files)
+            build_warc(f"{tmp}/c{size}", size, files=args.files)
             pattern = f"{tmp}/c{size}-*.warc.gz"
             if args.breakdown and breakdown is None:
                 breakdown = stage_breakdown(pattern, args.breakdown)
@@ -341,9 +343,9 @@ def main(argv: list[str] | None = None) -> None:
                         (n2, secs2, peak2), cpu_ms = _with_cpu(run_plain, pattern, processes=2)
                         name = "plain loop, 2 processes (machine ceiling)"
                         rows.add(size, name, n2, secs2, n2 / secs2 / plain_rate, peak2, cpu_ms)
-                    for number, (name, config) in enumerate(variants):
+                    for number, (name, config, workers) in enumerate(variants):
                         out = f"{tmp}/outv{size}-{number}"
-                        (n2, wall, run_secs, peak2), cpu_ms = _with_cpu(run_pipeline, pattern, 1, out, config)
+                        (n2, wall, run_secs, peak2), cpu_ms = _with_cpu(run_pipeline, pattern, workers, out, config)
                         rows.add(size, name, n2, run_secs, n2 / run_secs / plain_rate, peak2, cpu_ms)
     rows.print(args.rounds)
     print(
