@@ -138,21 +138,11 @@ def batches_of(files: tuple[str, ...], size: int) -> list[tuple[str, ...]]:
     return [files[i : i + size] for i in range(0, len(files), size)]
 
 
-def _file_size(url: str) -> int | None:
-    import fsspec
-
-    try:
-        fs, path = fsspec.core.url_to_fs(url)
-        return int(fs.size(path))
-    except (OSError, ValueError, TypeError):  # unreadable now: the reader reports it
-        return None
-
-
 def remaining_inputs(files: tuple[str, ...], done: set[str]) -> tuple[list[str], int]:
     """(inputs of ``files`` that no committed run processed, number of files wholly done).
     ``done`` holds the manifest's inputs: whole files, and parts (``input_part``) written by
     size-limited batches; the gaps a file's done parts leave are its remaining parts."""
-    from transforms.sources import input_part, parse_input
+    from transforms.sources import file_size, input_part, parse_input
 
     spans: dict[str, list[tuple[int, int]]] = {}
     for item in done:
@@ -161,36 +151,34 @@ def remaining_inputs(files: tuple[str, ...], done: set[str]) -> tuple[list[str],
             spans.setdefault(url, []).append((start, end))
     remaining, finished = [], 0
     for url in files:
-        size = _file_size(url) if url in spans and url not in done else None
-        if url in done or (size is not None and _covered(spans[url], size)):
+        size = file_size(url) if url in spans and url not in done else None
+        gaps = _gaps(spans[url], size) if size is not None else None
+        if url in done or gaps == []:
             finished += 1
-        elif size is None:
+        elif gaps is None:
             remaining.append(url)
         else:
-            at = 0
-            for start, end in sorted(spans[url]):
-                if start > at:
-                    remaining.append(input_part(url, at, start))
-                at = max(at, end)
-            if at < size:
-                remaining.append(input_part(url, at, size))
+            remaining.extend(input_part(url, start, end) for start, end in gaps)
     return remaining, finished
 
 
-def _covered(spans: list[tuple[int, int]], size: int) -> bool:
-    at = 0
+def _gaps(spans: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:
+    """The byte ranges of [0, size) that no span covers."""
+    gaps, at = [], 0
     for start, end in sorted(spans):
         if start > at:
-            return False
+            gaps.append((at, start))
         at = max(at, end)
-    return at >= size
+    if at < size:
+        gaps.append((at, size))
+    return gaps
 
 
 def plan_batches(inputs: list[str], source: str, batch_files: int, batch_mb: float) -> list[tuple[str, ...]]:
     """Inputs -> batches, one pipeline run each: ``batch_files`` inputs at most, and with
     ``batch_mb`` at most that many MB of input, a gzipped WARC larger than that being cut into
     parts (``input_parts``) that go to batches of their own. Input order is kept."""
-    from transforms.sources import input_parts, parse_input
+    from transforms.sources import file_size, input_parts, parse_input
 
     limit = int(batch_mb * (1 << 20))
     if source == "feeds":
@@ -200,7 +188,7 @@ def plan_batches(inputs: list[str], source: str, batch_files: int, batch_mb: flo
     sized: list[tuple[str, int]] = []
     for item in inputs:
         url, start, end = parse_input(item)
-        size = (_file_size(url) or 0) if end is None else end
+        size = (file_size(url) or 0) if end is None else end
         sized.extend((part, _span(part, size)) for part in input_parts(item, source, size, limit))
     batches: list[tuple[str, ...]] = []
     current: list[str] = []

@@ -502,6 +502,15 @@ def write_warc(path: str, pages: Iterable[tuple[str, bytes, datetime, str]], *, 
 # --------------------------------------------------------------------------- transform
 
 
+def file_size(url: str) -> int | None:
+    """Size in bytes of a file, None when it cannot be read now (its reader reports why)."""
+    try:
+        fs, path = fsspec.core.url_to_fs(url)
+        return int(fs.size(path) or 0)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
 def _split_file(item: str, kind: str, range_bytes: int) -> list[tuple[str, int, int | None]]:
     """One input (a file or an ``input_part``) -> its work units (``warc_ranges``; other
     kinds: the whole file)."""
@@ -510,12 +519,10 @@ def _split_file(item: str, kind: str, range_bytes: int) -> list[tuple[str, int, 
         return [(url, start, end)]
     if end is not None:
         return warc_ranges(url, end, range_bytes, start, end)
-    try:
-        fs, path = fsspec.core.url_to_fs(url)
-        size = fs.size(path)
-    except (OSError, ValueError):  # unreadable now: the whole-file reader reports it
+    size = file_size(url)
+    if size is None:  # unreadable now: the whole-file reader reports it
         return [(url, start, end)]
-    return warc_ranges(url, size or 0, range_bytes, start)
+    return warc_ranges(url, size, range_bytes, start)
 
 
 class _ReadFile(beam.DoFn):
