@@ -47,8 +47,10 @@ class RunSettings:
     # size, and a gzipped WARC larger than it is cut into parts (byte ranges, at gzip members)
     # of their own batches. The local runner holds a run's data in memory, so this bounds a
     # run's memory whatever the size of the archive files (a CC-NEWS file is ~1 GB, ~30k pages).
-    # With batch_files as well, a batch closes at whichever limit comes first.
-    batch_mb: float = 0.0
+    # 256 MB is ~8k news pages; smaller inputs are one run. Near duplicates are found inside
+    # a batch (exact copies and stories across batches too). With batch_files as well, a batch
+    # closes at whichever limit comes first.
+    batch_mb: float = 256.0
 
     def __post_init__(self) -> None:
         if self.source not in ("feeds", "warc", "jsonl", "text"):
