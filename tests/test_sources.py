@@ -155,17 +155,37 @@ def test_warc_payloads_are_decoded_as_the_server_sent_them(tmp_path):
     assert isinstance(cut, Document) and HTML.startswith(cut.html) and len(cut.html) > len(HTML) - 60
 
 
+def _raw_record(uri: str, kind: str, content_type: str | None, block: bytes) -> bytes:
+    """One uncompressed WARC record, written by hand."""
+    head = f"WARC/1.0\r\nWARC-Type: {kind}\r\nWARC-Target-URI: {uri}\r\nWARC-Date: 2026-03-10T10:00:00Z\r\n"
+    head += "WARC-Record-ID: <urn:uuid:00000000-0000-0000-0000-000000000001>\r\n"
+    if content_type:
+        head += f"Content-Type: {content_type}\r\n"
+    return head.encode() + b"Content-Length: %d\r\n\r\n%s\r\n\r\n" % (len(block), block)
+
+
 def test_warc_target_uri_in_angle_brackets(tmp_path):
     path = tmp_path / "b.warc"
-    record = (
-        b"WARC/1.0\r\nWARC-Type: response\r\nWARC-Target-URI: <https://a.example/x>\r\n"
-        b"WARC-Date: 2026-03-10T10:00:00Z\r\nWARC-Record-ID: <urn:uuid:1>\r\n"
-        b"Content-Type: application/http; msgtype=response\r\nContent-Length: %d\r\n\r\n%s\r\n\r\n"
-    )
     payload = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n" + HTML
-    path.write_bytes(record % (len(payload), payload))
+    path.write_bytes(_raw_record("<https://a.example/x>", "response", "application/http; msgtype=response", payload))
     (doc,) = read_warc_file(str(path), SourceSettings())
     assert doc.url == "https://a.example/x" and doc.html == HTML
+
+
+def test_warc_records_without_http_are_read_by_their_own_type(tmp_path):
+    path = tmp_path / "h.warc"
+    path.write_bytes(
+        _raw_record("dns:a.example", "response", "text/dns", b"20260310100000\na.example.\t300\tIN\tA\t192.0.2.1\n")
+        + _raw_record("file:///site/page.html", "response", "text/html; charset=utf-8", HTML)
+        + _raw_record("https://a.example/bare", "response", None, b"<p>no type</p>")
+    )
+    out = list(read_warc_file(str(path), SourceSettings()))
+    assert [(x.url, type(x).__name__, getattr(x, "reason", None)) for x in out] == [
+        ("dns:a.example", "Failure", "not_html"),
+        ("file:///site/page.html", "Document", None),
+        ("https://a.example/bare", "Failure", "not_html"),
+    ]
+    assert out[0].stage == "filter" and out[1].html == HTML
 
 
 def test_warc_payloads_that_do_not_decode_are_failures(tmp_path):

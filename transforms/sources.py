@@ -433,6 +433,10 @@ def _document_from_record(record, target: str, date: datetime | None, settings: 
     content_type = (record.http_content_type or "").lower() or None
     if http is not None and content_type and content_type not in HTML_TYPES:
         return _failure(target, FILTER_STAGE, "not_html", content_type)
+    if http is None:  # no HTTP message (a crawler's dns: record, a resource): the record's own type
+        content_type = (record.headers.get("Content-Type") or "").split(";")[0].strip().lower() or None
+        if content_type not in HTML_TYPES:
+            return _failure(target, FILTER_STAGE, "not_html", content_type or "record without HTTP or content type")
     expected = record.content_length  # payload bytes the record declares
     if expected > settings.max_record_bytes:
         return _failure(target, "read", "too_large", f"record of {expected} bytes")
