@@ -430,10 +430,11 @@ def _document_from_record(record, target: str, date: datetime | None, settings: 
     if status and not 200 <= status < 300:
         stage = FILTER_STAGE if 300 <= status < 400 else "read"
         return _failure(target, stage, f"http_{status}", "archived HTTP status")
-    content_type = (record.http_content_type or "").lower() or None
-    if http is not None and content_type and content_type not in HTML_TYPES:
-        return _failure(target, FILTER_STAGE, "not_html", content_type)
-    if http is None:  # no HTTP message (a crawler's dns: record, a resource): the record's own type
+    if http is not None:  # an HTTP response without a Content-Type is given to extraction to judge
+        content_type = (record.http_content_type or "").lower() or None
+        if content_type and content_type not in HTML_TYPES:
+            return _failure(target, FILTER_STAGE, "not_html", content_type)
+    else:  # no HTTP message (a crawler's dns: record, a resource): the record's own type decides
         content_type = (record.headers.get("Content-Type") or "").split(";")[0].strip().lower() or None
         if content_type not in HTML_TYPES:
             return _failure(target, FILTER_STAGE, "not_html", content_type or "record without HTTP or content type")
