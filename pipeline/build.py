@@ -52,6 +52,9 @@ class RunPlan:
     known_stories: Mapping[str, str] = dataclasses.field(default_factory=dict)
     # --resume: skip inputs the manifest lists, append to the output
     resume: bool = False
+    # files whose last part (``files`` holds parts of them) this run reads: the manifest lists
+    # them whole as well, once the run commits
+    completes: tuple[str, ...] = ()
 
 
 def read_documents(p: beam.Pipeline, plan: RunPlan):
@@ -142,5 +145,5 @@ def build_pipeline(p: beam.Pipeline, plan: RunPlan):
     staged = [pc for pc in (source_state, grouped.get("staged_state"), host_state) if pc is not None]
     if staged:
         outputs["staged"] = tuple(staged) | "StagedState" >> beam.Flatten()
-    manifest_inputs = plan.files if cfg.run.source != "feeds" else ()
+    manifest_inputs = (*plan.files, *plan.completes) if cfg.run.source != "feeds" else ()
     return outputs | "WriteOutputs" >> WriteOutputs(plan.output, plan.run_id, cfg.sink, manifest_inputs)

@@ -204,6 +204,23 @@ def plan_batches(inputs: list[str], source: str, batch_files: int, batch_mb: flo
     return batches or [()]
 
 
+def _completed_files(batches: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    """Per batch, the files whose last remaining part it holds: once it commits, every part of
+    them is done (earlier parts by earlier batches or runs), and the manifest says so."""
+    from transforms.sources import parse_input
+
+    last: dict[str, int] = {}
+    for i, batch in enumerate(batches):
+        for item in batch:
+            url, _, end = parse_input(item)
+            if end is not None:
+                last[url] = i
+    out: list[list[str]] = [[] for _ in batches]
+    for url, i in last.items():
+        out[i].append(url)
+    return [tuple(urls) for urls in out]
+
+
 def _span(item: str, size: int) -> int:
     from transforms.sources import parse_input
 
@@ -253,6 +270,7 @@ def execute(plan, options, standard) -> dict | None:
         if not files:
             return {"nothing_to_do": True, "skipped_inputs": skipped}
     batches = plan_batches(files, cfg.run.source, cfg.run.batch_files, cfg.run.batch_mb)
+    completes = _completed_files(batches)
     parts = []
     # Article ids already in the output: read whole once, then only each new batch's files.
     appending = plan.resume or cfg.sink.mode == "append"
@@ -263,6 +281,7 @@ def execute(plan, options, standard) -> dict | None:
         step = dataclasses.replace(
             plan,
             files=batch,
+            completes=completes[i],
             run_id=run_id,
             known_ids=known if mode == "append" else frozenset(),
             known_hashes=hashes if mode == "append" else {},
