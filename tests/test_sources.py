@@ -172,6 +172,15 @@ def test_warc_target_uri_in_angle_brackets(tmp_path):
     assert doc.url == "https://a.example/x" and doc.html == HTML
 
 
+def test_warc_http_headers_with_bare_line_feeds(tmp_path):
+    """Some crawlers end HTTP header lines with LF alone; the page must not come out empty."""
+    path = tmp_path / "lf.warc"
+    payload = b"HTTP/1.1 200 OK\nContent-Type: text/html; charset=utf-8\n\n" + HTML
+    path.write_bytes(_raw_record("https://a.example/lf", "response", "application/http; msgtype=response", payload))
+    (doc,) = read_warc_file(str(path), SourceSettings())
+    assert doc.html == HTML and doc.content_type == "text/html" and doc.charset == "utf-8"
+
+
 def test_warc_records_without_http_are_read_by_their_own_type(tmp_path):
     path = tmp_path / "h.warc"
     path.write_bytes(

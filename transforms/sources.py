@@ -378,7 +378,7 @@ def read_warc_file(
                 if first is None:
                     return
                 handle.seek(first)
-            for record in ArchiveIterator(handle, record_types=WarcRecordType.any_type, parse_http=True):
+            for record in ArchiveIterator(handle, record_types=WarcRecordType.any_type, parse_http=True, quirks_mode=True):
                 position = record.stream_pos
                 if end is not None and position >= end and _member_at(probe.handle, position):
                     return  # the next range's first record
