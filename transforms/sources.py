@@ -5,7 +5,8 @@ for what cannot be read). Globs are expanded when the pipeline is built, so a mi
 the run before any work. Each matched file is a work unit, and a gzipped WARC larger than
 ``warc_range_mb`` is cut into byte ranges that are work units of their own (``warc_ranges``):
 a few large archives then still spread evenly over many workers. Units are spread over the
-workers by ``Reshuffle``.
+workers by ``Reshuffle``. An input can also be a part of a file (``input_part``:
+``<file>#bytes=<start>-<end>``), as size-limited batches (``run.batch_mb``) list them.
 """
 
 from __future__ import annotations
