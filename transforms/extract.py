@@ -79,7 +79,7 @@ from urllib.parse import urlsplit
 from lxml import etree
 
 from transforms.fastxpath import compile_selector
-from transforms.http import BINARY_MAGIC
+from transforms.http import BINARY_MAGIC, parse_content_type
 from transforms.records import Article, Document, Failure
 
 STAGE = "extract"
@@ -196,7 +196,7 @@ _HTML_TYPES = ("html", "xml", "text/plain")
 
 
 def _not_html_reason(doc: Document) -> str | None:
-    ctype = (doc.content_type or "").split(";")[0].strip().lower()
+    ctype = parse_content_type(doc.content_type)[0]
     if ctype and not any(t in ctype for t in _HTML_TYPES):
         return f"content type {ctype}"
     head = doc.html[:1024] if doc.html else b""

@@ -673,7 +673,8 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _mime(content_type: str | None) -> tuple[str, str | None]:
+def parse_content_type(content_type: str | None) -> tuple[str, str | None]:
+    """A Content-Type value -> (media type, lower case, "" when none; charset or None)."""
     if not content_type:
         return "", None
     parts = content_type.split(";")
@@ -969,7 +970,7 @@ class SafeFetcher:
         length = headers.get("content-length", "").strip()
         if not truncate and length.isdigit() and int(length) > cap:
             raise _Attempt("too_large", f"Content-Length {length} > max_bytes {cap}")
-        mime, charset = _mime(headers.get("content-type"))
+        mime, charset = parse_content_type(headers.get("content-type"))
         if accept and mime and not any(fnmatch.fnmatchcase(mime, p) for p in accept):
             raise _Attempt("not_html", f"content type {mime!r} not accepted")
         chunks, size = [], 0

@@ -25,7 +25,7 @@ import fsspec
 from apache_beam.metrics import Metrics
 
 from transforms.extract import source_host
-from transforms.http import TooLarge, codings, dechunk, decompress
+from transforms.http import TooLarge, codings, dechunk, decompress, parse_content_type
 from transforms.records import FAILED, FILTER_STAGE, METRICS_NAMESPACE, UTC, Document, Failure, utcnow
 
 LOG = logging.getLogger(__name__)
@@ -379,7 +379,9 @@ def read_warc_file(
                 if first is None:
                     return
                 handle.seek(first)
-            for record in ArchiveIterator(handle, record_types=WarcRecordType.any_type, parse_http=True, quirks_mode=True):
+            for record in ArchiveIterator(
+                handle, record_types=WarcRecordType.any_type, parse_http=True, quirks_mode=True
+            ):
                 position = record.stream_pos
                 if end is not None and position >= end and _member_at(probe.handle, position):
                     return  # the next range's first record
@@ -436,7 +438,7 @@ def _document_from_record(record, target: str, date: datetime | None, settings: 
         if content_type and content_type not in HTML_TYPES:
             return _failure(target, FILTER_STAGE, "not_html", content_type)
     else:  # no HTTP message (a crawler's dns: record, a resource): the record's own type decides
-        content_type = (record.headers.get("Content-Type") or "").split(";")[0].strip().lower() or None
+        content_type = parse_content_type(record.headers.get("Content-Type"))[0] or None
         if content_type not in HTML_TYPES:
             return _failure(target, FILTER_STAGE, "not_html", content_type or "record without HTTP or content type")
     expected = record.content_length  # payload bytes the record declares
