@@ -218,7 +218,7 @@ def as_pipeline(settings: StorySettings, topics_file: Path = TOPICS_FILE) -> Clu
     def clusterer(articles: list[Article]) -> list[list[str]]:
         topical = [replace(a, topic=assign_topic(a, topics)[0]) for a in articles]
         found = cluster_windows(topical, settings, fingerprint)
-        assignment, _, _ = link_clusters([c.summary for c in found], [], settings)
+        assignment, _, _, _ = link_clusters([c.summary for c in found], [], settings)
         stories: dict[str, list[str]] = {}
         for c in found:
             stories.setdefault(assignment[c.summary.key], []).extend(c.summary.article_ids)

@@ -101,7 +101,7 @@ def stories_and_sink(
         "panes": panes,
         "failures": all_failures,
         "inputs": inputs,
-    } | "CommitStream" >> CommitStream(plan.output, plan.run_id, cfg.sink, cfg.stories, settings)
+    } | "CommitStream" >> CommitStream(plan.output, plan.run_id, cfg.sink, cfg.stories, settings, cfg.fingerprint)
 
 
 def build_streaming_pipeline(p: beam.Pipeline, plan: RunPlan, *, local: bool = True, start: float | None = None):

@@ -162,3 +162,39 @@ def test_rewritten_coverage_is_not_a_duplicate() -> None:
     )
     original = _article("https://paper-a.example/water", WIRE)
     assert find_duplicates([original, rewrite], FingerprintSettings()) == {}
+
+
+def test_signatures_judge_near_copies_as_the_shingles_do() -> None:
+    """Across windows and runs only signatures are at hand: they must reach the decisions of
+    the exact shingle check on clear cases (copies, an edited copy, a teaser; other texts)."""
+    from transforms.fingerprint import _similar, pack_signature, shingles, signatures_match, unpack_signature
+
+    settings = FingerprintSettings()
+    texts = {
+        "wire": WIRE,
+        "edited": "By our correspondent. " + WIRE.replace("twelve years", "a decade") + " More soon.",
+        "teaser": WIRE[: len(WIRE) * 2 // 3],
+        "retyped": WIRE.upper().replace(". ", ".\n"),
+        "rewrite": (
+            "Households in the eastern valley are being told to water their gardens half as "
+            "often. The water authority blames a dry winter for reservoirs at a twelve-year low "
+            "and is reopening a desalination plant. Farmers want emergency help."
+        ),
+        "other": "The home side won the cup final after a late penalty, ending a run of defeats.",
+    }
+    printed = {k: _article(f"https://x.example/{k}", t) for k, t in texts.items()}
+    for a in printed.values():  # the count is of distinct shingles (hashes), as the sets have
+        assert a.shingle_count == len(shingles(a.text, settings.shingle_size))
+    for x in texts:
+        for y in texts:
+            a, b = printed[x], printed[y]
+            packed = unpack_signature(pack_signature(a.signature))
+            assert tuple(packed.tolist()) == a.signature
+            by_signature = signatures_match(
+                packed, a.shingle_count, unpack_signature(pack_signature(b.signature)), b.shingle_count, settings
+            )
+            exact = x == y or _similar(shingles(a.text, 5), shingles(b.text, 5), settings)
+            assert by_signature == exact, (x, y)
+    assert not signatures_match(
+        unpack_signature(pack_signature(())), 0, unpack_signature(pack_signature(())), 0, settings
+    )

@@ -195,7 +195,7 @@ def test_later_window_and_later_run_keep_the_story_id(seeds) -> None:
     # the same event, reported a day later
     late = [make(a.url, a.title or "", a.text, hours=30) for a in seeds[3:]]
     second_day = _clusters(late, 1)
-    assignment, touched, state = link_clusters(first_day + second_day, [], settings)
+    assignment, touched, state, _ = link_clusters(first_day + second_day, [], settings)
     ids = set(assignment.values())
     assert len(ids) == 1
     (story,) = touched
@@ -203,15 +203,15 @@ def test_later_window_and_later_run_keep_the_story_id(seeds) -> None:
     assert len(story.article_ids) == 5
 
     # a second run over the same input, with the state of the first: same id, no new story
-    again, touched_again, state_again = link_clusters(first_day + second_day, state, settings)
+    again, touched_again, state_again, _ = link_clusters(first_day + second_day, state, settings)
     assert set(again.values()) == ids
     assert [s.story_id for s in state_again] == [s.story_id for s in state]
     assert sorted(touched_again[0].article_ids) == sorted(story.article_ids)
 
     # a later run that only sees the late articles finds the story of an earlier run that
     # only saw the first three (no shared article id: the term profiles match)
-    _, _, first_state = link_clusters(first_day, [], settings)
-    later, touched_later, _ = link_clusters(second_day, first_state, settings)
+    _, _, first_state, _ = link_clusters(first_day, [], settings)
+    later, touched_later, _, _ = link_clusters(second_day, first_state, settings)
     assert set(later.values()) == ids
     assert len(touched_later[0].article_ids) == 5
     assert len(first_state[0].article_ids) == 3  # the input state is not modified
@@ -229,21 +229,74 @@ def test_a_copy_of_an_earlier_runs_article_joins_its_story_even_after_it_left_th
     assert cluster.copies_of == (original.article_id,)
     # the earlier run wrote the original under this story; its state has forgotten it
     written = {original.article_id: "s-ferry"}
-    assignment, touched, state = link_clusters([cluster], [], settings, known_stories=written)
+    assignment, touched, state, _ = link_clusters([cluster], [], settings, known_stories=written)
     assert assignment == {cluster.key: "s-ferry"}
     assert [(s.story_id, s.article_ids) for s in touched] == [("s-ferry", [copy.article_id])]
     # without that knowledge the copy founds a story of its own (the old behaviour)
-    alone, _, _ = link_clusters([cluster], [], settings)
+    alone, _, _, _ = link_clusters([cluster], [], settings)
     assert alone[cluster.key] == story_id_for("politics", copy.article_id)
     # and when the story is still in the state, the copy continues it like a shared article
-    _, _, kept = link_clusters(_clusters([original], 0), [], settings)
-    with_state, _, _ = link_clusters([cluster], kept, settings)
+    _, _, kept, _ = link_clusters(_clusters([original], 0), [], settings)
+    with_state, _, _, _ = link_clusters([cluster], kept, settings)
     assert with_state[cluster.key] == kept[0].story_id
+
+
+def _edited(text: str) -> str:
+    """A syndicated rewrite: new opening line, a few words changed, a closing line."""
+    return "From our partners. " + text.replace(" the ", " a ", 3) + " Reporting by the wire desk."
+
+
+def test_near_copies_in_later_windows_and_runs_point_to_the_first_article(seeds) -> None:
+    first = seeds[0]
+    rewrite = make("https://syndicator.example/rewrite", "A new headline", _edited(first.text), hours=30)
+    reprint = make("https://reprints.example/rewrite", "A new headline", _edited(first.text), hours=31)
+    assert rewrite.content_hash != first.content_hash and reprint.content_hash == rewrite.content_hash
+    day0 = _clusters(seeds[:3], 0)
+    # next day's window: the rewrite and its exact reprint; the clustering there cannot see
+    # the first article
+    (day1,) = cluster_window(
+        "politics", mark_exact_copies([rewrite, reprint]), *_window(1), StorySettings(), FingerprintSettings()
+    )
+    assert {a.url: a.duplicate_of for a in day1.articles} == {rewrite.url: None, reprint.url: rewrite.article_id}
+    assignment, touched, state, near = link_clusters(day0 + [day1.summary], [], StorySettings())
+    assert near == {rewrite.article_id: first.article_id}
+    assert len(set(assignment.values())) == 1
+    # the reprint follows the rewrite to the first article; other articles stay as they were
+    assert {stories.with_near_copy(a, near).duplicate_of for a in day1.articles} == {first.article_id}
+    assert stories.with_near_copy(seeds[1], near) is seeds[1]
+    # the state keeps what later runs compare with: the articles that are nobody's copy
+    (story,) = state
+    assert sorted(o[0] for o in story.originals) == sorted(a.article_id for a in seeds[:3])
+    # a later run that only sees the rewrite finds the first article through the state
+    _, _, first_state, _ = link_clusters(day0, [], StorySettings())
+    _, _, _, later = link_clusters([day1.summary], first_state, StorySettings())
+    assert later == {rewrite.article_id: first.article_id}
+    # other coverage of the same event in the later window is not a copy
+    other = make("https://wire.example/other", seeds[3].title or "", seeds[3].text, hours=30)
+    _, _, _, none = link_clusters(day0 + _clusters([other], 1), [], StorySettings())
+    assert none == {}
+
+
+def test_a_near_copy_found_across_clusters_is_represented_by_the_earliest() -> None:
+    from transforms.records import replace
+
+    # The first cluster visited (politics, founded at hour 0) holds the later article of a
+    # near-copy pair (hour 5); the earlier one (hour 1) is in another topic's cluster of the
+    # same window, visited second. The group's representative is the earliest published.
+    founder = make("https://a.example/ferry", *FERRY_FIRST, hours=0)
+    later = make("https://b.example/ferry-steering", *FERRY_LATER, hours=5)
+    earlier = make("https://c.example/ferry-steering", FERRY_LATER[0], "From our partners. " + FERRY_LATER[1], hours=1)
+    earlier = replace(earlier, topic="transport")
+    (politics,) = cluster_window("politics", [founder, later], *_window(0), StorySettings(), FingerprintSettings())
+    (transport,) = cluster_window("transport", [earlier], *_window(0), StorySettings(), FingerprintSettings())
+    assignment, _, _, near = link_clusters([transport.summary, politics.summary], [], StorySettings())
+    assert len(set(assignment.values())) == 1
+    assert near == {later.article_id: earlier.article_id}
 
 
 def test_unrelated_cluster_in_a_later_window_gets_its_own_story(seeds) -> None:
     tokyo = make("https://wire.example/tokyo", *TOKYO_VISIT, hours=26)
-    assignment, touched, _ = link_clusters(_clusters(seeds, 0) + _clusters([tokyo], 1), [], StorySettings())
+    assignment, touched, _, _ = link_clusters(_clusters(seeds, 0) + _clusters([tokyo], 1), [], StorySettings())
     assert len(set(assignment.values())) == 2
     assert sorted(len(s.article_ids) for s in touched) == [1, 5]
 
@@ -391,7 +444,7 @@ def test_a_pair_gets_one_decision_in_one_window_or_in_two_and_across_topics() ->
     day0 = cluster_window("general", [first], *_window(0), settings, FingerprintSettings())
     day1 = cluster_window("transport", [later], *_window(1), settings, FingerprintSettings())
     day1 += cluster_window("politics", [bikes], *_window(1), settings, FingerprintSettings())
-    assignment, _, _ = link_clusters([c.summary for c in day0 + day1], [], settings)
+    assignment, _, _, _ = link_clusters([c.summary for c in day0 + day1], [], settings)
     story = {a: assignment[c.summary.key] for c in day0 + day1 for a in c.summary.article_ids}
     assert story[first.article_id] == story[later.article_id]
     assert story[bikes.article_id] != story[first.article_id]
@@ -400,19 +453,19 @@ def test_a_pair_gets_one_decision_in_one_window_or_in_two_and_across_topics() ->
 def test_state_written_before_story_vectors_is_still_linked(seeds) -> None:
     from transforms.stories import StoryState
 
-    _, _, state = link_clusters(_clusters(seeds[:3], 0), [], StorySettings())
+    _, _, state, _ = link_clusters(_clusters(seeds[:3], 0), [], StorySettings())
     # the old state held one normalised term profile without channel prefixes
     old = [
         StoryState(**{**vars(s), "profile": {k[2:]: v for k, v in s.profile.items() if k.startswith("t:")}})
         for s in state
     ]
     late = [make(a.url, a.title or "", a.text, hours=30) for a in seeds[3:]]
-    assignment, _, _ = link_clusters(_clusters(late, 1), old, StorySettings())
+    assignment, _, _, _ = link_clusters(_clusters(late, 1), old, StorySettings())
     assert set(assignment.values()) == {state[0].story_id}
 
 
 def test_state_round_trips_through_fsspec(seeds) -> None:
-    _, _, state = link_clusters(_clusters(seeds, 0), [], StorySettings())
+    _, _, state, _ = link_clusters(_clusters(seeds, 0), [], StorySettings())
     url = "memory://storybeam-test/_state/stories"
     write_state(url, state, token="t1")
     assert read_state(url) == state
@@ -448,21 +501,24 @@ def test_group_stories_pipeline_is_stable_across_windows_runs_and_order(seeds, t
     late = [make(a.url, a.title or "", a.text, hours=30) for a in seeds[3:]]
     copy = make("https://mirror.example/copy", seeds[0].title or "", seeds[0].text, hours=1)
     bikes = make("https://city.example/bikes", *BIKE_LANES, hours=2)
-    articles = [*seeds[:3], *late, copy, bikes, seeds[1]]  # seeds[1] read twice
+    # a rewrite of the first seed in the next day's window: a near copy across windows
+    rewrite = make("https://syndicator.example/rewrite", "A new headline", _edited(seeds[0].text), hours=30)
+    articles = [*seeds[:3], *late, copy, bikes, seeds[1], rewrite]  # seeds[1] read twice
     articles = [a.__class__(**{**_fields(a), "topic": assign_topic(a, topics)[0]}) for a in articles]
     root = "memory://storybeam-group-stories"
 
     first = _run_group_stories(articles, root)
     by_id = {a.article_id: a for a in first["articles"]}
-    assert len(first["articles"]) == len(by_id) == 7  # the repeated URL counted once
+    assert len(first["articles"]) == len(by_id) == 8  # the repeated URL counted once
     assert [f.reason for f in first["failed"]] == ["duplicate_url"]
     assert by_id[copy.article_id].duplicate_of == seeds[0].article_id
-    seed_story = {by_id[a.article_id].story_id for a in [*seeds, copy]}
+    assert by_id[rewrite.article_id].duplicate_of == seeds[0].article_id
+    seed_story = {by_id[a.article_id].story_id for a in [*seeds, copy, rewrite]}
     assert len(seed_story) == 1  # across the window boundary, duplicates included
     assert by_id[bikes.article_id].story_id not in seed_story
     stories = {s.story_id: s for s in first["stories"]}
     (story_id,) = seed_story
-    assert stories[story_id].size == 6 and len(stories) == 2
+    assert stories[story_id].size == 7 and len(stories) == 2
     assert stories[story_id].window_end - stories[story_id].window_start == timedelta(days=2)
 
     # second run over the same input in another order: same ids, no new story

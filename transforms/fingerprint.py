@@ -9,10 +9,13 @@ Duplicates are found in layers, cheapest first:
    whitespace folded): exact copies of one agency wire share it.
 3. ``signature`` is a MinHash over word shingles; ``find_duplicates`` uses it for LSH
    candidates and verifies every candidate by the actual shingle similarity before it counts.
+   Across windows and runs, where the texts are no longer at hand, ``signatures_match``
+   verifies with the signatures themselves (``stories.link_clusters``).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import posixpath
 import re
@@ -333,9 +336,12 @@ def signature(text: str, settings: FingerprintSettings) -> tuple[int, ...]:
 
 
 def _signature(tokens: Sequence[str], settings: FingerprintSettings) -> tuple[int, ...]:
+    return _minhash(_shingle_hashes(tokens, settings.shingle_size), settings)
+
+
+def _minhash(items: np.ndarray, settings: FingerprintSettings) -> tuple[int, ...]:
     # Repeated shingles are not removed: they cannot change a minimum, and sorting them out
     # costs more than hashing them twice.
-    items = _shingle_hashes(tokens, settings.shingle_size)
     if not len(items):
         return ()
     a, b = _hash_family(settings.num_perm, settings.seed)
@@ -351,13 +357,42 @@ def fingerprint_article(article: Article, settings: FingerprintSettings) -> Arti
     is tokenised once for both fingerprints, and for ``assign_topic`` right after)."""
     canonical = canonicalize_url(article.url)
     tokens = recent_words(article.text)
+    items = _shingle_hashes(tokens, settings.shingle_size)
     return replace(
         article,
         canonical_url=canonical,
         article_id=article_id_for(canonical),
         content_hash=_tokens_hash(tokens),
-        signature=_signature(tokens, settings),
+        signature=_minhash(items, settings),
+        shingle_count=len(np.unique(items)),
     )
+
+
+def pack_signature(signature: Sequence[int]) -> str:
+    """A signature as text (base64 of little-endian 32-bit values): what the story state and
+    the cluster summaries keep of an article for near-duplicate checks across windows."""
+    return base64.b64encode(np.asarray(signature, dtype="<u4").tobytes()).decode("ascii")
+
+
+def unpack_signature(packed: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(packed), dtype="<u4")
+
+
+def signatures_match(a: np.ndarray, count_a: int, b: np.ndarray, count_b: int, settings: FingerprintSettings) -> bool:
+    """Near duplicates judged from their signatures alone (texts in other windows or runs):
+    the share of equal MinHash values estimates the Jaccard similarity of the shingle sets
+    (standard error ~0.04 at 0.6 with 128 values), and with the distinct shingle counts it
+    gives the containment, ``J / (1 + J) * (|A| + |B|) / min(|A|, |B|)``. The thresholds are
+    those of the exact check inside a window (``_similar``)."""
+    if len(a) != settings.num_perm or len(b) != settings.num_perm:
+        return False
+    jaccard = np.count_nonzero(a == b) / settings.num_perm
+    if jaccard >= settings.near_dup_jaccard:
+        return True
+    smaller = min(count_a, count_b)
+    if not jaccard or smaller < settings.min_containment_shingles:
+        return False
+    return jaccard / (1 + jaccard) * (count_a + count_b) / smaller >= settings.near_dup_containment
 
 
 # --- duplicate groups ---------------------------------------------------------------------

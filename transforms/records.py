@@ -90,6 +90,7 @@ class Article:
     article_id: str = ""
     content_hash: str = ""
     signature: tuple[int, ...] = ()  # near-duplicate fingerprint (not written)
+    shingle_count: int = 0  # distinct word shingles of the text (not written)
     # topics / stories
     topic: str = ""
     topic_terms: tuple[str, ...] = ()

@@ -40,9 +40,12 @@ from transforms.fingerprint import (
     FingerprintSettings,
     find_duplicates,
     nfkc_words,
+    pack_signature,
     recent_normalised,
     recent_words,
     representative_key,
+    signatures_match,
+    unpack_signature,
     words,
 )
 from transforms.fsutil import stage_file, write_atomic
@@ -1153,6 +1156,10 @@ class ClusterSummary:
     #: representatives of the cluster's exact and near copies (their ``duplicate_of``), sorted:
     #: a copy's story is its representative's (``link_clusters``)
     copies_of: tuple[str, ...] = ()
+    #: its articles that are nobody's copy, for near duplicates across windows and runs: JSON
+    #: of [article id, event time (Unix s), distinct shingles, packed signature], in
+    #: representative order (one string, as ``profile_json``)
+    originals_json: str = "[]"
 
     @property
     def profile(self) -> dict[str, float]:
@@ -1172,6 +1179,9 @@ class StoryState:
     window_start: datetime
     window_end: datetime
     profile: dict[str, float] = field(default_factory=dict)
+    #: [article id, distinct shingles, packed signature] of its articles that are nobody's
+    #: copy: a near copy in a later run points to them (``link_clusters``)
+    originals: list[list] = field(default_factory=list)
 
     def to_json(self) -> str:
         row = dict(vars(self))
@@ -1205,7 +1215,8 @@ def link_clusters(
     previous: Iterable[StoryState],
     settings: StorySettings,
     known_stories: Mapping[str, str] | None = None,
-) -> tuple[dict[str, str], list[StoryState], list[StoryState]]:
+    fingerprint: FingerprintSettings | None = None,
+) -> tuple[dict[str, str], list[StoryState], list[StoryState], dict[str, str]]:
     """Give every cluster a story id, reusing the ids of earlier stories it continues.
 
     Clusters are visited in event-time order. A cluster continues a story (from the state
@@ -1222,12 +1233,28 @@ def link_clusters(
     story when the article is not in ``previous`` (e.g. its story left the state after
     ``state_retention_days``): the story comes back under its id, with this run's articles.
 
-    Returns (cluster key -> story id, stories touched in this run, full new state).
+    Near copies across clusters (other windows, other topics, earlier runs), which the
+    clustering inside a window cannot see: a cluster's articles that are nobody's copy
+    (``ClusterSummary.originals_json``) are compared with those of the story it joins
+    (``StoryState.originals`` and earlier clusters of the run) by ``signatures_match``. A near
+    copy's group has one representative: an article an earlier run wrote (it is written
+    already), else the earliest published, then smallest id, as inside a window.
+
+    Returns (cluster key -> story id, stories touched in this run, full new state, article id
+    -> representative for this run's near copies found across clusters; their own copies
+    follow them).
     """
+    fingerprint = fingerprint or FingerprintSettings()
     stories: dict[str, StoryState] = {  # copies: the caller's state stays as it was
-        s.story_id: records.replace(s, article_ids=list(s.article_ids), profile=_as_story_vector(dict(s.profile)))
+        s.story_id: records.replace(
+            s,
+            article_ids=list(s.article_ids),
+            profile=_as_story_vector(dict(s.profile)),
+            originals=list(s.originals),
+        )
         for s in previous
     }
+    near = _NearCopies(fingerprint, stories.values())
     owner: dict[str, str] = {}
     for story in sorted(stories.values(), key=lambda s: s.story_id):
         for article_id in story.article_ids:
@@ -1320,6 +1347,7 @@ def link_clusters(
             )
             index.put(story_id, vector)
             heapq.heappush(expiry, (story.last_published, story_id))
+        near.add(story_id, cluster)
         for article_id in cluster.article_ids:
             previous_owner = owner.get(article_id)
             if previous_owner == story_id:
@@ -1340,7 +1368,72 @@ def link_clusters(
     else:
         state = []
     state.sort(key=lambda s: s.story_id)
-    return assignment, [s for s in state if s.story_id in touched], state
+    for story in state:
+        if story.story_id in touched:
+            story.originals = near.kept(story.story_id)
+    return assignment, [s for s in state if s.story_id in touched], state, near.representatives()
+
+
+class _NearCopies:
+    """Near copies across the clusters ``link_clusters`` visits: per story, the articles that
+    are nobody's copy (from the state, then from each cluster the story takes), each new one
+    compared with those of its story; groups are kept as a union-find whose root is the
+    group's representative."""
+
+    def __init__(self, fingerprint: FingerprintSettings, stories: Iterable[StoryState]) -> None:
+        self._fingerprint = fingerprint
+        self._parent: dict[str, str] = {}
+        #: written articles (state) rank before any of this run: they stay representatives
+        self._rank: dict[str, tuple] = {}
+        self._pools: dict[str, list[tuple[str, int, np.ndarray, str]]] = {}
+        for story in stories:
+            pool = self._pools[story.story_id] = []
+            for article_id, count, packed in story.originals:
+                self._rank[article_id] = (0, 0.0, article_id)
+                pool.append((article_id, count, unpack_signature(packed), packed))
+
+    def _find(self, article_id: str) -> str:
+        parent = self._parent
+        while parent.get(article_id, article_id) != article_id:
+            parent[article_id] = parent.get(parent[article_id], parent[article_id])
+            article_id = parent[article_id]
+        return article_id
+
+    def _union(self, a: str, b: str) -> None:
+        ra, rb = self._find(a), self._find(b)
+        if ra != rb:  # the root ranking first (earliest published, then smallest id) stays
+            first, second = sorted((ra, rb), key=self._rank.__getitem__)
+            self._parent[second] = first
+
+    def add(self, story_id: str, cluster: ClusterSummary) -> None:
+        pool = self._pools.setdefault(story_id, [])
+        fresh = []
+        for article_id, event_s, count, packed in json.loads(cluster.originals_json):
+            if article_id in self._rank:  # re-read: the article is known already
+                continue
+            self._rank[article_id] = (1, event_s, article_id)
+            signature = unpack_signature(packed)
+            for other, other_count, other_signature, _ in pool:
+                if signatures_match(signature, count, other_signature, other_count, self._fingerprint):
+                    self._union(article_id, other)
+            fresh.append((article_id, count, signature, packed))
+        pool.extend(fresh)
+
+    def representatives(self) -> dict[str, str]:
+        """This run's articles that turned out near copies -> their representative."""
+        found = {}
+        for article_id, rank in self._rank.items():
+            if rank[0] == 1 and (root := self._find(article_id)) != article_id:
+                found[article_id] = root
+        return found
+
+    def kept(self, story_id: str) -> list[list]:
+        """What the state keeps of a story for later runs: its articles that are no copy."""
+        return [
+            [article_id, count, packed]
+            for article_id, count, _, packed in self._pools.get(story_id, ())
+            if self._find(article_id) == article_id
+        ]
 
 
 # --- state I/O (fsspec) ---------------------------------------------------------------------
@@ -1455,6 +1548,13 @@ def cluster_window(
                 sorted(story_vector(members, settings.languages, profiles, settings.background_docs).items())
             ),
             copies_of=tuple(sorted({a.duplicate_of for a in everyone if a.duplicate_of})),
+            originals_json=json.dumps(
+                [
+                    [a.article_id, a.event_time.timestamp(), a.shingle_count, pack_signature(a.signature)]
+                    for a in everyone
+                    if not a.duplicate_of and len(a.signature) == fingerprint.num_perm
+                ]
+            ),
         )
         mine = [d for d in dropped if d.article_id in set(summary.article_ids)]
         out.append(_WindowCluster(summary, tuple(everyone), tuple(mine)))
@@ -1564,33 +1664,48 @@ class _ClusterWindowFn(beam.DoFn):
 
 
 class _LinkFn(beam.DoFn):
-    """[ClusterSummary] (all of the run) -> one (assignment, touched stories, state)."""
+    """[ClusterSummary] (all of the run) -> one (assignment, touched stories, state, near
+    copies)."""
 
-    def __init__(self, settings: StorySettings, url: str | None, known_stories: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        settings: StorySettings,
+        url: str | None,
+        known_stories: Mapping[str, str],
+        fingerprint: FingerprintSettings,
+    ) -> None:
         self._settings = settings
         self._url = url
         self._known_stories = known_stories
+        self._fingerprint = fingerprint
 
     def process(self, summaries):
         previous = read_state(self._url)
-        yield link_clusters(summaries, previous, self._settings, self._known_stories)
+        yield link_clusters(summaries, previous, self._settings, self._known_stories, self._fingerprint)
 
 
-def _routing(linked) -> tuple[dict[str, str], dict[str, frozenset[str]]]:
+def _routing(linked) -> tuple[dict[str, str], dict[str, frozenset[str]], dict[str, str]]:
     """What SetStoryIds needs of the linking result: cluster key -> story id, story id ->
-    its article ids. A side input that small (no story vectors, no state) is cheap for the
-    runner to hand to every bundle."""
-    assignment, touched, _ = linked
-    return assignment, {s.story_id: frozenset(s.article_ids) for s in touched}
+    its article ids, near copies found across clusters. A side input that small (no story
+    vectors, no state) is cheap for the runner to hand to every bundle."""
+    assignment, touched, _, near = linked
+    return assignment, {s.story_id: frozenset(s.article_ids) for s in touched}, near
+
+
+def with_near_copy(article: Article, near: Mapping[str, str]) -> Article:
+    """``article`` pointing to the representative ``link_clusters`` found across clusters,
+    when it or the article it was a copy of turned out a near copy there."""
+    representative = near.get(article.article_id) or near.get(article.duplicate_of or "")
+    return article if representative is None else records.replace(article, duplicate_of=representative)
 
 
 def _emit_articles(cluster: _WindowCluster, routing):
-    assignment, members_of = routing
+    assignment, members_of, near = routing
     story_id = assignment[cluster.summary.key]
     members = members_of.get(story_id, frozenset())
     for article in cluster.articles:
         if article.article_id in members:
-            yield records.replace(article, story_id=story_id)
+            yield records.replace(with_near_copy(article, near), story_id=story_id)
         else:  # the same article id already came in through another window
             yield beam.pvalue.TaggedOutput(records.FAILED, _duplicate_url(article))
     for article in cluster.dropped:
@@ -1681,7 +1796,7 @@ class GroupStories(beam.PTransform):
             clusters
             | "Summaries" >> beam.Map(lambda c: c.summary)
             | "AllClusters" >> beam.combiners.ToList()
-            | "LinkStories" >> beam.ParDo(_LinkFn(self.settings, self.state_url, self._known_stories))
+            | "LinkStories" >> beam.ParDo(_LinkFn(self.settings, self.state_url, self._known_stories, self.fingerprint))
         )
         out = clusters | "SetStoryIds" >> beam.FlatMap(
             _emit_articles, routing=beam.pvalue.AsSingleton(linked | "Routing" >> beam.Map(_routing))
@@ -1699,10 +1814,10 @@ class GroupStories(beam.PTransform):
         return result
 
     def _save(self, linked) -> None:
-        _, _, state = linked
+        _, _, state, _ = linked
         token = hashlib.sha256("".join(s.to_json() for s in state).encode()).hexdigest()[:12]
         write_state(self.state_url, state, token)
 
     def _stage(self, linked) -> tuple[str, str]:
-        _, _, state = linked
+        _, _, state, _ = linked
         return stage_state(self.state_url, state, self._commit_token)

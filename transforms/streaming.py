@@ -77,7 +77,14 @@ from transforms.fingerprint import FingerprintSettings
 from transforms.fsutil import move
 from transforms.records import FILTER_STAGE, SCHEMAS, Article, Failure, Story
 from transforms.sinks import KINDS, SinkSettings, partition_of, shard_of, write_table
-from transforms.stories import StorySettings, StoryState, cluster_window, link_clusters, window_start
+from transforms.stories import (
+    StorySettings,
+    StoryState,
+    cluster_window,
+    link_clusters,
+    window_start,
+    with_near_copy,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -383,12 +390,21 @@ class PanePlan:
     failures: list[Failure]
 
 
-def plan_pane(state: StreamState, pane: ClusterPane, stories: StorySettings, now: float) -> PanePlan:
-    """The pure core of a pane commit: link the pane's clusters to the known stories, pick the
-    articles not written before (each input is accounted for once, whatever the number of
-    panes that repeat it) and the story rows that changed. Updates ``state``."""
+def plan_pane(
+    state: StreamState,
+    pane: ClusterPane,
+    stories: StorySettings,
+    now: float,
+    fingerprint: FingerprintSettings | None = None,
+) -> PanePlan:
+    """The pure core of a pane commit: link the pane's clusters to the known stories (near
+    copies of articles of earlier panes are found there), pick the articles not written
+    before (each input is accounted for once, whatever the number of panes that repeat it)
+    and the story rows that changed. Updates ``state``."""
     summaries = [c.summary for c in pane.clusters]
-    assignment, touched, kept = link_clusters(summaries, list(state.stories.values()), stories)
+    assignment, touched, kept, near = link_clusters(
+        summaries, list(state.stories.values()), stories, fingerprint=fingerprint
+    )
     state.stories = {s.story_id: s for s in kept}
     out = PanePlan([], [s.to_story() for s in touched], [])
     for cluster in pane.clusters:
@@ -402,7 +418,7 @@ def plan_pane(state: StreamState, pane: ClusterPane, stories: StorySettings, now
                 out.failures.append(_duplicate(article, f"article {article.article_id} was already written"))
             else:
                 state.written[article.article_id] = now
-                out.articles.append(records.replace(article, story_id=story_id))
+                out.articles.append(records.replace(with_near_copy(article, near), story_id=story_id))
     return out
 
 
@@ -597,9 +613,10 @@ class _CommitFn(beam.DoFn):
         sink: SinkSettings,
         stories: StorySettings,
         settings: StreamingSettings,
+        fingerprint: FingerprintSettings | None = None,
     ):
         self._root, self._run_id, self._sink = root, run_id, sink
-        self._stories, self._settings = stories, settings
+        self._stories, self._settings, self._fingerprint = stories, settings, fingerprint
 
     def setup(self):
         self._files = StreamFiles(self._root, self._run_id, self._sink)
@@ -658,7 +675,9 @@ class _CommitFn(beam.DoFn):
     def _commit(self, state: StreamState, cell, inputs, failures, pane: ClusterPane | None) -> dict:
         now = time.time()
         state.forget_before(now - self._settings.written_ttl_days * 86_400)
-        plan = plan_pane(state, pane, self._stories, now) if pane is not None else PanePlan([], [], [])
+        plan = (
+            plan_pane(state, pane, self._stories, now, self._fingerprint) if pane is not None else PanePlan([], [], [])
+        )
         plan.failures.extend(failures.read())
         failures.clear()
         count_rows(state, plan, pane)
@@ -699,9 +718,10 @@ class CommitStream(beam.PTransform):
         sink: SinkSettings,
         stories: StorySettings,
         settings: StreamingSettings,
+        fingerprint: FingerprintSettings | None = None,
     ):
         super().__init__()
-        self._args = (root, run_id, sink, stories, settings)
+        self._args = (root, run_id, sink, stories, settings, fingerprint)
 
     def expand(self, pcolls: dict[str, beam.PCollection]):
         tagged = (
