@@ -115,6 +115,32 @@ def test_plan_pane_writes_each_input_once_and_updates_the_story():
     assert not third.articles and [f.reason for f in third.failures] == ["duplicate_url"]
 
 
+def test_a_near_copy_in_a_later_pane_points_to_the_written_article():
+    from transforms.fingerprint import FingerprintSettings, fingerprint_article
+    from transforms.stories import StorySettings, cluster_window
+
+    stories, fp = StorySettings(window_hours=1), FingerprintSettings()
+
+    def printed(n, minutes, host):
+        return dataclasses.replace(
+            fingerprint_article(article(n, minutes, BRIDGE * 3, "Velmora bridge collapse", host), fp), topic="general"
+        )
+
+    def pane(items, start, index):
+        end = start + timedelta(hours=1)
+        return ClusterPane(
+            "general", start, end, index, "on_time", tuple(cluster_window("general", items, start, end, stories, fp))
+        )
+
+    first, later = printed(1, 5, "a.example"), printed(2, 75, "b.example")  # windows A and B
+    assert first.content_hash != later.content_hash  # own closing lines: near copies, not exact
+    state = StreamState(run_id="r")
+    written = plan_pane(state, pane([first], T0, 0), stories, now=1.0, fingerprint=fp)
+    assert [a.duplicate_of for a in written.articles] == [None]
+    copy = plan_pane(state, pane([later], T0 + timedelta(hours=1), 1), stories, now=2.0, fingerprint=fp)
+    assert [(a.duplicate_of, a.story_id) for a in copy.articles] == [(first.article_id, written.articles[0].story_id)]
+
+
 def test_restart_finishes_pending_renames(tmp_path):
     from transforms.sinks import SinkSettings, write_table
 
