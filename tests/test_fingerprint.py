@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 
 from transforms import fingerprint
@@ -198,3 +199,16 @@ def test_signatures_judge_near_copies_as_the_shingles_do() -> None:
     assert not signatures_match(
         unpack_signature(pack_signature(())), 0, unpack_signature(pack_signature(())), 0, settings
     )
+    # one signature against many at once: the same answers; rows of another length never match
+    from transforms.fingerprint import signature_matches
+
+    rows = np.vstack([np.asarray(printed[k].signature, dtype="<u4") for k in texts])
+    counts = np.array([printed[k].shingle_count for k in texts])
+    wire = printed["wire"]
+    at_once = signature_matches(np.asarray(wire.signature, dtype="<u4"), wire.shingle_count, rows, counts, settings)
+    assert at_once.tolist() == [
+        signatures_match(np.asarray(wire.signature), wire.shingle_count, row, c, settings)
+        for row, c in zip(rows, counts, strict=True)
+    ]
+    assert at_once.tolist() == [True, True, True, True, False, False]
+    assert not signature_matches(np.asarray(wire.signature), wire.shingle_count, rows[:, :64], counts, settings).any()

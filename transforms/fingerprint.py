@@ -384,15 +384,25 @@ def signatures_match(a: np.ndarray, count_a: int, b: np.ndarray, count_b: int, s
     (standard error ~0.04 at 0.6 with 128 values), and with the distinct shingle counts it
     gives the containment, ``J / (1 + J) * (|A| + |B|) / min(|A|, |B|)``. The thresholds are
     those of the exact check inside a window (``_similar``)."""
-    if len(a) != settings.num_perm or len(b) != settings.num_perm:
+    if len(b) != settings.num_perm:
         return False
-    jaccard = np.count_nonzero(a == b) / settings.num_perm
-    if jaccard >= settings.near_dup_jaccard:
-        return True
-    smaller = min(count_a, count_b)
-    if not jaccard or smaller < settings.min_containment_shingles:
-        return False
-    return jaccard / (1 + jaccard) * (count_a + count_b) / smaller >= settings.near_dup_containment
+    return bool(signature_matches(a, count_a, b[None, :], np.array([count_b]), settings)[0])
+
+
+def signature_matches(
+    signature: np.ndarray, count: int, others: np.ndarray, counts: np.ndarray, settings: FingerprintSettings
+) -> np.ndarray:
+    """``signatures_match`` of one signature against each row of ``others`` (rows of
+    ``num_perm`` values, ``counts`` their distinct shingles) at once."""
+    if len(signature) != settings.num_perm or others.ndim != 2 or others.shape[1] != settings.num_perm:
+        return np.zeros(len(others), dtype=bool)
+    jaccard = np.count_nonzero(others == signature, axis=1) / settings.num_perm
+    smaller = np.minimum(counts, count)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        containment = jaccard / (1 + jaccard) * (counts + count) / smaller
+    return (jaccard >= settings.near_dup_jaccard) | (
+        (jaccard > 0) & (smaller >= settings.min_containment_shingles) & (containment >= settings.near_dup_containment)
+    )
 
 
 # --- duplicate groups ---------------------------------------------------------------------

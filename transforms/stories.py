@@ -44,7 +44,7 @@ from transforms.fingerprint import (
     recent_normalised,
     recent_words,
     representative_key,
-    signatures_match,
+    signature_matches,
     unpack_signature,
     words,
 )
@@ -1385,12 +1385,12 @@ class _NearCopies:
         self._parent: dict[str, str] = {}
         #: written articles (state) rank before any of this run: they stay representatives
         self._rank: dict[str, tuple] = {}
-        self._pools: dict[str, list[tuple[str, int, np.ndarray, str]]] = {}
+        self._pools: dict[str, _Pool] = {}
         for story in stories:
-            pool = self._pools[story.story_id] = []
+            pool = self._pools[story.story_id] = _Pool()
             for article_id, count, packed in story.originals:
                 self._rank[article_id] = (0, 0.0, article_id)
-                pool.append((article_id, count, unpack_signature(packed), packed))
+                pool.add(article_id, count, unpack_signature(packed), packed)
 
     def _find(self, article_id: str) -> str:
         parent = self._parent
@@ -1406,18 +1406,19 @@ class _NearCopies:
             self._parent[second] = first
 
     def add(self, story_id: str, cluster: ClusterSummary) -> None:
-        pool = self._pools.setdefault(story_id, [])
+        pool = self._pools.setdefault(story_id, _Pool())
+        signatures, counts = pool.matrix()  # the story before this cluster
         fresh = []
         for article_id, event_s, count, packed in json.loads(cluster.originals_json):
             if article_id in self._rank:  # re-read: the article is known already
                 continue
             self._rank[article_id] = (1, event_s, article_id)
             signature = unpack_signature(packed)
-            for other, other_count, other_signature, _ in pool:
-                if signatures_match(signature, count, other_signature, other_count, self._fingerprint):
-                    self._union(article_id, other)
+            for row in np.flatnonzero(signature_matches(signature, count, signatures, counts, self._fingerprint)):
+                self._union(article_id, pool.ids[row])
             fresh.append((article_id, count, signature, packed))
-        pool.extend(fresh)
+        for entry in fresh:
+            pool.add(*entry)
 
     def representatives(self) -> dict[str, str]:
         """This run's articles that turned out near copies -> their representative."""
@@ -1429,11 +1430,40 @@ class _NearCopies:
 
     def kept(self, story_id: str) -> list[list]:
         """What the state keeps of a story for later runs: its articles that are no copy."""
+        pool = self._pools.get(story_id) or _Pool()
         return [
             [article_id, count, packed]
-            for article_id, count, _, packed in self._pools.get(story_id, ())
+            for article_id, count, packed in zip(pool.ids, pool.counts, pool.packed, strict=True)
             if self._find(article_id) == article_id
         ]
+
+
+class _Pool:
+    """One story's articles that are nobody's copy, with their signatures as one matrix."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.counts: list[int] = []
+        self.packed: list[str] = []
+        self._signatures: list[np.ndarray] = []
+        self._matrix: tuple[np.ndarray, np.ndarray] | None = None
+
+    def add(self, article_id: str, count: int, signature: np.ndarray, packed: str) -> None:
+        self.ids.append(article_id)
+        self.counts.append(count)
+        self.packed.append(packed)
+        self._signatures.append(signature)
+        self._matrix = None
+
+    def matrix(self) -> tuple[np.ndarray, np.ndarray]:
+        """(signatures as rows, distinct shingle counts); rows of the wrong length (another
+        ``num_perm``) never match."""
+        if self._matrix is None:
+            width = max((len(s) for s in self._signatures), default=0)
+            rows = [s if len(s) == width else np.zeros(width, dtype="<u4") for s in self._signatures]
+            signatures = np.vstack(rows) if rows else np.zeros((0, 0), dtype="<u4")
+            self._matrix = (signatures, np.array(self.counts, dtype=np.int64))
+        return self._matrix
 
 
 # --- state I/O (fsspec) ---------------------------------------------------------------------
