@@ -1084,9 +1084,10 @@ def speed_up_trafilatura() -> None:
     """Install, once per process, the speed-ups that keep trafilatura's results: the C
     element-class lookup (``_fast_element_lookup``), faster HTML loading
     (``_fast_html_loading``), no copy of a tree handed over (``_given_tree_loading``), the
-    rewritten XPaths, most of them evaluated in Python (``_guard_trafilatura_xpaths``), and
-    jusText's paragraphs made without SAX (``fastjustext``). extract_html calls it;
-    benchmarks/throughput.py too, for its plain loop with the same speed-ups."""
+    rewritten XPaths, most of them evaluated in Python (``_guard_trafilatura_xpaths``),
+    jusText's paragraphs made without SAX (``fastjustext``) and readability's faster methods
+    (``fastreadability``). extract_html calls it; benchmarks/throughput.py too, for its plain
+    loop with the same speed-ups."""
     global _speedups_installed
     if _speedups_installed:
         return
@@ -1096,9 +1097,10 @@ def speed_up_trafilatura() -> None:
             _fast_html_loading()
             _given_tree_loading()
             _guard_trafilatura_xpaths()
-            from transforms import fastjustext
+            from transforms import fastjustext, fastreadability
 
             fastjustext.install()
+            fastreadability.install()
             _speedups_installed = True
 
 
