@@ -144,6 +144,18 @@ def _trimmed_length(elem: Any) -> int:
     return len(" ".join(elem.text_content().split()))
 
 
+def _links_length(elem: Any, known: dict[Any, int]) -> int:
+    """Sum of the trimmed text lengths of the links inside ``elem`` (``elem.findall(".//a")``),
+    each link measured once while ``known`` holds it."""
+    total = 0
+    for link in elem.iterdescendants("a"):
+        length = known.get(link)
+        if length is None:
+            length = known[link] = _trimmed_length(link)
+        total += length
+    return total
+
+
 def score_paragraphs(self: rl.Document) -> dict[Any, rl.Candidate]:
     """``Document.score_paragraphs``; the tree does not change while it runs, so the text length
     of each link is computed once (a link lies inside several candidates)."""
@@ -176,12 +188,7 @@ def score_paragraphs(self: rl.Document) -> dict[Any, rl.Candidate]:
 
     link_lengths: dict[Any, int] = {}
     for elem, candidate in candidates.items():
-        link_length = 0
-        for link in elem.iterdescendants("a"):  # elem.findall(".//a")
-            length = link_lengths.get(link)
-            if length is None:
-                length = link_lengths[link] = _trimmed_length(link)
-            link_length += length
+        link_length = _links_length(elem, link_lengths)
         # Without links the density is 0 / length = 0.0 whatever the length: not read.
         total_length = (_trimmed_length(elem) or 1) if link_length else 1
         candidate.score *= 1 - link_length / total_length
@@ -288,12 +295,7 @@ def sanitize(self: rl.Document, node: Any, candidates: dict[Any, rl.Candidate]) 
 
             # Count the text length excluding any surrounding whitespace
             content_length = len(" ".join(text.split()))
-            link_length = 0
-            for link in elem.iterdescendants("a"):  # elem.findall(".//a")
-                length = link_lengths.get(link)
-                if length is None:
-                    length = link_lengths[link] = _trimmed_length(link)
-                link_length += length
+            link_length = _links_length(elem, link_lengths)
             link_density = link_length / (content_length or 1)
             if counts["p"] and counts["img"] > 1 + counts["p"] * 1.3:
                 reason = f"too many images ({counts['img']})"
