@@ -1085,8 +1085,9 @@ def speed_up_trafilatura() -> None:
     element-class lookup (``_fast_element_lookup``), faster HTML loading
     (``_fast_html_loading``), no copy of a tree handed over (``_given_tree_loading``), the
     rewritten XPaths, most of them evaluated in Python (``_guard_trafilatura_xpaths``),
-    jusText's paragraphs made without SAX (``fastjustext``) and readability's faster methods
-    (``fastreadability``). extract_html calls it; benchmarks/throughput.py too, for its plain
+    jusText's paragraphs made without SAX (``fastjustext``), readability's faster methods
+    (``fastreadability``) and the faster page measure, tree cleaning and link-density tests of
+    ``fasthtmlprocessing``. extract_html calls it; benchmarks/throughput.py too, for its plain
     loop with the same speed-ups."""
     global _speedups_installed
     if _speedups_installed:
@@ -1097,10 +1098,11 @@ def speed_up_trafilatura() -> None:
             _fast_html_loading()
             _given_tree_loading()
             _guard_trafilatura_xpaths()
-            from transforms import fastjustext, fastreadability
+            from transforms import fasthtmlprocessing, fastjustext, fastreadability
 
             fastjustext.install()
             fastreadability.install()
+            fasthtmlprocessing.install()
             _speedups_installed = True
 
 
