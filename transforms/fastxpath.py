@@ -51,6 +51,12 @@ _TOKEN = re.compile(
 _FUNCTIONS = frozenset({"contains", "starts-with", "translate", "not", "re:test", "string"})
 
 
+def _set_display(names) -> str:
+    """``{'a', 'b'}``: in a test ``x in {...}`` Python compiles a display of constants into one
+    frozenset constant, where ``frozenset({...})`` is a call on every evaluation."""
+    return "{" + ", ".join(repr(name) for name in sorted(names)) + "}"
+
+
 class _Unsupported(Exception):
     pass
 
@@ -335,13 +341,13 @@ class Selector:
         tests = []
         plain = frozenset(name for _, names, predicates, _ in branches if not predicates for name in names or ())
         if plain and len(branches) > 1:  # the branches that select by name alone: one test
-            tests.append(f"e.tag in {plain!r}")
+            tests.append(f"e.tag in {_set_display(plain)}")
         for _, names, predicates, _ in branches:
             if names is not None and not predicates and len(branches) > 1:
                 continue
             parts = list(predicates)
             if len(branches) > 1 and names is not None:
-                parts.insert(0, f"(e.tag in {frozenset(names)!r})")
+                parts.insert(0, f"(e.tag in {_set_display(names)})")
             tests.append(" and ".join(parts) or "True")
         condition = " or ".join(f"({test})" for test in tests)
         lines = ["def select(walk):", "    out = []"]
