@@ -249,8 +249,8 @@ def _assert_same_link_density(tree) -> int:
 
 def test_link_density_on_generated_trees():
     rng = random.Random(17)
-    deleting = sum(_assert_same_link_density(_converted_soup(rng)) for _ in range(150))
-    assert deleting > 300  # of 3,000 passes: the soups hold link farms, and they go
+    deleting = sum(_assert_same_link_density(_converted_soup(rng)) for _ in range(50))
+    assert deleting > 100  # of 1,000 passes: the soups hold link farms, and they go
 
 
 def test_install_is_idempotent_and_keeps_the_originals():
@@ -276,7 +276,7 @@ def test_real_pages(shared_dir):
     from transforms.extract import decode_html
 
     compared = 0
-    for _, page in eval_pages()[::10]:
+    for _, page in eval_pages()[::30]:  # 33 pages (all 990 and l3s_gn1 were compared once)
         tree = load_html(decode_html(page))
         if tree is None:
             continue
@@ -287,4 +287,4 @@ def test_real_pages(shared_dir):
             converted = convert_tags(fhp.hp.tree_cleaning(copy.deepcopy(tree), options), options)
         _assert_same_link_density(converted)
         compared += 1
-    assert compared > 90
+    assert compared > 30
