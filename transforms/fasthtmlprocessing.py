@@ -105,26 +105,11 @@ def _spaced_parts(element: HtmlElement, block: frozenset, dropped: set, out: lis
     lxml would refuse (the original may fail on it) and on an entity reference."""
     # the kind of the slot the tail of a deleted child joins: the parent's text first
     spaced = element.tag in block
-    text = element.text
-    if spaced:
-        out.append(" ")
-        if text:
-            out.append(strip(text))
-    elif text:
-        if not text.isprintable() and _XML_INVALID.search(text):
-            raise _Unsupported
-        out.append(text)
+    _append(out, element.text, spaced, strip, space=spaced)
     for child in element:
         if child in dropped:
             dropped.discard(child)  # what stays in the set lies inside a deleted element
-            tail = child.tail
-            if tail:
-                if spaced:
-                    out.append(strip(tail))
-                elif not tail.isprintable() and _XML_INVALID.search(tail):
-                    raise _Unsupported
-                else:
-                    out.append(tail)
+            _append(out, child.tail, spaced, strip, space=False)
             continue
         tag = child.tag
         if type(tag) is str:
@@ -134,15 +119,22 @@ def _spaced_parts(element: HtmlElement, block: frozenset, dropped: set, out: lis
             raise _Unsupported
         else:  # a comment or processing instruction: only its tail is text
             spaced = False
-        tail = child.tail
-        if spaced:
+        _append(out, child.tail, spaced, strip, space=spaced)
+
+
+def _append(out: list[str], text: str | None, spaced: bool, strip: Any, space: bool) -> None:
+    """One text or tail as ``_spaced_text`` reads it: in a block's slot after the space it
+    writes there (``space``) and without control characters, elsewhere as is (a text lxml
+    would refuse raises ``_Unsupported``)."""
+    if spaced:
+        if space:
             out.append(" ")
-            if tail:
-                out.append(strip(tail))
-        elif tail:
-            if not tail.isprintable() and _XML_INVALID.search(tail):
-                raise _Unsupported
-            out.append(tail)
+        if text:
+            out.append(strip(text))
+    elif text:
+        if _refused(text):
+            raise _Unsupported
+        out.append(text)
 
 
 def html2txt(content: Any, clean: bool = True) -> str:
