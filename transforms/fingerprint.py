@@ -384,8 +384,6 @@ def signatures_match(a: np.ndarray, count_a: int, b: np.ndarray, count_b: int, s
     (standard error ~0.04 at 0.6 with 128 values), and with the distinct shingle counts it
     gives the containment, ``J / (1 + J) * (|A| + |B|) / min(|A|, |B|)``. The thresholds are
     those of the exact check inside a window (``_similar``)."""
-    if len(b) != settings.num_perm:
-        return False
     return bool(signature_matches(a, count_a, b[None, :], np.array([count_b]), settings)[0])
 
 
