@@ -79,6 +79,26 @@ def test_selector_returns_what_lxml_returns(path):
     assert selected > 0, path  # the pages exercise the selector
 
 
+def test_regex_verdicts_kept_per_value_stay_exact_when_the_table_fills(monkeypatch):
+    from transforms import fastxpath
+
+    monkeypatch.setattr(fastxpath, "VERDICTS_KEPT", 3)  # emptied every few values
+    path = ".//*[re:test(@class, 'share|social') or re:test(@id, '^nav', 'i')]"
+    selector = compile_selector(path)
+    verdicts = [value for value in selector._select.__globals__.values() if isinstance(value, fastxpath._Verdicts)]
+    assert len(verdicts) == 2  # both tests go through a table
+    expected_xpath = etree.XPath(path, namespaces=NS)
+    rng = random.Random(11)
+    selected = 0
+    for _ in range(20):
+        tree = html.fromstring(_soup(rng))
+        expected = expected_xpath(tree)
+        assert selector(tree) == expected
+        assert all(len(table) <= 3 for table in verdicts)
+        selected += len(expected)
+    assert selected > 0
+
+
 def test_unsupported_paths_are_left_to_lxml():
     for path in (
         "(.//div)[1]",

@@ -10,6 +10,7 @@ import pytest
 from transforms import fingerprint
 from transforms.fingerprint import (
     FingerprintSettings,
+    UnionFind,
     article_id_for,
     canonicalize_url,
     content_hash,
@@ -152,6 +153,23 @@ def test_exact_and_near_copies_point_to_the_earliest_article() -> None:
         teaser.article_id: edited.article_id,
     }
     assert find_duplicates(articles[::-1], FingerprintSettings()) == groups
+
+
+def test_union_find_root_is_the_first_item_by_key_in_any_join_order() -> None:
+    import itertools
+
+    rank = {"c": 3, "a": 1, "d": 4, "b": 2, "x": 0}
+    pairs = [("c", "d"), ("d", "b"), ("b", "a")]  # one chain; "x" joins nothing
+    for order in itertools.permutations(pairs):
+        groups = UnionFind(key=rank.__getitem__)
+        for a, b in order:
+            groups.union(b, a)
+        assert {item: groups.find(item) for item in rank} == {"a": "a", "b": "a", "c": "a", "d": "a", "x": "x"}
+    numbers = UnionFind()  # no key: the smallest item
+    numbers.union(5, 2)
+    numbers.union(9, 5)
+    numbers.union(7, 8)
+    assert [numbers.find(i) for i in (2, 5, 9, 7, 8)] == [2, 2, 2, 7, 7]
 
 
 def test_rewritten_coverage_is_not_a_duplicate() -> None:

@@ -267,7 +267,30 @@ class _Parser:
             raise _Unsupported("re:test of a computed pattern")
         flags = args[2][1] if len(args) == 3 else ""
         search = _ignore_case_search(args[1][1]) if "i" in flags else re.compile(args[1][1]).search
-        return "bool", f"({self.constant(search)}({_as_str(args[0])}) is not None)"
+        return "bool", f"{self.constant(_Verdicts(search))}[{_as_str(args[0])}]"
+
+
+#: Values whose regex verdict a ``_Verdicts`` keeps (per pattern); a full table starts empty.
+VERDICTS_KEPT = 8192
+
+
+class _Verdicts(dict):
+    """``search(value) is not None`` per value, kept: a regex test depends on the string
+    alone, and the same class and id values recur on the elements of a page and across the
+    pages of a site, while a search runs the whole alternation (trafilatura's discard
+    patterns hold dozens of words). Read as ``verdicts[value]``: a dict look-up when known."""
+
+    __slots__ = ("search",)
+
+    def __init__(self, search: Callable[[str], Any]) -> None:
+        super().__init__()
+        self.search = search
+
+    def __missing__(self, value: str) -> bool:
+        if len(self) >= VERDICTS_KEPT:
+            self.clear()
+        found = self[value] = self.search(value) is not None
+        return found
 
 
 def _ignore_case_search(pattern: str) -> Callable[[str], Any]:

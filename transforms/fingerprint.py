@@ -21,9 +21,10 @@ import posixpath
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import apache_beam as beam
@@ -421,6 +422,33 @@ def _similar(a: frozenset[str], b: frozenset[str], settings: FingerprintSettings
     return smaller >= settings.min_containment_shingles and common / smaller >= settings.near_dup_containment
 
 
+class UnionFind:
+    """Groups of items joined pair by pair (connected components). The root of a group, its
+    representative, is its first item in the order of ``key`` (the items themselves when no
+    key is given), whatever order the pairs come in. Items never joined are their own root."""
+
+    def __init__(self, key: Callable[[Any], Any] | None = None) -> None:
+        self._parent: dict[Any, Any] = {}
+        self._key = key
+
+    def find(self, item: Any) -> Any:
+        parent = self._parent
+        root = item
+        while (up := parent.get(root, root)) != root:
+            root = up
+        while item != root:  # path compression: every item on the way points at the root
+            parent[item], item = root, parent[item]
+        return root
+
+    def union(self, a: Any, b: Any) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            key = self._key
+            if (key(rb) < key(ra)) if key else (rb < ra):
+                ra, rb = rb, ra
+            self._parent[rb] = ra
+
+
 def find_duplicates(articles: list[Article], settings: FingerprintSettings) -> dict[str, str]:
     """Map the article_id of every exact or near duplicate to its group's representative.
 
@@ -435,18 +463,8 @@ def find_duplicates(articles: list[Article], settings: FingerprintSettings) -> d
     for article in sorted(articles, key=representative_key):
         unique.setdefault(article.article_id, article)
     items = list(unique.values())  # in representative order
-    parent = list(range(len(items)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    def union(i: int, j: int) -> None:
-        ri, rj = find(i), find(j)
-        if ri != rj:  # the earlier article (smaller index) stays the root
-            parent[max(ri, rj)] = min(ri, rj)
+    groups = UnionFind()  # on indices: the earlier article (smaller index) stays the root
+    find, union = groups.find, groups.union
 
     buckets: dict[tuple, list[int]] = defaultdict(list)
     for i, article in enumerate(items):

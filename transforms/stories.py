@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 from transforms import records
 from transforms.fingerprint import (
     FingerprintSettings,
+    UnionFind,
     find_duplicates,
     nfkc_words,
     pack_signature,
@@ -1382,28 +1383,16 @@ class _NearCopies:
 
     def __init__(self, fingerprint: FingerprintSettings, stories: Iterable[StoryState]) -> None:
         self._fingerprint = fingerprint
-        self._parent: dict[str, str] = {}
         #: written articles (state) rank before any of this run: they stay representatives
         self._rank: dict[str, tuple] = {}
+        self._groups = UnionFind(key=self._rank.__getitem__)
+        self._find = self._groups.find
         self._pools: dict[str, _Pool] = {}
         for story in stories:
             pool = self._pools[story.story_id] = _Pool()
             for article_id, count, packed in story.originals:
                 self._rank[article_id] = (0, 0.0, article_id)
                 pool.add(article_id, count, unpack_signature(packed), packed)
-
-    def _find(self, article_id: str) -> str:
-        parent = self._parent
-        while parent.get(article_id, article_id) != article_id:
-            parent[article_id] = parent.get(parent[article_id], parent[article_id])
-            article_id = parent[article_id]
-        return article_id
-
-    def _union(self, a: str, b: str) -> None:
-        ra, rb = self._find(a), self._find(b)
-        if ra != rb:  # the root ranking first (earliest published, then smallest id) stays
-            first, second = sorted((ra, rb), key=self._rank.__getitem__)
-            self._parent[second] = first
 
     def add(self, story_id: str, cluster: ClusterSummary) -> None:
         pool = self._pools.setdefault(story_id, _Pool())
@@ -1415,7 +1404,7 @@ class _NearCopies:
             self._rank[article_id] = (1, event_s, article_id)
             signature = unpack_signature(packed)
             for row in np.flatnonzero(signature_matches(signature, count, signatures, counts, self._fingerprint)):
-                self._union(article_id, pool.ids[row])
+                self._groups.union(article_id, pool.ids[row])
             fresh.append((article_id, count, signature, packed))
         for entry in fresh:
             pool.add(*entry)
