@@ -16,7 +16,7 @@ from datetime import datetime
 import apache_beam as beam
 
 from pipeline.config import Config
-from transforms.beamspeed import cache_dofn_specs
+from transforms.beamspeed import install as install_beam_speedups
 from transforms.clean import HOST_BOILERPLATE, CleanText, host_state_bytes, load_host_state
 from transforms.extract import ExtractMainText
 from transforms.fingerprint import Fingerprint
@@ -27,9 +27,9 @@ from transforms.sources import ReadDocuments
 from transforms.stories import AssignTopics, GroupStories, load_topics
 
 # The runner builds and translates the graph here (and on one worker runs every bundle in this
-# process): ``transforms/__init__`` installs the cache only when Beam was imported before it,
+# process): ``transforms/__init__`` installs the caches only when Beam was imported before it,
 # and the command line imports ``transforms`` (for its settings) first.
-cache_dofn_specs()
+install_beam_speedups()
 
 
 @dataclass(frozen=True)

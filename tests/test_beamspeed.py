@@ -1,4 +1,4 @@
-"""The per-DoFn cache of Beam's state and timer specs (transforms/beamspeed.py)."""
+"""Caches of Beam start-up work (transforms/beamspeed.py): DoFn state and timer specs, option views."""
 
 from __future__ import annotations
 
@@ -77,3 +77,28 @@ def test_the_runner_has_the_cache_when_transforms_came_before_beam():
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"
+
+
+def test_option_views_are_kept_per_options_object_and_class():
+    from apache_beam.options.pipeline_options import DebugOptions, PipelineOptions, StandardOptions
+
+    from transforms.beamspeed import cache_option_views
+
+    cache_option_views()
+    make_view = PipelineOptions.view_as.__wrapped__
+    options = PipelineOptions(["--runner=DirectRunner", "--experiments=a", "--direct_num_workers=2"])
+    view = options.view_as(StandardOptions)
+    assert options.view_as(StandardOptions) is view  # kept
+    stock = make_view(options, StandardOptions)  # Beam's own view of the same options
+    assert view._visible_option_list() == stock._visible_option_list() and view.runner == stock.runner
+    assert options.view_as(DebugOptions).experiments == ["a"]
+    view.streaming = True  # written through one view: read through any other and the source
+    assert stock.streaming and options.view_as(StandardOptions).streaming
+    assert options.get_all_options()["streaming"] is True
+    other = PipelineOptions(["--runner=DirectRunner"])  # another object: views of its own
+    assert other.view_as(StandardOptions) is not view and not other.view_as(StandardOptions).streaming
+    assert other.view_as(DebugOptions).experiments is None
+    # a view of a view shares the same values
+    assert view.view_as(DebugOptions).experiments == ["a"]
+    options._all_options = dict(options._all_options)  # replaced store: the old view is not handed out
+    assert options.view_as(StandardOptions) is not view

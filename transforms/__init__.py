@@ -1,10 +1,10 @@
 """storybeam's transforms. In a Beam process (the runner, or a worker unpickling these
-DoFns) a start-up cost of Beam's is cut first (``beamspeed``); the extraction child, which
+DoFns) start-up costs of Beam are cut first (``beamspeed``); the extraction child, which
 never imports Beam, is left alone."""
 
 import sys
 
 if "apache_beam" in sys.modules:
-    from transforms.beamspeed import cache_dofn_specs
+    from transforms.beamspeed import install
 
-    cache_dofn_specs()
+    install()
