@@ -34,7 +34,7 @@ def test_specs_come_from_the_cache_once_per_dofn(monkeypatch):
     import transforms.beamspeed as beamspeed
 
     cache_dofn_specs()
-    assert beamspeed._installed and hasattr(userstate.get_dofn_specs, "__wrapped__")
+    assert cache_dofn_specs.installed and hasattr(userstate.get_dofn_specs, "__wrapped__")
     compute = userstate.get_dofn_specs.__wrapped__
     calls = []
 
@@ -44,7 +44,7 @@ def test_specs_come_from_the_cache_once_per_dofn(monkeypatch):
 
     # a fresh cache around a counting compute, installed the same way
 
-    monkeypatch.setattr(beamspeed, "_installed", False)
+    monkeypatch.setattr(beamspeed.cache_dofn_specs, "installed", False)
     monkeypatch.setattr(userstate, "get_dofn_specs", counting)
     cache_dofn_specs()
     fresh = userstate.get_dofn_specs

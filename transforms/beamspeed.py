@@ -17,13 +17,29 @@ class) is kept and handed out again while it still shares that object's dict and
 
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any
 
-_installed = False
-_views_installed = False
 _lock = threading.Lock()
+
+
+def _once(install: Callable[[], None]) -> Callable[[], None]:
+    """``install`` run once per process (under a lock; ``.installed`` says whether it ran)."""
+
+    @functools.wraps(install)
+    def run_once() -> None:
+        if run_once.installed:
+            return
+        with _lock:
+            if not run_once.installed:
+                install()
+                run_once.installed = True
+
+    run_once.installed = False
+    return run_once
 
 
 def install() -> None:
@@ -32,60 +48,48 @@ def install() -> None:
     cache_option_views()
 
 
+@_once
 def cache_option_views() -> None:
     """Once per process: ``PipelineOptions.view_as`` hands out the view it made before for
     the same options object and class (see the module's docstring)."""
-    global _views_installed
-    if _views_installed:
-        return
-    with _lock:
-        if _views_installed:
-            return
-        from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.options.pipeline_options import PipelineOptions
 
-        make_view = PipelineOptions.view_as
-        known: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    make_view = PipelineOptions.view_as
+    known: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-        def view_as(self: Any, cls: type) -> Any:
-            try:
-                views = known.setdefault(self, {})
-            except TypeError:  # not weakly referenceable or not hashable: as before
-                return make_view(self, cls)
-            view = views.get(cls)
-            if view is None or view._all_options is not self._all_options or view._flags is not self._flags:
-                view = views[cls] = make_view(self, cls)
-            return view
+    def view_as(self: Any, cls: type) -> Any:
+        try:
+            views = known.setdefault(self, {})
+        except TypeError:  # not weakly referenceable or not hashable: as before
+            return make_view(self, cls)
+        view = views.get(cls)
+        if view is None or view._all_options is not self._all_options or view._flags is not self._flags:
+            view = views[cls] = make_view(self, cls)
+        return view
 
-        view_as.__wrapped__ = make_view  # type: ignore[attr-defined]
-        view_as.__doc__ = make_view.__doc__
-        PipelineOptions.view_as = view_as
-        _views_installed = True
+    view_as.__wrapped__ = make_view  # type: ignore[attr-defined]
+    view_as.__doc__ = make_view.__doc__
+    PipelineOptions.view_as = view_as
 
 
+@_once
 def cache_dofn_specs() -> None:
     """Once per process: ``userstate.get_dofn_specs`` answers each DoFn object once. Callers
     get fresh sets each time (they may change what they are given)."""
-    global _installed
-    if _installed:
-        return
-    with _lock:
-        if _installed:
-            return
-        from apache_beam.transforms import userstate
+    from apache_beam.transforms import userstate
 
-        compute = userstate.get_dofn_specs
-        known: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    compute = userstate.get_dofn_specs
+    known: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-        def get_dofn_specs(dofn: Any) -> tuple[set, set]:
-            try:
-                states, timers = known[dofn]
-            except KeyError:
-                states, timers = compute(dofn)
-                known[dofn] = (frozenset(states), frozenset(timers))
-            except TypeError:  # not weakly referenceable or not hashable: as before
-                return compute(dofn)
-            return set(states), set(timers)
+    def get_dofn_specs(dofn: Any) -> tuple[set, set]:
+        try:
+            states, timers = known[dofn]
+        except KeyError:
+            states, timers = compute(dofn)
+            known[dofn] = (frozenset(states), frozenset(timers))
+        except TypeError:  # not weakly referenceable or not hashable: as before
+            return compute(dofn)
+        return set(states), set(timers)
 
-        get_dofn_specs.__wrapped__ = compute  # type: ignore[attr-defined]
-        userstate.get_dofn_specs = get_dofn_specs
-        _installed = True
+    get_dofn_specs.__wrapped__ = compute  # type: ignore[attr-defined]
+    userstate.get_dofn_specs = get_dofn_specs
