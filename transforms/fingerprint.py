@@ -484,6 +484,7 @@ def find_duplicates(articles: list[Article], settings: FingerprintSettings) -> d
         return shingle_sets[i]
 
     checked: set[tuple[int, int]] = set()
+    visited: set[tuple[int, ...]] = set()
     for key, members in buckets.items():
         if len(members) < 2:
             continue
@@ -491,6 +492,11 @@ def find_duplicates(articles: list[Article], settings: FingerprintSettings) -> d
             for j in members[1:]:
                 union(members[0], j)
             continue
+        # Copies share every band: a bucket holding the same articles as one already visited
+        # has each pair checked or joined (groups only grow), so it is skipped whole.
+        if (same := tuple(members)) in visited:
+            continue
+        visited.add(same)
         for x, i in enumerate(members):
             for j in members[x + 1 :]:
                 if (i, j) in checked or find(i) == find(j):
