@@ -1386,7 +1386,6 @@ class _NearCopies:
         #: written articles (state) rank before any of this run: they stay representatives
         self._rank: dict[str, tuple] = {}
         self._groups = UnionFind(key=self._rank.__getitem__)
-        self._find = self._groups.find
         self._pools: dict[str, _Pool] = {}
         for story in stories:
             pool = self._pools[story.story_id] = _Pool()
@@ -1413,7 +1412,7 @@ class _NearCopies:
         """This run's articles that turned out near copies -> their representative."""
         found = {}
         for article_id, rank in self._rank.items():
-            if rank[0] == 1 and (root := self._find(article_id)) != article_id:
+            if rank[0] == 1 and (root := self._groups.find(article_id)) != article_id:
                 found[article_id] = root
         return found
 
@@ -1423,7 +1422,7 @@ class _NearCopies:
         return [
             [article_id, count, packed]
             for article_id, count, packed in zip(pool.ids, pool.counts, pool.packed, strict=True)
-            if self._find(article_id) == article_id
+            if self._groups.find(article_id) == article_id
         ]
 
 
