@@ -143,6 +143,27 @@ def test_failure_rows_roundtrip(tmp_path):
     assert ds.dataset(path).to_table().to_pylist()[0]["reason"] == "timeout"
 
 
+def test_small_columns_written_plain_large_ones_encoded(tmp_path):
+    import pyarrow.parquet as pq
+
+    from transforms.sinks import PLAIN_COLUMN_BYTES
+
+    fs = fsspec.filesystem("file")
+    from transforms.records import replace
+
+    rows = [replace(article(i), text=f"body {i} " * PLAIN_COLUMN_BYTES) for i in range(3)]
+    for compression in ("zstd", "none"):
+        path = str(tmp_path / f"{compression}.parquet")
+        write_table(fs, path, "articles", rows, compression)
+        meta = pq.ParquetFile(path).metadata.row_group(0)
+        codecs = {meta.column(i).path_in_schema: meta.column(i).compression for i in range(meta.num_columns)}
+        assert codecs["text"] == ("ZSTD" if compression == "zstd" else "UNCOMPRESSED")
+        assert codecs["article_id"] == "UNCOMPRESSED"  # 3 ids: far below the bound
+        back = ds.dataset(path).to_table()
+        assert back.column("text").to_pylist() == [r.text for r in rows]
+        assert back.column("article_id").to_pylist() == [r.article_id for r in rows]
+
+
 def test_staged_state_moves_in_with_the_commit(tmp_path):
     from transforms.fsutil import stage_file
 
