@@ -369,6 +369,10 @@ def _run(argv: list[str]) -> int:
 
 
 def main() -> None:
+    from pipeline import workerpool
+
+    # The command line only: run() called from other code leaves that process's imports alone.
+    workerpool.skip_optional_beam(sys.argv[1:])
     sys.exit(run())
 
 

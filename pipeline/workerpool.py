@@ -18,6 +18,7 @@ does. When the pool is not reachable the client runs Beam's stock worker instead
 
 from __future__ import annotations
 
+import importlib.abc
 import json
 import logging
 import os
@@ -52,16 +53,8 @@ PRELOAD = (
 _pool: WorkerPool | None = None
 
 
-def wants_pool(argv: list[str]) -> bool:
-    """True when these flags run a batch pipeline on the local runner in multi_processing
-    mode (read cheaply, before Beam is imported; the runner is chosen later from the same
-    flags)."""
-    if os.environ.get(DISABLE_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
-        return False
-    if not (hasattr(os, "fork") and hasattr(socket, "AF_UNIX") and hasattr(socket, "send_fds")):
-        return False  # not POSIX: Beam's own worker command
-    from pipeline.main import LOCAL_RUNNERS
-
+def _flag_values(argv: list[str]) -> dict[str, str]:
+    """``--name=value`` / ``--name value`` flags as a dict, read without argparse or Beam."""
     values: dict[str, str] = {}
     for i, arg in enumerate(argv):
         if not arg.startswith("--"):
@@ -70,9 +63,77 @@ def wants_pool(argv: list[str]) -> bool:
         if not eq and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
             value = argv[i + 1]
         values[name] = value
-    if "streaming" in values or values.get("runner", "") not in LOCAL_RUNNERS:
+    return values
+
+
+def _switched_off(variable: str) -> bool:
+    return os.environ.get(variable, "1").strip().lower() in ("0", "false", "no", "off")
+
+
+def _local_runner(values: dict[str, str]) -> bool:
+    from pipeline.main import LOCAL_RUNNERS
+
+    return values.get("runner", "") in LOCAL_RUNNERS
+
+
+def wants_pool(argv: list[str]) -> bool:
+    """True when these flags run a batch pipeline on the local runner in multi_processing
+    mode (read cheaply, before Beam is imported; the runner is chosen later from the same
+    flags)."""
+    if _switched_off(DISABLE_ENV):
+        return False
+    if not (hasattr(os, "fork") and hasattr(socket, "AF_UNIX") and hasattr(socket, "send_fds")):
+        return False  # not POSIX: Beam's own worker command
+    values = _flag_values(argv)
+    if "streaming" in values or not _local_runner(values):
         return False
     return values.get("direct_running_mode") == "multi_processing"
+
+
+# Parts of Beam that its own imports treat as optional (an ImportError of a package not
+# installed is skipped without a word) and that a local run of storybeam never uses: it reads
+# and writes through fsspec, not Beam's IOs or filesystems. With the gcp and aws extras
+# installed, ``import apache_beam`` loads them all (BigQuery, Pub/Sub, Beam's GCS, S3, Azure
+# and HDFS filesystems, the cross-language IOs): ~0.27 s of the ~1.1 s that the runner, and
+# the worker pool, spend importing, and ~400 modules. Remote runners keep them (their
+# launcher stages files through Beam's filesystems).
+OPTIONAL_BEAM_MODULES = frozenset(
+    {
+        "apache_beam.io.gcp.bigquery",
+        "apache_beam.io.gcp.pubsub",
+        "apache_beam.io.gcp.gcsio",
+        "apache_beam.transforms.xlang.io",
+        "apache_beam.io.gcp.gcsfilesystem",
+        "apache_beam.io.aws.s3filesystem",
+        "apache_beam.io.azure.blobstoragefilesystem",
+        "apache_beam.io.hadoopfilesystem",
+    }
+)
+LEAN_IMPORTS_ENV = "STORYBEAM_LEAN_IMPORTS"
+
+
+class _SkipOptionalBeam(importlib.abc.MetaPathFinder):
+    """Answers an import of one of ``OPTIONAL_BEAM_MODULES`` as a package not installed."""
+
+    def find_spec(self, name, path, target=None):
+        if name in OPTIONAL_BEAM_MODULES:
+            raise ModuleNotFoundError(f"{name} is not loaded in a local storybeam run ({LEAN_IMPORTS_ENV}=0 loads it)")
+        return None
+
+
+def skip_optional_beam(argv: list[str] | None = None) -> bool:
+    """Before Beam is first imported, in a process that runs the local runner (``argv``: the
+    command line's flags) or serves its workers (no ``argv``): leave out the parts of Beam in
+    ``OPTIONAL_BEAM_MODULES``, for this process and the processes forked from it. Not done
+    once Beam is imported (nothing left to save), nor with ``STORYBEAM_LEAN_IMPORTS=0``.
+    True when installed."""
+    if _switched_off(LEAN_IMPORTS_ENV) or "apache_beam" in sys.modules:
+        return False
+    if argv is not None and not _local_runner(_flag_values(argv)):
+        return False
+    if not any(isinstance(finder, _SkipOptionalBeam) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _SkipOptionalBeam())
+    return True
 
 
 class WorkerPool:
@@ -211,6 +272,7 @@ def serve(path: str) -> None:
     listener.listen(64)
     import importlib
 
+    skip_optional_beam()  # the pool serves local runs only
     for module in PRELOAD:
         importlib.import_module(module)
     from transforms.extract import freeze_startup_heap

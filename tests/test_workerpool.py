@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -79,3 +80,40 @@ def test_without_the_pool_workers_start_as_beams_own(pool, tmp_path):
     pool._proc.wait()
     parents = _worker_parents(tmp_path)  # the client falls back to Beam's worker command
     assert parents and all(parent != pool._proc.pid and value == "from the runner" for parent, value in parents)
+
+
+def test_local_runs_leave_out_the_optional_parts_of_beam():
+    import subprocess
+    from pathlib import Path
+
+    code = """
+import sys
+from pipeline import workerpool
+assert workerpool.skip_optional_beam(["--runner=DataflowRunner"]) is False  # remote: all of Beam
+assert workerpool.skip_optional_beam(["--input", "x.warc"]) is True  # the local runner
+import apache_beam
+from apache_beam.io.filesystems import FileSystems
+assert type(FileSystems.get_filesystem("/tmp")).__name__ == "LocalFileSystem"  # stays
+print(sorted(m for m in workerpool.OPTIONAL_BEAM_MODULES if m in sys.modules))
+try:
+    import apache_beam.io.gcp.gcsio
+except ModuleNotFoundError:
+    print("refused")
+"""
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    env.pop(workerpool.LEAN_IMPORTS_ENV, None)
+    done = subprocess.run([sys.executable, "-c", code], cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["[]", "refused"]
+
+
+def test_optional_parts_of_beam_stay_once_beam_is_imported_or_when_switched_off(monkeypatch):
+    import apache_beam  # noqa: F401 - imported: nothing left to leave out
+
+    before = list(sys.meta_path)
+    assert workerpool.skip_optional_beam(["--input", "x.warc"]) is False
+    monkeypatch.delitem(sys.modules, "apache_beam")
+    monkeypatch.setenv(workerpool.LEAN_IMPORTS_ENV, "0")
+    assert workerpool.skip_optional_beam(["--input", "x.warc"]) is False
+    assert sys.meta_path == before
