@@ -108,7 +108,8 @@ def _sort_key(kind: str, record: Any) -> tuple:
 # dictionary-encoded. Small partitions (a date with a few articles) make files of a few rows,
 # where setting up a codec and a dictionary per column costs more than it saves. Measured on
 # the 526 files (1 to 9 rows each) of a 1,000-page run: 1.26 -> 0.63 ms per file, 8.62 ->
-# 8.28 MB in all; a file of 1,000 rows has no column below it and is written as before.
+# 8.28 MB in all. In a file of 1,000 articles only columns that are (nearly) all null stay
+# under the bound: the same articles in one file came out the same size either way.
 PLAIN_COLUMN_BYTES = 1024
 
 
