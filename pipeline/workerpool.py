@@ -193,6 +193,9 @@ def local_runner():
     from apache_beam.portability import python_urns
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
+    from transforms.beamspeed import short_sampling_period
+
+    short_sampling_period()  # bundles run in this process with one worker
     pool = _pool
 
     class LocalRunner(FnApiRunner):
@@ -275,8 +278,11 @@ def serve(path: str) -> None:
     skip_optional_beam()  # the pool serves local runs only
     for module in PRELOAD:
         importlib.import_module(module)
+    from transforms.beamspeed import short_sampling_period
     from transforms.extract import freeze_startup_heap
     from transforms.stories import preload
+
+    short_sampling_period()  # for the workers it forks
 
     preload()  # scipy, wordfreq and its tables (its import runs on a thread, joined before any fork)
     freeze_startup_heap(libraries=False)

@@ -8,7 +8,7 @@ from apache_beam.transforms import userstate
 from apache_beam.transforms.timeutil import TimeDomain
 
 import transforms  # noqa: F401 - installs the cache in a process that has Beam
-from transforms.beamspeed import cache_dofn_specs
+from transforms.beamspeed import LOCAL_SAMPLING_PERIOD_MS, cache_dofn_specs
 
 
 class _Stateful(beam.DoFn):
@@ -62,7 +62,7 @@ def test_specs_come_from_the_cache_once_per_dofn(monkeypatch):
     assert calls[2:] == [plain, plain]  # not hashable: computed each time, as before
 
 
-def test_the_runner_has_the_cache_when_transforms_came_before_beam():
+def test_the_runner_has_the_cache_when_transforms_came_before_beam_and_local_runs_sample_often():
     # the command line imports transforms (settings, errors) before Beam: the graph's module
     # must install the cache itself
     import subprocess
@@ -72,11 +72,17 @@ def test_the_runner_has_the_cache_when_transforms_came_before_beam():
     code = (
         "import sys; import transforms; assert 'apache_beam' not in sys.modules; "
         "import pipeline.build; from apache_beam.transforms import userstate; "
-        "print(hasattr(userstate.get_dofn_specs, '__wrapped__'))"
+        "print(hasattr(userstate.get_dofn_specs, '__wrapped__')); "
+        # the state sampler keeps Beam's period until a local runner is made
+        "from apache_beam.runners.worker.statesampler import StateSampler; "
+        "from apache_beam.utils.counters import CounterFactory; "
+        "print(StateSampler('a', CounterFactory()).sampling_period_ms); "
+        "from pipeline.workerpool import local_runner; local_runner(); "
+        "print(StateSampler('b', CounterFactory()).sampling_period_ms)"
     )
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "True"
+    assert out.stdout.split() == ["True", "200", str(LOCAL_SAMPLING_PERIOD_MS)]
 
 
 def test_option_views_are_kept_per_options_object_and_class():
