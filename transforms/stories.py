@@ -1091,6 +1091,8 @@ class _StoryIndex:
         self._postings: dict[str, dict[str, float]] = defaultdict(dict)
         self._vectors: dict[str, dict[str, float]] = {}
         self._rescales: dict[str, dict[str, float]] = {}
+        # the vector last scored and its rescales: a cluster that founds a story is put next
+        self._scored: tuple[dict[str, float], dict[str, float]] | None = None
 
     def remove(self, story_id: str) -> None:
         for key in self._vectors.pop(story_id, ()):
@@ -1104,7 +1106,8 @@ class _StoryIndex:
     def put(self, story_id: str, vector: dict[str, float]) -> None:
         self.remove(story_id)
         self._vectors[story_id] = vector
-        self._rescales[story_id] = _rescales(vector, self._weights)
+        scored = self._scored
+        self._rescales[story_id] = scored[1] if scored and scored[0] is vector else _rescales(vector, self._weights)
         for key, w in vector.items():
             if key[0] != "#":
                 self._postings[key][story_id] = w
@@ -1122,6 +1125,7 @@ class _StoryIndex:
                 for story_id, v in posting.items():
                     dots[story_id][key[0]] += ww * v
         mine = _rescales(vector, self._weights)
+        self._scored = (vector, mine)
         channels = _channel_weights(settings)
         return {
             story_id: _combine(d, mine, self._rescales[story_id], vector, self._vectors[story_id], channels)
