@@ -1092,6 +1092,7 @@ class _StoryIndex:
         self._vectors: dict[str, dict[str, float]] = {}
         self._rescales: dict[str, dict[str, float]] = {}
         # the vector last scored and its rescales: a cluster that founds a story is put next
+        # (link_clusters never changes a vector it has scored)
         self._scored: tuple[dict[str, float], dict[str, float]] | None = None
 
     def remove(self, story_id: str) -> None:
