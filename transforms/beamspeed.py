@@ -18,9 +18,10 @@ class) is kept and handed out again while it still shares that object's dict and
 Each bundle's state sampler (``statesampler.StateSampler``: a thread that adds the time since
 its last wake-up to the current step's counter) sleeps up to 200 ms between samples, and the
 bundle's end waits for that sleep to finish (``stop`` joins the thread): 0.38 s over the 27
-bundles of a 1,000-page run on one worker (0.06 s with 10 ms). ``short_sampling_period`` makes the sampler of local runs wake every
-``LOCAL_SAMPLING_PERIOD_MS``; only local runs, where a process runs one bundle at a time: a
-worker of a remote runner runs up to hundreds of bundles at once, each with its sampler."""
+bundles of a 1,000-page run on one worker (0.06 s with 10 ms). ``short_sampling_period``
+makes the sampler of local runs wake every ``LOCAL_SAMPLING_PERIOD_MS``; only local runs,
+where a process runs one bundle at a time: a worker of a remote runner runs up to hundreds
+of bundles at once, each with its sampler."""
 
 from __future__ import annotations
 
