@@ -214,6 +214,49 @@ def test_process_isolation_kills_slow_extraction():
         process.close()
 
 
+def test_the_child_decodes_the_page_and_says_what_the_worker_did():
+    # The child gets the bytes and the declared charset and decodes them itself; empty and
+    # invisible pages come back as the same failures as when extracted in this process.
+    cyrillic = "<html><body><article><p>" + "Новости порта и погода на неделю. " * 12 + "</p></article></body></html>"
+    docs = {
+        "cp1251": Document(
+            url="https://example.org/ru",
+            source_kind="warc",
+            fetched_at=T0,
+            html=cyrillic.encode("cp1251"),
+            charset="windows-1251",
+        ),
+        "bom only": Document(url="https://example.org/bom", source_kind="warc", fetched_at=T0, html=b"\xef\xbb\xbf \n"),
+        "invisible": Document(
+            url="https://example.org/script",
+            source_kind="warc",
+            fetched_at=T0,
+            html=b"<html><head><script>var a = 1;</script></head><body><style>p {}</style></body></html>",
+        ),
+        "links only": Document(
+            url="https://example.org/links",
+            source_kind="warc",
+            fetched_at=T0,
+            html=b"<html><body><div><a href='/'>Home</a> <a href='/b'>Sport</a></div></body></html>",
+        ),
+    }
+    process = extract_mod.ProcessExtractor(max_memory_mb=2048)
+    try:
+        child = {k: extract_document(d, ExtractSettings(isolation="process"), process=process) for k, d in docs.items()}
+    finally:
+        process.close()
+    here = {k: extract_document(d, ExtractSettings(isolation="none")) for k, d in docs.items()}
+    assert isinstance(child["cp1251"], Article) and "Новости порта" in child["cp1251"].text
+    assert [(r.reason, r.detail) for r in (child["bom only"], child["invisible"], child["links only"])] == [
+        ("empty_page", "no content after decoding"),
+        ("empty_page", "page has no visible text"),
+        ("no_text", "10 characters of main text"),
+    ]
+    assert {k: (r.text if isinstance(r, Article) else r.detail) for k, r in child.items()} == {
+        k: (r.text if isinstance(r, Article) else r.detail) for k, r in here.items()
+    }
+
+
 def test_settings_validate():
     with pytest.raises(ValueError, match="timeout_s"):
         ExtractSettings(timeout_s=0)

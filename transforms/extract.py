@@ -1245,13 +1245,30 @@ def _thread_deadline(seconds: float) -> Iterator[None]:
 
 def _write_frame(stream: Any, obj: Any) -> None:
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(struct.pack(">Q", len(data)) + data)
+    stream.write(struct.pack(">Q", len(data)))
+    stream.write(data)
     stream.flush()
+
+
+def extract_page(page: bytes | str, charset: str | None, url: str, settings: ExtractSettings) -> dict[str, Any]:
+    """A page as fetched -> ``extract_html``'s dict, in the process that extracts: the page
+    is decoded there (``decode_html``), so a Beam worker hands the extraction child the bytes
+    it read (a copy) instead of decoding them and pickling the text (~0.5 ms per 130 KB page
+    in the worker). Adds ``empty`` (why there is nothing to extract) or, when the main text
+    is shorter than ``min_text_chars``, ``visible_text`` (whether the page shows any text)."""
+    html = page if isinstance(page, str) else decode_html(page, charset)
+    if not html.strip():
+        return {"empty": "no content after decoding"}
+    found = extract_html(html, url, settings)
+    if len((found["text"] or "").strip()) < max(settings.min_text_chars, 1):
+        found["visible_text"] = bool(_visible_text_chars(html))
+    return found
 
 
 def _child_main() -> None:
     """Extraction child (``python -c``): length-prefixed pickles on stdin/stdout,
-    (html, url, settings) in, ('ok' | 'error', value) out. Started by ProcessExtractor."""
+    (page, charset, url, settings) in, ('ok' | 'error', value) out (``extract_page``).
+    Started by ProcessExtractor."""
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # stray prints of libraries must not corrupt the frames
     inp = sys.stdin.buffer
@@ -1269,9 +1286,9 @@ def _child_main() -> None:
         header = inp.read(8)
         if len(header) < 8:
             return
-        html, url, settings = pickle.loads(inp.read(struct.unpack(">Q", header)[0]))
+        page, charset, url, settings = pickle.loads(inp.read(struct.unpack(">Q", header)[0]))
         try:
-            _write_frame(out, ("ok", extract_html(html, url, settings)))
+            _write_frame(out, ("ok", extract_page(page, charset, url, settings)))
         except MemoryError:
             _write_frame(out, ("error", "memory limit exceeded"))
         except Exception as exc:  # noqa: BLE001 - any extractor bug becomes a Failure value
@@ -1338,12 +1355,13 @@ class ProcessExtractor:
                 if stream is not None:
                     stream.close()
 
-    def run(self, html: str, url: str, settings: ExtractSettings) -> dict[str, Any]:
+    def run(self, page: bytes | str, charset: str | None, url: str, settings: ExtractSettings) -> dict[str, Any]:
+        """``extract_page`` in the child."""
         with self._lock:
             if self._proc is None or self._proc.poll() is not None:
                 self._start()
             try:
-                _write_frame(self._proc.stdin, (html, url, settings))
+                _write_frame(self._proc.stdin, (page, charset, url, settings))
                 status, value = self._read_frame(settings.timeout_s)
             except ExtractTimeout:
                 self.close()
@@ -1366,7 +1384,10 @@ def _default_process_extractor(settings: ExtractSettings) -> ProcessExtractor:
     return extractor
 
 
-def _run_guarded(html: str, url: str, settings: ExtractSettings, process: ProcessExtractor | None) -> dict[str, Any]:
+def _run_guarded(
+    page: bytes | str, charset: str | None, url: str, settings: ExtractSettings, process: ProcessExtractor | None
+) -> dict[str, Any]:
+    """``extract_page`` under the time limit of ``settings.isolation``."""
     mode = settings.isolation
     on_main = threading.current_thread() is threading.main_thread()
     if mode == "auto":
@@ -1378,17 +1399,17 @@ def _run_guarded(html: str, url: str, settings: ExtractSettings, process: Proces
         # Beam worker whose bundles go to the extraction child never imports them itself.
         freeze_startup_heap()
     if mode == "none":
-        return extract_html(html, url, settings)
+        return extract_page(page, charset, url, settings)
     if mode == "signal":
         with _alarm(settings.timeout_s):
-            return extract_html(html, url, settings)
+            return extract_page(page, charset, url, settings)
     if mode == "thread":
         try:
             with _thread_deadline(settings.timeout_s):
-                return extract_html(html, url, settings)
+                return extract_page(page, charset, url, settings)
         except ExtractTimeout:
             raise _timed_out(settings.timeout_s) from None
-    return (process or _default_process_extractor(settings)).run(html, url, settings)
+    return (process or _default_process_extractor(settings)).run(page, charset, url, settings)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1441,20 +1462,19 @@ def extract_document(
         )
     if not doc.html.strip():
         return _failure(doc, "empty_page", "no bytes")
-    html = decode_html(doc.html, doc.charset)
-    if not html.strip():
-        return _failure(doc, "empty_page", "no content after decoding")
     try:
-        found = _run_guarded(html, doc.url, settings, process)
+        found = _run_guarded(doc.html, doc.charset, doc.url, settings, process)
     except ExtractTimeout as exc:
         return _failure(doc, "timeout", str(exc))
     except _ExtractFailed as exc:
         return _failure(doc, exc.reason, exc.detail)
     except Exception as exc:  # noqa: BLE001 - extractor bugs become Failure values
         return _failure(doc, "extract_error", f"{type(exc).__name__}: {exc}")
+    if "empty" in found:
+        return _failure(doc, "empty_page", found["empty"])
     text = (found["text"] or "").strip()
     if len(text) < max(settings.min_text_chars, 1):
-        if not _visible_text_chars(html):
+        if not found["visible_text"]:
             return _failure(doc, "empty_page", "page has no visible text")
         return _failure(doc, "no_text", f"{len(text)} characters of main text")
     published = parse_datetime(found["published"]) or doc.published_at or parse_datetime(found["date_heuristic"])
