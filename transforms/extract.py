@@ -1250,6 +1250,12 @@ def _write_frame(stream: Any, obj: Any) -> None:
     stream.flush()
 
 
+def _too_short(text: str, settings: ExtractSettings) -> bool:
+    """Whether a main text (stripped) is below ``min_text_chars``: extract_document's test,
+    which extract_page answers ahead for it (the page's visible text is known only there)."""
+    return len(text) < max(settings.min_text_chars, 1)
+
+
 def extract_page(page: bytes | str, charset: str | None, url: str, settings: ExtractSettings) -> dict[str, Any]:
     """A page as fetched -> ``extract_html``'s dict, in the process that extracts: the page
     is decoded there (``decode_html``), so a Beam worker hands the extraction child the bytes
@@ -1261,7 +1267,7 @@ def extract_page(page: bytes | str, charset: str | None, url: str, settings: Ext
     if not html.strip():
         return {"empty": "no content after decoding"}
     found = extract_html(html, url, settings)
-    if len((found["text"] or "").strip()) < max(settings.min_text_chars, 1):
+    if _too_short((found["text"] or "").strip(), settings):
         found["visible_text"] = bool(_visible_text_chars(html))
     return found
 
@@ -1439,7 +1445,7 @@ def extract_document(
     }
     if doc.text is not None and doc.html is None:
         text = doc.text.strip()
-        if len(text) < max(settings.min_text_chars, 1):
+        if _too_short(text, settings):
             return _failure(doc, "no_text", f"{len(text)} characters of text")
         return Article(
             text=text,
@@ -1474,7 +1480,7 @@ def extract_document(
     if "empty" in found:
         return _failure(doc, "empty_page", found["empty"])
     text = (found["text"] or "").strip()
-    if len(text) < max(settings.min_text_chars, 1):
+    if _too_short(text, settings):
         if not found["visible_text"]:
             return _failure(doc, "empty_page", "page has no visible text")
         return _failure(doc, "no_text", f"{len(text)} characters of main text")
