@@ -94,6 +94,8 @@ assert workerpool.skip_optional_beam(["--input", "x.warc"]) is True  # the local
 import apache_beam
 from apache_beam.io.filesystems import FileSystems
 assert type(FileSystems.get_filesystem("/tmp")).__name__ == "LocalFileSystem"  # stays
+from apache_beam.runners.dataflow import DataflowRunner  # still imports, without its API client
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 print(sorted(m for m in workerpool.OPTIONAL_BEAM_MODULES if m in sys.modules))
 try:
     import apache_beam.io.gcp.gcsio
