@@ -108,3 +108,43 @@ def test_option_views_are_kept_per_options_object_and_class():
     assert view.view_as(DebugOptions).experiments == ["a"]
     options._all_options = dict(options._all_options)  # replaced store: the old view is not handed out
     assert options.view_as(StandardOptions) is not view
+
+
+def test_method_signatures_are_kept_per_function_and_follow_their_defaults(monkeypatch):
+    import transforms.beamspeed as beamspeed
+    from apache_beam.transforms import core
+
+    beamspeed.cache_method_signatures()
+    assert beamspeed.cache_method_signatures.installed and hasattr(core.get_signature, "__wrapped__")
+    compute = core.get_signature.__wrapped__
+    calls = []
+
+    def counting(func):
+        calls.append(func)
+        return compute(func)
+
+    monkeypatch.setattr(beamspeed.cache_method_signatures, "installed", False)
+    monkeypatch.setattr(core, "get_signature", counting)
+    beamspeed.cache_method_signatures()
+    one, two = _Stateful(), _Stateful()  # two unpickled copies of one DoFn share its functions
+    args, defaults = core.get_function_args_defaults(one.process)
+    assert args == ["element", "bag", "timer"] and [d.state_spec.name for d in defaults[:1]] == ["bag"]
+    assert core.get_function_args_defaults(two.process) == (args, defaults)
+    assert len(calls) == 1  # the second object's method came from the cache
+    # Beam's whole-DoFn look-up gives what it gave without the cache
+    assert userstate.get_dofn_specs.__wrapped__(two) == userstate.get_dofn_specs.__wrapped__(one)
+
+    def process(self, element, extra=1):
+        yield element
+
+    class Changing(beam.DoFn):
+        pass
+
+    Changing.process = process
+    assert core.get_function_args_defaults(Changing().process) == (["element", "extra"], [1])
+    process.__defaults__ = (2,)  # new defaults: inspected again
+    assert core.get_function_args_defaults(Changing().process) == (["element", "extra"], [2])
+    # plain functions and lambdas (made afresh with each bundle) are inspected each time
+    fn = lambda x, y=3: x  # noqa: E731
+    assert core.get_function_args_defaults(fn) == (["x", "y"], [3]) == core.get_function_args_defaults(fn)
+    assert calls.count(fn) == 2
