@@ -111,8 +111,9 @@ def test_option_views_are_kept_per_options_object_and_class():
 
 
 def test_method_signatures_are_kept_per_function_and_follow_their_defaults(monkeypatch):
-    import transforms.beamspeed as beamspeed
     from apache_beam.transforms import core
+
+    import transforms.beamspeed as beamspeed
 
     beamspeed.cache_method_signatures()
     assert beamspeed.cache_method_signatures.installed and hasattr(core.get_signature, "__wrapped__")
