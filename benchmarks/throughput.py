@@ -1,7 +1,7 @@
 """Throughput of the whole pipeline against a plain loop (read WARC + trafilatura) on the same
 corpus, in the same run.
 
-    python -m benchmarks.throughput [--sizes 200 1000] [--workers 1 2] [--files 4] [--breakdown 300]
+    python -m benchmarks.throughput [--sizes 1000 4000] [--workers 1 2] [--files 4] [--breakdown 300]
                                     [--batch-mb 28] [--rounds 3]
 
 Prints docs/s, the pipeline/plain ratio, peak memory (RSS and PSS summed over the process tree:
@@ -269,7 +269,8 @@ class _Rows:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[200])
+    # two sizes by default (issue 7: the ratios at two corpus sizes); --sizes 200 for a quick look
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 4000])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--files", type=int, default=4, help="WARC files per corpus")
     parser.add_argument("--breakdown", type=int, default=0, help="pages for the per-stage CPU breakdown (0: none)")
