@@ -90,7 +90,9 @@ def test_settings_reject_bad_values() -> None:
     with pytest.raises(ValueError, match="^cluster_threshold:"):
         StorySettings(cluster_threshold=1.5)
     with pytest.raises(ValueError, match="^term_weight:"):
-        StorySettings(term_weight=0, entity_weight=0, title_weight=0)
+        StorySettings(term_weight=0, entity_weight=0, title_weight=0, number_weight=0)
+    with pytest.raises(ValueError, match="^number_weight:"):
+        StorySettings(number_weight=-1)
 
 
 def test_topic_is_explained_by_matched_terms(topics) -> None:
@@ -382,7 +384,7 @@ def test_story_vectors_weigh_words_as_a_window_of_the_article_alone_does() -> No
             assert max(idf.values()) < math.log(1 + settings.background_docs) + 0.01
             want = stories._channel_vectors(feats, idf)
             got = stories.story_vector([article], background_docs=settings.background_docs)
-            for channel, vector in zip("teh", want, strict=True):
+            for (channel, _), vector in zip(stories._CHANNELS, want, strict=True):
                 norm = math.sqrt(sum(w * w for w in vector.values()))
                 assert {k[2:]: w for k, w in got.items() if k.startswith(channel + ":")} == pytest.approx(
                     {t: w / norm for t, w in vector.items()}
@@ -392,7 +394,7 @@ def test_story_vectors_weigh_words_as_a_window_of_the_article_alone_does() -> No
 def test_link_score_is_the_mean_pairwise_similarity() -> None:
     from transforms.stories import link_score
 
-    terms_only = StorySettings(entity_weight=0, title_weight=0)
+    terms_only = StorySettings(entity_weight=0, title_weight=0, number_weight=0)
     a = make("https://a.example/ferry", *FERRY_FIRST)
     b = make("https://b.example/ferry", *FERRY_LATER)
     c = make("https://city.example/bikes", *BIKE_LANES)
@@ -409,7 +411,7 @@ def test_words_many_clusters_share_fade_when_linking() -> None:
     weights = link_weights(vectors, background_docs=20.0)
     assert weights["t:storm"] < weights["t:harlow"] < 1.0
     assert "t:town3" not in weights  # found once: full weight
-    settings = StorySettings(entity_weight=0, title_weight=0)
+    settings = StorySettings(entity_weight=0, title_weight=0, number_weight=0)
     # two towns hit by the same storm: shared only by the common word, they fall apart...
     assert link_score(vectors[0], vectors[1], settings, weights) < link_score(vectors[0], vectors[1], settings) / 4
     # ... while an identical pair stays identical (each vector keeps its length)
@@ -687,3 +689,39 @@ def test_story_vectors_do_not_depend_on_the_hash_seed():
         for seed in (1, 2, 3)
     }
     assert len(outs) == 1 and '"e:' in next(iter(outs))
+
+
+def test_figures_are_read_as_reports_quote_them() -> None:
+    found = stories._numbers(
+        "In 2008 the 1,000-seat hall, flight MH370 and 21st place: 3 of 12 seats, $1.5 bn, 1000 more."
+    )
+    # thousands commas dropped ("1,000" is "1000"); years, single digits and digits glued to a
+    # word left out; a decimal stays whole
+    assert found == {"1000", "12", "1.5"}
+    assert stories._numbers("No figures here, nor in 1999.") == frozenset()
+
+
+def test_shared_figures_bring_reports_of_one_event_closer() -> None:
+    # Same vocabulary, two events: the report that repeats the first's figures is the closer.
+    text = "A bus crash on the coast road killed {} people and injured {} on {}, police said."
+    first = make("https://a.example/crash", "Bus crash on coast road", text.format(14, 37, "Monday"))
+    same = make(
+        "https://b.example/crash", "Coast road bus crash", text.format(14, 37, "Monday").replace("police", "officials")
+    )
+    other = make(
+        "https://c.example/crash", "Coast road bus crash", text.format(23, 58, "Monday").replace("police", "officials")
+    )
+    with_figures, without = StorySettings(), StorySettings(number_weight=0)
+    assert without.number_weight == 0 and with_figures.number_weight > 0
+
+    def sim(a: Article, b: Article, settings: StorySettings) -> float:
+        return float(stories.similarity_matrix([a, b], settings)[0, 1])
+
+    assert sim(first, same, without) == pytest.approx(sim(first, other, without))  # words alone: a tie
+    assert sim(first, same, with_figures) > sim(first, same, without)
+    assert sim(first, other, with_figures) < sim(first, other, without)
+    # a story vector made before the figures channel (no "#n") still links on the others
+    old = {k: v for k, v in stories.story_vector([same]).items() if not k.startswith(("n:", "#n"))}
+    assert stories.link_score(stories.story_vector([first]), old, with_figures) == pytest.approx(
+        stories.link_score(stories.story_vector([first]), stories.story_vector([same]), without)
+    )
