@@ -699,6 +699,7 @@ def test_figures_are_read_as_reports_quote_them() -> None:
     # word left out; a decimal stays whole
     assert found == {"1000", "12", "1.5"}
     assert stories._numbers("No figures here, nor in 1999.") == frozenset()
+    assert stories._numbers("1,5 Millionen, 12,000,000 and 3,14") == {"1,5", "12000000", "3,14"}
 
 
 def test_shared_figures_bring_reports_of_one_event_closer() -> None:

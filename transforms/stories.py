@@ -193,11 +193,13 @@ STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 # regex engine skips ahead to capitals instead of testing every position for a boundary.
 _ENTITY = re.compile(r"[A-Z](?<!\w[A-Z])(?:[\w’'&.-]*\w)?")
 # A figure: digits, with the separators and decimal points inside it, not glued to a word
-# ("MH370", "21st") nor to another figure's separator. Thousands commas are dropped when it is
-# read (``_numbers``), so "1,000" and "1000" are one figure.
+# ("MH370", "21st") nor to another figure's separator. Thousands commas (a comma before three
+# digits) are dropped when it is read (``_numbers``), so "1,000" and "1000" are one figure,
+# while a decimal comma stays ("1,5" is not 15).
 _NUMBER = re.compile(r"(?<![\w.,])\d(?:[\d.,]*\d)?(?![\w])")
 # years (1900-2099) date an article rather than its event; the figures of an event are others
 _YEAR = re.compile(r"(?:19|20)\d\d")
+_THOUSANDS = re.compile(r",(?=\d{3}(?!\d))")
 # Han, kana and hangul runs have no spaces between words: they are cut into character bigrams
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
 
@@ -518,7 +520,7 @@ def _numbers(text: str) -> frozenset[str]:
     out single digits and years."""
     found = set()
     for match in _NUMBER.findall(text):
-        figure = match.replace(",", "")
+        figure = _THOUSANDS.sub("", match) if "," in match else match
         if len(figure) > 1 and not _YEAR.fullmatch(figure):
             found.add(figure)
     return frozenset(found)
