@@ -30,23 +30,26 @@ class _Unhashable(beam.DoFn):
         yield element
 
 
+def _fresh_cache_counting(monkeypatch, install, module, name: str) -> tuple[list, object]:
+    """Installs ``install``'s cache again, this time around a compute that records its
+    arguments (the installed one's ``__wrapped__``); (the calls, Beam's own compute)."""
+    install()
+    assert install.installed and hasattr(getattr(module, name), "__wrapped__")
+    compute = getattr(module, name).__wrapped__
+    calls: list = []
+
+    def counting(arg):
+        calls.append(arg)
+        return compute(arg)
+
+    monkeypatch.setattr(install, "installed", False)
+    monkeypatch.setattr(module, name, counting)
+    install()
+    return calls, compute
+
+
 def test_specs_come_from_the_cache_once_per_dofn(monkeypatch):
-    import transforms.beamspeed as beamspeed
-
-    cache_dofn_specs()
-    assert cache_dofn_specs.installed and hasattr(userstate.get_dofn_specs, "__wrapped__")
-    compute = userstate.get_dofn_specs.__wrapped__
-    calls = []
-
-    def counting(dofn):
-        calls.append(dofn)
-        return compute(dofn)
-
-    # a fresh cache around a counting compute, installed the same way
-
-    monkeypatch.setattr(beamspeed.cache_dofn_specs, "installed", False)
-    monkeypatch.setattr(userstate, "get_dofn_specs", counting)
-    cache_dofn_specs()
+    calls, compute = _fresh_cache_counting(monkeypatch, cache_dofn_specs, userstate, "get_dofn_specs")
     fresh = userstate.get_dofn_specs
     dofn = _Stateful()
     first = fresh(dofn)
@@ -115,18 +118,7 @@ def test_method_signatures_are_kept_per_function_and_follow_their_defaults(monke
 
     import transforms.beamspeed as beamspeed
 
-    beamspeed.cache_method_signatures()
-    assert beamspeed.cache_method_signatures.installed and hasattr(core.get_signature, "__wrapped__")
-    compute = core.get_signature.__wrapped__
-    calls = []
-
-    def counting(func):
-        calls.append(func)
-        return compute(func)
-
-    monkeypatch.setattr(beamspeed.cache_method_signatures, "installed", False)
-    monkeypatch.setattr(core, "get_signature", counting)
-    beamspeed.cache_method_signatures()
+    calls, _ = _fresh_cache_counting(monkeypatch, beamspeed.cache_method_signatures, core, "get_signature")
     one, two = _Stateful(), _Stateful()  # two unpickled copies of one DoFn share its functions
     args, defaults = core.get_function_args_defaults(one.process)
     assert args == ["element", "bag", "timer"] and [d.state_spec.name for d in defaults[:1]] == ["bag"]
