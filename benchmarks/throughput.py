@@ -7,7 +7,7 @@ corpus, in the same run.
 Prints docs/s, the pipeline/plain ratio, peak memory (RSS and PSS summed over the process tree:
 RSS counts the pages forked workers share with their parent once per process, PSS shares them) and CPU
 ms per document (whole process tree) per corpus size. Each measurement runs in a fresh subprocess so that peak memory is its own.
-``--breakdown N`` adds where the time goes: CPU ms per page of each stage's plain functions
+``--breakdown N`` (300 by default) adds where the time goes: CPU ms per page of each stage's plain functions
 on the first N pages of the corpus, in this process, next to plain trafilatura on the same
 pages (CPU time, so that other load on the machine counts less than in wall time).
 ``--batch-mb N`` adds runs with 1 and 2 workers in batches of at most N MB of input
@@ -273,7 +273,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 4000])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--files", type=int, default=4, help="WARC files per corpus")
-    parser.add_argument("--breakdown", type=int, default=0, help="pages for the per-stage CPU breakdown (0: none)")
+    parser.add_argument(
+        "--breakdown", type=int, default=300, help="pages for the per-stage CPU breakdown (default 300; 0: none)"
+    )
     parser.add_argument(
         "--batch-mb", type=float, default=0, help="also run 1 and 2 workers in batches of N MB of input (0: no)"
     )
@@ -374,6 +376,17 @@ def main(argv: list[str] | None = None) -> None:
         for name, ms in breakdown:
             print(f"  {name:<60} {ms:7.2f}")
         print(f"  {'sum of the pipeline stages (no Beam, no writing)':<60} {pipeline_total:7.2f}")
+        first = args.sizes[0]
+        for workers in args.workers:
+            found = rows.runs.get((first, f"storybeam, {workers} worker(s)"))
+            if found:
+                cpu_ms = statistics.median(f[4] for f in found)
+                print(
+                    f"  {f'the pipeline, {workers} worker(s), CPU ms/doc over all {first} pages (table)':<60} {cpu_ms:7.2f}"
+                )
+                print(
+                    f"  {'  the rest: Beam, the runner, writing, start-up and imports':<60} {cpu_ms - pipeline_total:7.2f}"
+                )
 
 
 if __name__ == "__main__":
