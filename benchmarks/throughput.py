@@ -381,12 +381,8 @@ def main(argv: list[str] | None = None) -> None:
             found = rows.runs.get((first, f"storybeam, {workers} worker(s)"))
             if found:
                 cpu_ms = statistics.median(f[4] for f in found)
-                print(
-                    f"  {f'the pipeline, {workers} worker(s), CPU ms/doc over all {first} pages (table)':<60} {cpu_ms:7.2f}"
-                )
-                print(
-                    f"  {'  the rest: Beam, the runner, writing, start-up and imports':<60} {cpu_ms - pipeline_total:7.2f}"
-                )
+                print(f"  {f'whole pipeline, {workers} worker(s) (table above, all {first} pages)':<60} {cpu_ms:7.2f}")
+                print(f"  {'  the rest: Beam, runner, writing, processes, imports':<60} {cpu_ms - pipeline_total:7.2f}")
 
 
 if __name__ == "__main__":
