@@ -65,8 +65,8 @@ DEFAULT_LANGUAGES = (
 class StorySettings:
     """Topics, windows and story clustering (section ``stories`` of the config).
 
-    The similarity of two articles is a weighted mean of three cosines (stems of title +
-    text, capitalised names, headline stems), each word weighted by an inverse document
+    The similarity of two articles is a weighted mean of four cosines (stems of title +
+    text, capitalised names, headline stems, figures quoted), each word weighted by an inverse document
     frequency that blends the batch with background word frequencies of the article's
     language (``wordfreq``), times a time factor. Stories are the clusters of an
     average-linkage agglomeration cut at ``cluster_threshold``. The background makes
@@ -963,8 +963,9 @@ def story_vector(
     background_docs: float = StorySettings.background_docs,
 ) -> dict[str, float]:
     """What linking knows of a cluster or a story: per channel of ``sparse_similarity``
-    (``t:`` title + text terms, ``e:`` names, ``h:`` headline), the mean of the articles'
-    unit vectors, and per channel the share of articles that have it (``#t``, ``#e``, ``#h``).
+    (``t:`` title + text terms, ``e:`` names, ``h:`` headline, ``n:`` figures), the mean of
+    the articles' unit vectors, and per channel the share of articles that have it (``#t``,
+    ``#e``, ``#h``, ``#n``).
 
     The dot product of two such means is the mean pairwise cosine of their articles: the
     average linkage that clustering uses inside a window. So ``link_score`` is on the scale
