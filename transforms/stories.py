@@ -66,9 +66,9 @@ class StorySettings:
     """Topics, windows and story clustering (section ``stories`` of the config).
 
     The similarity of two articles is a weighted mean of four cosines (stems of title +
-    text, capitalised names, headline stems, figures quoted), each word weighted by an inverse document
-    frequency that blends the batch with background word frequencies of the article's
-    language (``wordfreq``), times a time factor. Stories are the clusters of an
+    text, capitalised names, headline stems, figures quoted), each word weighted by an
+    inverse document frequency that blends the batch with background word frequencies of
+    the article's language (``wordfreq``), times a time factor. Stories are the clusters of an
     average-linkage agglomeration cut at ``cluster_threshold``. The background makes
     similarities comparable between a pair of articles and a window of thousands, so one
     threshold serves both. ``benchmarks/stories.py`` prints the scores and a sweep.
@@ -814,9 +814,9 @@ def sparse_similarity(
     Similarity = weighted mean of four cosines over idf-weighted stems (``_idf``): words of
     title + text (log tf), capitalised names, headline words, and over the figures quoted; a
     channel that one of the two articles lacks (no headline, no capitalised names, no
-    figures) is left out of the mean rather than
-    counted as zero. Pairs further apart in time than ``time_scale_hours`` lose half of
-    their similarity per further ``time_scale_hours``. ``profiles``: ``TextProfile`` by
+    figures) is left out of the mean rather than counted as zero. Pairs further apart in
+    time than ``time_scale_hours`` lose half of their similarity per further
+    ``time_scale_hours``. ``profiles``: ``TextProfile`` by
     ``profile_key``, computed elsewhere (missing ones are computed here).
     """
     from scipy import sparse
