@@ -61,8 +61,10 @@ from transforms.stories import (
     content_terms,
     link_clusters,
     load_topics,
+    read_state,
     similarity_matrix,
     text_profile,
+    write_state,
 )
 
 TOPICS_FILE = Path(__file__).resolve().parents[1] / "configs" / "topics.yaml"
@@ -523,15 +525,62 @@ def stage_speed(groups, wikiref: Sequence[Article], topics_file: Path):
 
 def link_speed(groups, wikiref: Sequence[Article], n: int = 2000, days: int = 30) -> tuple[int, float]:
     """Seconds ``link_clusters`` takes for the clusters of ``n`` articles over ``days`` windows."""
-    settings, fp = StorySettings(), FingerprintSettings()
+    found = _speed_clusters(groups, wikiref, n, days)
+    start = time.perf_counter()
+    link_clusters(found, [], StorySettings())
+    return len(found), time.perf_counter() - start
+
+
+def _speed_clusters(groups, wikiref: Sequence[Article], n: int, days: int) -> list:
     pool = [
         replace(article, topic="general", published_at=EPOCH + timedelta(hours=(k * 37) % (24 * days)))
         for k, article in enumerate(speed_pool(groups, wikiref, n))
     ]
-    found = [c.summary for c in cluster_windows(pool, settings, fp)]
-    start = time.perf_counter()
-    link_clusters(found, [], settings)
-    return len(found), time.perf_counter() - start
+    return [c.summary for c in cluster_windows(pool, StorySettings(), FingerprintSettings())]
+
+
+def state_link_speed(
+    groups, wikiref: Sequence[Article], copies: Sequence[int] = (0, 10, 30), n: int = 2000, days: int = 30
+) -> list[tuple[int, int, float, float]]:
+    """A later run against a long-lived state: the clusters of the last third of the days are
+    linked against the stories of the first two thirds, plus ``k`` copies of those stories
+    under other ids, each moved back by 1..k days (earlier news of a long backfill, most of it
+    out of the linking's reach). [(stories in the state, clusters, read s, link s)]."""
+    import tempfile
+
+    settings = StorySettings()
+    found = _speed_clusters(groups, wikiref, n, days)
+    split = EPOCH + timedelta(days=days * 2 // 3)
+    early = [c for c in found if c.window_start < split]
+    late = [c for c in found if c.window_start >= split]
+    state = link_clusters(early, [], settings)[2]
+    rows = []
+    for k in copies:
+        aged = list(state)
+        for day in range(1, k + 1):
+            back = timedelta(days=day)
+            aged.extend(
+                dataclasses.replace(
+                    s,
+                    story_id=f"{s.story_id}-{day}",
+                    article_ids=[f"{a}-{day}" for a in s.article_ids],
+                    originals=[[f"{o[0]}-{day}", *o[1:]] for o in s.originals],
+                    first_published=s.first_published - back,
+                    last_published=s.last_published - back,
+                    window_start=s.window_start - back,
+                    window_end=s.window_end - back,
+                )
+                for s in state
+            )
+        with tempfile.TemporaryDirectory() as url:
+            write_state(url, aged, "bench")
+            start = time.perf_counter()
+            previous = read_state(url)
+            read_s = time.perf_counter() - start
+        start = time.perf_counter()
+        link_clusters(late, previous, settings)
+        rows.append((len(aged), len(late), read_s, time.perf_counter() - start))
+    return rows
 
 
 def print_speed(groups, wikiref: Sequence[Article]) -> None:
@@ -545,6 +594,10 @@ def print_speed(groups, wikiref: Sequence[Article]) -> None:
 
     clusters, secs = link_speed(groups, wikiref)
     print(f"\nlinking {clusters} clusters of 2,000 articles spread over 30 daily windows: {secs:.2f} s")
+    for stories, clusters, read_s, link_s in state_link_speed(groups, wikiref):
+        print(
+            f"  a later run's {clusters} clusters against a state of {stories:,} stories: read {read_s:.2f} s, link {link_s:.2f} s"
+        )
 
     print("\nfingerprint speed (wikiref220 texts)")
     for name, seconds in speed([a.text for a in wikiref]):

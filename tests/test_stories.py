@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import re
@@ -241,6 +242,26 @@ def test_a_copy_of_an_earlier_runs_article_joins_its_story_even_after_it_left_th
     _, _, kept, _ = link_clusters(_clusters([original], 0), [], settings)
     with_state, _, _, _ = link_clusters([cluster], kept, settings)
     assert with_state[cluster.key] == kept[0].story_id
+
+
+def test_a_story_out_of_reach_is_continued_only_through_a_shared_article(seeds) -> None:
+    settings = StorySettings()  # link_hours: 7 days
+    _, _, state, _ = link_clusters(_clusters(seeds[:3], 0), [], settings)
+    # ten days later: the same event told again, beyond link_hours: a story of its own
+    late = [make(a.url, a.title or "", a.text, hours=24 * 10) for a in seeds[3:]]
+    alone, _, _, _ = link_clusters(_clusters(late, 10), state, settings)
+    assert set(alone.values()) != {state[0].story_id}
+    # the same, with one of the story's articles read again: it continues the old story
+    again, touched, _, _ = link_clusters(_clusters([*late, seeds[0]], 10), state, settings)
+    assert set(again.values()) == {state[0].story_id}
+    assert sorted(touched[0].article_ids) == sorted(a.article_id for a in seeds)
+    # and a state of many stories out of reach links the same as the story alone
+    far = [
+        dataclasses.replace(s, story_id=f"old-{k}", article_ids=[f"{a}-{k}" for a in s.article_ids],
+                            last_published=s.last_published - timedelta(days=k))
+        for k in range(1, 4) for s in state
+    ]  # fmt: skip
+    assert link_clusters(_clusters([*late, seeds[0]], 10), [*state, *far], settings)[0] == again
 
 
 def _edited(text: str) -> str:
