@@ -457,6 +457,22 @@ def test_the_story_index_scores_as_link_score_does() -> None:
     for sid, score in want.items():
         assert got.get(sid, 0.0) == pytest.approx(score)
 
+    # the state's stories, indexed as one matrix: the same scores to the last bit, a story
+    # put again (it took a cluster) scored from the postings, a dropped one not at all
+    block = _StoryIndex(weights)
+    block.put_state([(f"s{k}", v) for k, v in enumerate(vectors[1:])] + [("gone", vectors[0])])
+    block.remove("gone")
+    assert block.scores(vectors[0], StorySettings(), keep=lambda sid: True) == got
+    block.put("s1", vectors[2])
+    assert block.scores(vectors[0], StorySettings(), keep=lambda sid: True) == got
+    assert block.scores(vectors[0], StorySettings(), keep=lambda sid: sid != "s0") == {
+        sid: v for sid, v in got.items() if sid != "s0"
+    }
+    best = max(got.values())
+    assert block.scores(vectors[0], StorySettings(), keep=lambda sid: True, at_least=best).keys() >= {
+        sid for sid, v in got.items() if v == best and sid != "s1"
+    }
+
 
 def test_a_pair_gets_one_decision_in_one_window_or_in_two_and_across_topics() -> None:
     settings = StorySettings()

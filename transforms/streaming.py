@@ -359,7 +359,11 @@ class StreamState:
         if not isinstance(data, dict) or data.get("version") != 1:
             return state, []
         state.stories = {
-            s.story_id: s for s in (StoryState.from_json(json.dumps(row)) for row in data.get("stories", []))
+            s.story_id: s
+            for s in (
+                StoryState.from_json(json.dumps(row, sort_keys=True, ensure_ascii=False))
+                for row in data.get("stories", [])
+            )
         }
         state.written = {str(k): float(v) for k, v in (data.get("written") or {}).items()}
         state.accounted = {str(k): float(v) for k, v in (data.get("accounted") or {}).items()}
