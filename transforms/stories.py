@@ -82,14 +82,14 @@ class StorySettings:
     #: articles is at least this. Chosen on full texts, what the pipeline clusters: on 93
     #: same-story pairs of l3s_gn1 (labelled by us, benchmarks/data) against 66 same-topic
     #: other-event pairs and 1,000 random pairs, each pair compared alone, F1 (mean of 1,000
-    #: bootstrap resamples) is 0.825 at 0.18, 0.809 at 0.20, 0.822 at 0.22, 0.802 at 0.24;
-    #: with the 17 unsure pairs 0.830 / 0.794 / 0.799 / 0.775 (a plain TF-IDF cosine at its
+    #: bootstrap resamples) is 0.825 at 0.18, 0.814 at 0.20, 0.823 at 0.22, 0.802 at 0.24;
+    #: with the 17 unsure pairs 0.836 / 0.811 / 0.807 / 0.774 (a plain TF-IDF cosine at its
     #: best threshold: 0.804 / 0.810). news_search_clustering (headline + snippet) as the
-    #: pipeline, B3-F1 against gold1: 0.752 at 0.18, 0.766 at 0.20, 0.768 at 0.22. Since
-    #: stop 31 names are weighed by how often the text repeats them, which lifts scores
-    #: (cut 0.18 before, F1 0.823 / 0.796 there). The seed story's pairs score 0.27-0.69 in
-    #: a window with two other articles (one of them politics, the seeds' topic), which score
-    #: at most 0.12 against a seed; the five stay one story up to a cut of 0.36
+    #: pipeline, B3-F1 against gold1: 0.752 / 0.766 / 0.769 / 0.771. Since stop 31 names and
+    #: figures are weighed by how often the text repeats them, which lifts scores (cut 0.18
+    #: before, F1 0.823 / 0.796 there). The seed story's pairs score 0.27-0.69 in a window
+    #: with two other articles (one of them politics, the seeds' topic), which score at most
+    #: 0.12 against a seed; the five stay one story up to a cut of 0.38
     cluster_threshold: float = 0.22
     #: how many background articles (word frequencies of the language) the batch's document
     #: frequencies are blended with: a pair is weighed by the background, a window of a
@@ -116,7 +116,8 @@ class StorySettings:
     #: 0.18 cut 0.810 / 0.825 / 0.823 / 0.823 (1-2 pairs: noise at that size). Topic-level
     #: wikiref220 groups lose (B3-F1 0.385 -> 0.354: figures tell events of one topic
     #: apart); news_search (headline + snippet, few figures) stays. Counted, like every
-    #: channel, only when both articles quote figures
+    #: channel, only when both articles quote figures. Since stop 31 a figure weighs log tf x
+    #: idf (it was idf alone): AUC 0.856 -> 0.858, with the unsure pairs 0.829 -> 0.835
     number_weight: float = 0.5
     #: weight of the headline cosine (headlines of one event reuse the same key words)
     title_weight: float = 1.0
@@ -129,10 +130,10 @@ class StorySettings:
     #: articles, with the words that many clusters of the run share faded (``link_weights``)
     #: as a window's own document frequencies fade them inside the window. It is the scale
     #: of ``cluster_threshold``, and the same value makes a pair's decision the same whether
-    #: its articles meet in one window or in two: of 1,500 wikiref220 pairs, 87 are joined
-    #: in one window and 82 across two, 99.7 % same decisions (at 0.18 before names were
-    #: weighed by tf: 94 and 90, 99.3 %); l3s_gn1 sure same-story pairs F1 0.834 as the
-    #: pipeline decides them vs 0.822 clustered in one window
+    #: its articles meet in one window or in two: of 1,500 wikiref220 pairs, 88 are joined
+    #: in one window and 81 across two, 99.5 % same decisions (at 0.18 before names and
+    #: figures were weighed by tf: 94 and 90, 99.3 %); l3s_gn1 sure same-story pairs F1 0.836
+    #: as the pipeline decides them vs 0.824 clustered in one window
     #: (``benchmarks/stories.py``)
     link_threshold: float = 0.22
     #: ... and only if the story was last seen at most this many hours before (a week, like
@@ -460,9 +461,9 @@ class TextProfile:
     title: frozenset[str]
     #: stem -> background share of articles containing it (most frequent surface form)
     prior: dict[str, float]
-    #: figures of title + text (``_numbers``): digit strings, never a term's key (terms are
-    #: stems of words that are not all digits, and hold no "." or ",")
-    numbers: frozenset[str] = frozenset()
+    #: figures of title + text (``_numbers``) -> 1 + log(count): digit strings, never a term's
+    #: key (terms are stems of words that are not all digits, and hold no "." or ",")
+    numbers: dict[str, float] = field(default_factory=dict)
 
 
 def profile_key(article: Article) -> tuple[str, str | None]:
@@ -523,15 +524,15 @@ def compute_text_profile(article: Article, languages: tuple[str, ...] = DEFAULT_
     )
 
 
-def _numbers(text: str) -> frozenset[str]:
-    """The figures of an (NFKC) text: ``_NUMBER`` matches without thousands commas, leaving
-    out single digits and years."""
-    found = set()
+def _numbers(text: str) -> dict[str, float]:
+    """The figures of an (NFKC) text, each 1 + log of how often it occurs (sorted): ``_NUMBER``
+    matches without thousands commas, leaving out single digits and years."""
+    found: Counter = Counter()
     for match in _NUMBER.findall(text):
         figure = _THOUSANDS.sub("", match) if "," in match else match
         if len(figure) > 1 and not _YEAR.fullmatch(figure):
-            found.add(figure)
-    return frozenset(found)
+            found[figure] += 1
+    return {figure: _log_tf[found[figure]] for figure in sorted(found)}
 
 
 #: memoised ``compute_text_profile`` (clustering and the story vectors of a window both ask)
@@ -778,15 +779,15 @@ _CHANNELS = (("t", "term_weight"), ("e", "entity_weight"), ("h", "title_weight")
 def _channel_vectors(p: TextProfile, idf: dict[str, float]) -> tuple[dict[str, float], ...]:
     """The article's vectors in the channels of ``_CHANNELS``, in that order: title + text
     terms (log tf x idf), capitalised names (log tf x idf, like the terms: a name the text
-    keeps repeating is who the story is about), headline words (idf), figures (idf). The
-    names, headline words and figures are sets: sorted, so that the sums made of these vectors
-    (norms, story vectors) add in the same order in every process (a set's order follows the
-    hash seed, and the last bits of a float sum follow the order)."""
+    keeps repeating is who the story is about), headline words (idf), figures (log tf x idf).
+    Names and headline words are sets, read sorted, and the figures come sorted: the sums made
+    of these vectors (norms, story vectors) add in the same order in every process (a set's
+    order follows the hash seed, and the last bits of a float sum follow the order)."""
     return (
         {t: tf * idf[t] for t, tf in p.terms.items()},
         {t: p.terms[t] * idf[t] for t in sorted(p.entities)},
         {t: idf[t] for t in sorted(p.title)},
-        {t: idf[t] for t in sorted(p.numbers)},
+        {t: tf * idf[t] for t, tf in p.numbers.items()},  # sorted by _numbers
     )
 
 
