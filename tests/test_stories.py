@@ -728,6 +728,14 @@ def test_story_vectors_do_not_depend_on_the_hash_seed():
     assert len(outs) == 1 and '"e:' in next(iter(outs))
 
 
+def test_the_lead_weighs_more_than_the_rest() -> None:
+    filler = " ".join(["the committee met again and talked at length"] * 20)
+    text = f"Volcano ash closed the airport. {filler} Harbour cranes stood still."
+    terms = stories.compute_text_profile(make("https://a.example/ash", "Flights halted", text)).terms
+    # each word once, but "volcano" in the lead (first LEAD_WORDS words) and "harbour" after it
+    assert terms["volcano"] > terms["harbour"]
+
+
 def test_figures_are_read_as_reports_quote_them() -> None:
     found = stories._numbers(
         "In 2008 the 1,000-seat hall, flight MH370 and 21st place: 3 of 12 seats, $1.5 bn, 1000 more."
