@@ -1232,14 +1232,15 @@ class _StateBlock:
         self._columns: dict[str, int] = {}
         self._shares = np.zeros((len(self.ids), len(_CHANNELS)))
         keys: list[str] = []
+        values: list[float] = []
         counts: list[int] = []
         for r, (_, vector) in enumerate(stories):
             for channel, c in _CHANNEL_INDEX.items():
                 self._shares[r, c] = vector.get("#" + channel, 0.0)
             mine = [key for key in vector if key[0] != "#"]
             keys.extend(mine)
+            values.extend(map(vector.__getitem__, mine))
             counts.append(len(mine))
-        values = [vector[key] for _, vector in stories for key in vector if key[0] != "#"]
         columns = self._columns
         column_array = np.array([columns.setdefault(key, len(columns)) for key in keys], dtype=np.intp)
         row_array = np.repeat(np.arange(len(self.ids), dtype=np.intp), counts)
@@ -1301,7 +1302,8 @@ class _StateBlock:
         with np.errstate(divide="ignore", invalid="ignore"):
             score = np.where(den > 0, np.minimum(1.0, num / den), 0.0)
         found = {}
-        for row, value in zip(rows[score >= at_least].tolist(), score[score >= at_least].tolist(), strict=True):
+        high = score >= at_least
+        for row, value in zip(rows[high].tolist(), score[high].tolist(), strict=True):
             story_id = self.ids[row]
             if keep(story_id):
                 found[story_id] = value
