@@ -785,3 +785,50 @@ def test_category_heuristic_matches_trafilatura(head, link):
     assert ours == extract_catstags("category", load_html(html))
     if "article:section" in head and "content=" in head and not link:
         assert ours  # the <head> branch is exercised, not only the empty answer
+
+
+def _forum_page() -> str:
+    posts = "".join(
+        f'<div class="comment"><p>Reply {i}: the new timetable moves the last ferry to half past ten, '
+        f"which suits the night shift at the harbour far better than before.</p></div>"
+        for i in range(5)
+    )
+    return f"""<html><head><script type="application/ld+json">
+{{"@context": "https://schema.org", "@type": "DiscussionForumPosting", "headline": "Ferry times"}}
+</script></head><body><h1>Ferry times</h1><div id="comments">{posts}</div></body></html>"""
+
+
+def _bare(page: str, **mode: bool) -> tuple:
+    import trafilatura
+    from lxml import etree
+
+    found = trafilatura.bare_extraction(page, url="https://example.org/p", deduplicate=False, **mode)
+    if found is None:
+        return None
+    return found.text, found.comments, etree.tostring(found.body)
+
+
+@pytest.mark.parametrize(
+    "page",
+    [_council_page("aside"), _council_page("section"), _council_page("form"), _forum_page()],
+)
+def test_cleaned_backup_made_when_read_changes_no_result(monkeypatch, page):
+    """trafilatura's backup of the cleaned tree is built from the raw tree when its reader (the
+    jusText check, the forum path with comments on) asks for it: the same results as the
+    shipped copy, in every mode."""
+    import trafilatura.core as core
+    import trafilatura.external as external
+
+    extract_mod.speed_up_trafilatura()
+    built = []
+    build = extract_mod._CleanedLater.build
+    monkeypatch.setattr(extract_mod._CleanedLater, "build", lambda self: built.append(1) or build(self))
+    modes = [{}, {"include_comments": True}, {"favor_recall": True}, {"favor_precision": True}, {"fast": True}]
+    lazy = [_bare(page, **mode) for mode in modes]
+    assert any(lazy)
+    shipped = extract_mod.SHIPPED_BACKUP_FUNCTIONS
+    monkeypatch.setattr(core, "_prepare_tree", shipped["_prepare_tree"])
+    monkeypatch.setattr(external, "justext_rescue", shipped["justext_rescue"])
+    assert lazy == [_bare(page, **mode) for mode in modes]
+    if "<form>" in page or "DiscussionForumPosting" in page:
+        assert built  # the backup was read (short text: the jusText check; the forum path)

@@ -1076,6 +1076,55 @@ def _given_tree_loading() -> None:
     core.load_html = load_html
 
 
+class _CleanedLater:
+    """Stands in for the pre-conversion backup of the cleaned tree that
+    ``trafilatura.core._prepare_tree`` copies on every page (~0.15 ms per page of the 1k
+    corpus). The backup is read only by the jusText check of ``compare_extraction`` (unclean or
+    short extractions: ~3 % of pages) and, with comments on, by the thread-forum path, which
+    copies it. Both get ``tree_cleaning(copy(tree))`` made then: the raw tree is not changed
+    before (readability works on a copy of it), and the cleaning is the one that made the
+    discarded backup, so the tree is the same."""
+
+    __slots__ = ("_tree", "_options")
+
+    def __init__(self, tree: Any, options: Any) -> None:
+        self._tree = tree
+        self._options = options
+
+    def build(self) -> Any:
+        import trafilatura.core as core
+
+        return core.tree_cleaning(copy.copy(self._tree), self._options)
+
+    def __copy__(self) -> Any:
+        return self.build()
+
+
+#: trafilatura's functions that ``_lazy_cleaned_backup`` replaced, as shipped (for the tests)
+SHIPPED_BACKUP_FUNCTIONS: dict[str, Any] = {}
+
+
+def _lazy_cleaned_backup() -> None:
+    """``trafilatura.core._prepare_tree`` without its copy of the cleaned tree: the backup is a
+    ``_CleanedLater``, which ``external.justext_rescue`` (its reader) builds when it runs."""
+    import trafilatura.core as core
+    import trafilatura.external as external
+
+    SHIPPED_BACKUP_FUNCTIONS.update(_prepare_tree=core._prepare_tree, justext_rescue=external.justext_rescue)
+
+    def prepare_tree(tree: Any, options: Any, url: str | None) -> tuple[Any, Any]:
+        cleaned = core.tree_cleaning(copy.copy(tree), options)
+        return core.convert_tags(cleaned, options, url), _CleanedLater(tree, options)
+
+    rescue = external.justext_rescue
+
+    def justext_rescue(tree: Any, options: Any) -> Any:
+        return rescue(tree.build() if type(tree) is _CleanedLater else tree, options)
+
+    core._prepare_tree = prepare_tree
+    external.justext_rescue = justext_rescue
+
+
 _speedups_installed = False
 _install_lock = threading.Lock()  # DoFn threads may extract their first pages at once
 
@@ -1083,7 +1132,8 @@ _install_lock = threading.Lock()  # DoFn threads may extract their first pages a
 def speed_up_trafilatura() -> None:
     """Install, once per process, the speed-ups that keep trafilatura's results: the C
     element-class lookup (``_fast_element_lookup``), faster HTML loading
-    (``_fast_html_loading``), no copy of a tree handed over (``_given_tree_loading``), the
+    (``_fast_html_loading``), no copy of a tree handed over (``_given_tree_loading``) nor of the
+    cleaned tree's backup until it is read (``_lazy_cleaned_backup``), the
     rewritten XPaths, most of them evaluated in Python (``_guard_trafilatura_xpaths``),
     jusText's paragraphs made without SAX (``fastjustext``), readability's faster methods
     (``fastreadability``) and the faster page measure, tree cleaning and link-density tests of
@@ -1097,6 +1147,7 @@ def speed_up_trafilatura() -> None:
             _fast_element_lookup()
             _fast_html_loading()
             _given_tree_loading()
+            _lazy_cleaned_backup()
             _guard_trafilatura_xpaths()
             from transforms import fasthtmlprocessing, fastjustext, fastreadability
 
