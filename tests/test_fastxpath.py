@@ -99,6 +99,51 @@ def test_regex_verdicts_kept_per_value_stay_exact_when_the_table_fills(monkeypat
     assert selected > 0
 
 
+CHILD_SELECTORS = (
+    ".//div[rel='me']",
+    "(.//a|.//div)[@rel='author' or rel='me']|.//author",  # trafilatura's byline shape
+    ".//*[rel]",
+    ".//*[not(rel) and @id]",
+    "//*[rel = 'm e']",
+)
+
+
+def _child_soup(rng: random.Random, elements: int = 80) -> str:
+    """Pages where <rel> children hold "me" in one text, split by markup or a comment, or not."""
+    rels = ("<rel>me</rel>", "<rel>m<b>e</b></rel>", "<rel>m<!-- x -->e</rel>", "<rel>m e</rel>", "<rel> me</rel>",
+            "<rel></rel>", "<rel>me<i></i></rel>", "<rel>mee</rel>", "<author>me</author>")  # fmt: skip
+    parts, open_tags = ["<html><body>"], []
+    for _ in range(elements):
+        if open_tags and rng.random() < 0.3:
+            parts.append(f"</{open_tags.pop()}>")
+            continue
+        tag = rng.choice(("div", "a", "p"))
+        attrs = rng.choice(("", 'rel="author"', 'id="x"', 'rel="me"'))
+        parts.append(f"<{tag} {attrs}>text" + "".join(rng.sample(rels, rng.randint(0, 2))))
+        open_tags.append(tag)
+    parts.extend(f"</{tag}>" for tag in reversed(open_tags))
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+@pytest.mark.parametrize("path", CHILD_SELECTORS)
+def test_children_compared_with_a_literal_as_lxml_does(path):
+    """``NAME = 'literal'``: a child of that name whose string value (its descendant texts,
+    not comments) is the literal; ``NAME`` alone: such a child exists."""
+    selector = compile_selector(path)
+    assert selector is not None, path
+    expected_xpath = etree.XPath(path)
+    rng = random.Random(11)
+    selected = 0
+    for _ in range(40):
+        tree = html.fromstring(_child_soup(rng))
+        for node in (tree, tree.find("body"), tree.getroottree()):
+            expected = expected_xpath(node)
+            assert selector(node) == expected, path
+            selected += len(expected)
+    assert selected > 0, path
+
+
 def test_unsupported_paths_are_left_to_lxml():
     for path in (
         "(.//div)[1]",
@@ -109,7 +154,9 @@ def test_unsupported_paths_are_left_to_lxml():
         ".//*[position() < 3]",
         ".//*[count(.//p) > 1]",
         ".//div/p",  # a further step
-        ".//div[rel='me']",  # a child compared, not an attribute
+        ".//div[rel[1]]",  # a position inside a predicate
+        ".//div[x:rel='me']",  # a prefixed child
+        ".//div[string(rel)]",  # the string of a set of children
         ".//*[local-name()='a']",
         "//div|.//p",  # absolute and relative branches
         ".//*[contains(@class, @id)]",  # a computed needle

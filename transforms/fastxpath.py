@@ -15,8 +15,9 @@ the heavy selectors.
 anything else (the caller keeps its lxml XPath). Supported: a union of branches, each a
 ``.//NAME``, ``//NAME``, ``.//*`` or ``(.//a|.//b)`` step followed by predicates built from
 ``or``, ``and``, parentheses, ``not()``, ``contains()``, ``starts-with()``, ``translate()``,
-``string()``, ``re:test()``, ``self::NAME``, ``.//NAME`` (existence), attributes and unions
-of attributes (``@id|@class``), string literals and ``=`` against a literal. No numbers and
+``string()``, ``re:test()``, ``self::NAME``, ``.//NAME`` (existence), ``NAME`` (the children of
+that name: existence, or ``=`` a literal, true when one child's string value is that literal),
+attributes and unions of attributes (``@id|@class``), string literals and ``=`` against a literal. No numbers and
 no positions, except a ``[1]`` closing a single step (the first child of each parent that
 passes the tests before it): the predicates are tests of one element, which is what lets a
 walk in document order return the same list as the XPath.
@@ -196,6 +197,8 @@ class _Parser:
         kind, value = left
         if kind == "attrs":  # true when any attribute of the set has the value
             return "bool", "(" + " or ".join(f"g({name!r}) == {literal}" for name in value) + ")"
+        if kind == "children":  # true when any child of that name has the string value
+            return "bool", f"any(_string(c) == {literal} for c in e.iterchildren({value!r}))"
         return "bool", f"({_as_str(left)} == {literal})"
 
     def primary(self) -> tuple[str, Any]:
@@ -224,6 +227,11 @@ class _Parser:
             return "lit", value[1:-1]
         if kind == "name" and self.peek(1) == ("op", "("):
             return self.function()
+        if kind == "name" and ":" not in value and self.peek(1) != ("op", "["):
+            # a child step (trafilatura's byline XPath: ``rel='me'``); a name met here is not
+            # an operator, which the chains take before asking for an operand
+            self.take(kind="name")
+            return "children", value
         raise _Unsupported(f"{kind} {value}")
 
     def attribute(self) -> str:
@@ -316,6 +324,12 @@ def _first(elem: Any, names: tuple[str, ...]) -> str:
     return elem.get(found[0]) if found else ""
 
 
+def _string(elem: Any) -> str:
+    """XPath string value of an element: its descendant text nodes (no comments), as lxml's
+    ``string()``; read only for a child a predicate compares, rare enough for an XPath call."""
+    return elem.xpath("string()")
+
+
 def _as_str(compiled: tuple[str, Any]) -> str:
     kind, value = compiled
     if kind == "str":
@@ -339,6 +353,8 @@ def _as_bool(compiled: tuple[str, Any]) -> str:
         return "(" + " or ".join(f"g({name!r}) is not None" for name in value) + ")"
     if kind == "lit":
         return repr(value != "")
+    if kind == "children":  # a set of elements is true when not empty
+        return f"(next(e.iterchildren({value!r}), None) is not None)"
     raise _Unsupported(f"boolean of {kind}")
 
 
@@ -386,7 +402,7 @@ class Selector:
             lines.append("            seen.add(parent)")
         lines += ["            out.append(e)", "    return out"]
         self.source = "\n".join(lines) + "\n"
-        namespace = {"_first": _first, **parser.constants}
+        namespace = {"_first": _first, "_string": _string, **parser.constants}
         exec(compile(self.source, f"<selector {path[:40]!r}>", "exec"), namespace)  # noqa: S102 - our own code
         self._select = namespace["select"]
 
