@@ -230,3 +230,10 @@ def test_signatures_judge_near_copies_as_the_shingles_do() -> None:
     ]
     assert at_once.tolist() == [True, True, True, True, False, False]
     assert not signature_matches(np.asarray(wire.signature), wire.shingle_count, rows[:, :64], counts, settings).any()
+
+
+def test_distinct_count_counts_each_value_once() -> None:
+    rng = np.random.default_rng(3)
+    for size in (0, 1, 2, 7, 500):
+        items = rng.integers(0, 40, size=size, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        assert fingerprint._distinct_count(items) == len(np.unique(items)) == len(set(items.tolist()))
