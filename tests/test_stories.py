@@ -622,6 +622,21 @@ def test_entity_pattern_matches_capitalised_runs_as_defined() -> None:
         assert _ENTITY.findall(text) == defined.findall(text)
 
 
+def test_figure_pattern_matches_as_defined() -> None:
+    # the definition: a digit not after a word character, "." or ",", then digits and
+    # separators ending in a digit, not followed by a word character
+    defined = re.compile(r"(?<![\w.,])\d(?:[\d.,]*\d)?(?![\w])")
+    rng = random.Random(7)
+    alphabet = "0123456789.,- aZé_٣\n"
+    texts = [
+        "In 2008 the 1,000-seat hall, MH370, 21st, 3.5. 4,,5 .7 ,8 9, 1.2.3 x1 1x 12_ ٣٤ 5",
+        "",
+        *("".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 40))) for _ in range(3000)),
+    ]
+    for text in texts:
+        assert stories._NUMBER.findall(text) == defined.findall(text), text
+
+
 def test_profile_does_not_depend_on_what_the_worker_saw_before(monkeypatch) -> None:
     article = make("https://a.example/bikes", *BIKE_LANES)
     first = compute_text_profile(article)

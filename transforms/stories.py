@@ -205,8 +205,10 @@ _ENTITY = re.compile(r"[A-Z](?<!\w[A-Z])(?:[\w’'&.-]*\w)?")
 # A figure: digits, with the separators and decimal points inside it, not glued to a word
 # ("MH370", "21st") nor to another figure's separator. Thousands commas (a comma before three
 # digits) are dropped when it is read (``_numbers``), so "1,000" and "1000" are one figure,
-# while a decimal comma stays ("1,5" is not 15).
-_NUMBER = re.compile(r"(?<![\w.,])\d(?:[\d.,]*\d)?(?![\w])")
+# while a decimal comma stays ("1,5" is not 15). The digit comes first and the check of the
+# character before it after it (as in ``_ENTITY``), so that the regex engine skips ahead to
+# digits instead of testing every position (same matches; _numbers 0.09 -> 0.04 ms per article).
+_NUMBER = re.compile(r"\d(?<![\w.,]\d)(?:[\d.,]*\d)?(?!\w)")
 # years (1900-2099) date an article rather than its event; the figures of an event are others
 _YEAR = re.compile(r"(?:19|20)\d\d")
 _THOUSANDS = re.compile(r",(?=\d{3}(?!\d))")
