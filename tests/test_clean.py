@@ -188,6 +188,30 @@ def test_prose_lines_are_not_boilerplate(line):
     assert line_rule(line, RULES) is None
 
 
+def test_phrase_checks_with_the_words_of_the_text_decide_as_with_all_words():
+    # clean_text gives each line only the phrase words its whole text contains
+    lines = [
+        *OWN_TEXT.splitlines(),
+        "Sign up for our daily newsletter | Report abuse",
+        "Cookies help us deliver our services. By using them you accept our cookie policy.",
+        "Affiliate links: we may earn a commission",
+        "ΣΟΦΟΚΛΗΣ ΣΥΝΔΡΟΜΗ Σ | İstanbul subscribe ς",
+        "Click here to load the content · 3 min read",
+        "Leave a comment",
+        # a long line whose segments are short: their weak phrases count
+        "Share on Facebook | Share on Twitter | Share on LinkedIn | Share on WhatsApp | Share by email"
+        " | Subscribe to our coverage of the island | Click to load the map of the ferry routes",
+    ]
+    assert len(lines[-1]) > 160 and line_rule(lines[-1], RULES) == "share"
+    for text in ("\n".join(lines), "\n".join(lines[-7:]), lines[-4], lines[-1]):
+        short = "\n".join(line for line in text.splitlines() if len(line) <= 160 or "|" in line)
+        present = clean._present_words(text.lower(), short.lower())
+        assert all(set(found) <= set(words) for found, words in zip(present, clean._PHRASE_WORD_LISTS, strict=True))
+        for line in text.splitlines():
+            assert line_rule(line, RULES, present=present) == line_rule(line, RULES)
+    assert clean._present_words("no such words") == ((),) * len(clean._PHRASE_WORD_LISTS)
+
+
 def _paths(items) -> list[str]:
     """One string per path through a parsed regex: every branch, every character of an
     all-literal class, repeats at their least count and one more. Other classes and any
