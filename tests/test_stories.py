@@ -650,6 +650,23 @@ def test_profile_does_not_depend_on_what_the_worker_saw_before(monkeypatch) -> N
     assert list(again.terms) == list(first.terms) and list(again.prior) == list(first.prior)
 
 
+@pytest.mark.parametrize("background", [True, False])
+def test_profile_is_the_same_whichever_of_its_words_the_worker_knew(monkeypatch, background) -> None:
+    # the words learned for an article join those it found known (with or without wordfreq)
+    if not background:
+        monkeypatch.setattr(stories, "_frequencies", lambda language: None)
+    monkeypatch.setattr(stories, "_word_facts", {})
+    article = make("https://a.example/bikes", *BIKE_LANES)
+    fresh = compute_text_profile(article)
+    for known in ("", BIKE_LANES[1][: len(BIKE_LANES[1]) // 2], TOKYO_VISIT[1]):
+        monkeypatch.setattr(stories, "_word_facts", {})
+        if known:
+            compute_text_profile(make("https://b.example/part", "", known))
+        again = compute_text_profile(article)
+        assert again == fresh
+        assert list(again.terms) == list(fresh.terms) and list(again.prior) == list(fresh.prior)
+
+
 def test_inflected_german_reports_match_and_function_words_do_not() -> None:
     pytest.importorskip("wordfreq")
     pytest.importorskip("Stemmer")
