@@ -622,6 +622,13 @@ def test_entity_pattern_matches_capitalised_runs_as_defined() -> None:
         assert _ENTITY.findall(text) == defined.findall(text)
 
 
+def test_cjk_span_holds_every_cjk_character() -> None:
+    # _tokens skips the CJK bigrams for a text without a character of the span
+    cjk = [c for c in map(chr, range(0x110000)) if stories._CJK.fullmatch(c)]
+    assert len(cjk) > 39000
+    assert all(stories._CJK_SPAN.fullmatch(c) for c in cjk)
+
+
 def test_figure_pattern_matches_as_defined() -> None:
     # the definition: a digit not after a word character, "." or ",", then digits and
     # separators ending in a digit, not followed by a word character
