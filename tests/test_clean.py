@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,7 +14,7 @@ try:  # the regex parser, to enumerate what a phrase pattern can match
 except ImportError:  # pragma: no cover - Python 3.10
     import sre_parse
 
-from transforms import clean, records
+from transforms import clean, fingerprint, records
 from transforms.clean import (
     Cleaned,
     CleanRules,
@@ -119,6 +120,30 @@ def test_every_removal_is_named_and_audited():
     all_words = set(re.findall(r"\w+", body))
     kept_or_removed = set(re.findall(r"\w+", cleaned.text + " " + " ".join(cleaned.removed)))
     assert all_words <= kept_or_removed
+
+
+def test_cleaned_text_hands_on_the_words_fingerprint_reads():
+    # clean_article lets the next stages read the cleaned text's words from its lines' keys;
+    # they must be what they would read from the text, and a text that NFKC changes
+    # (fullwidth letters) must not be read so
+    texts = [
+        OWN_TEXT,
+        "Ferry link reopens\n* * *\nThe ΟΔΟΣ ΣΟΦΟΚΛΗΣ ferry, İstanbul's, reopened; straße 3,5 km.\n* * *",
+        "The ＡＢＣ ferry (ﬁnal run) left at 10:30.\nIt carried 300 passengers and their cars.",
+    ]
+    for text in texts:
+        for rules in (RULES, CleanRules(disabled=("no_letters", "repeated_paragraph"))):
+            cleaned = clean_text(text, "Ferry link reopens", rules)
+            if unicodedata.is_normalized("NFKC", cleaned.text):
+                assert cleaned.keys.split() == fingerprint.words(cleaned.text)
+            article = clean_article(Article(url="https://x.example/a", fetched_at=T0, text=text), rules)
+            fingerprint._recent.clear()
+            expected = fingerprint.recent_normalised(article.text)
+            assert expected == (unicodedata.normalize("NFKC", article.text), tuple(fingerprint.words(article.text)))
+            fingerprint._recent.clear()
+            assert clean_article(Article(url="https://x.example/a", fetched_at=T0, text=text), rules) == article
+            assert fingerprint.recent_normalised(article.text) == expected
+    assert not unicodedata.is_normalized("NFKC", clean_text(texts[2], None, RULES).text)
 
 
 def test_disabled_rule_group_keeps_its_lines():

@@ -46,7 +46,7 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -55,6 +55,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
 from transforms import records
+from transforms.fingerprint import remember_words
 from transforms.records import Article, Failure
 
 RULE_GROUPS = (
@@ -147,6 +148,10 @@ class Cleaned:
     title: str | None
     rules_fired: tuple[str, ...]
     removed: tuple[str, ...]
+    #: the keys (``_key``) of the lines of ``text`` joined by spaces: the casefolded words of
+    #: the lines one after the other, what ``fingerprint.words`` gives for the text when it is
+    #: its own NFKC form
+    keys: str = field(default="", compare=False, repr=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -853,9 +858,11 @@ def clean_text(
                 break
 
     if rules.enabled("repeated_paragraph"):
-        kept = _drop_repeats(kept, kept_keys, drop, rules.min_contained_chars, rules.min_repeat_chars)
+        order = _unrepeated(kept, kept_keys, drop, rules.min_contained_chars, rules.min_repeat_chars)
+        kept = [kept[i] for i in order]
+        kept_keys = [kept_keys[i] for i in order]
 
-    return Cleaned("\n".join(kept), clean_title, tuple(fired), tuple(removed))
+    return Cleaned("\n".join(kept), clean_title, tuple(fired), tuple(removed), " ".join(kept_keys))
 
 
 # Headers that open a user-comment section. After the first part of a text, a header that
@@ -979,15 +986,21 @@ def _comment_thread_start(lines: list[str], rules: CleanRules) -> int | None:
 
 def _drop_repeats(lines: list[str], keys: list[str], drop, min_contained: int, min_repeat: int) -> list[str]:
     """``lines`` without repeated and contained paragraphs; ``keys``: their _key."""
+    return [lines[i] for i in _unrepeated(lines, keys, drop, min_contained, min_repeat)]
+
+
+def _unrepeated(lines: list[str], keys: list[str], drop, min_contained: int, min_repeat: int) -> list[int]:
+    """Indexes of the ``lines`` that ``_drop_repeats`` keeps (clean_text keeps the words of
+    each line with it)."""
     seen: set[str] = set()
-    unique: list[str] = []
+    unique: list[int] = []
     unique_keys: list[str] = []
-    for line, key in zip(lines, keys, strict=True):
+    for index, (line, key) in enumerate(zip(lines, keys, strict=True)):
         if key in seen and len(key) >= min_repeat:
             drop("repeated_paragraph", line)
             continue
         seen.add(key)
-        unique.append(line)
+        unique.append(index)
         unique_keys.append(key)
     # A line is contained in another when its key, padded with spaces (whole words only),
     # occurs in the other's padded key; equal long lines are gone already, so that line is
@@ -999,7 +1012,7 @@ def _drop_repeats(lines: list[str], keys: list[str], drop, min_contained: int, m
     else:
         contained = _contained_by_index(padded, candidates)
     for index in sorted(contained):
-        drop("repeated_paragraph", unique[index])
+        drop("repeated_paragraph", lines[unique[index]])
     return [line for index, line in enumerate(unique) if index not in contained]
 
 
@@ -1091,6 +1104,7 @@ def clean_article(
             f"{len(cleaned.text)} characters < min_text_chars {rules.min_text_chars}",
             article.fetched_at,
         )
+    remember_words(cleaned.text, cleaned.keys)  # for Fingerprint and the stages after it
     return records.replace(
         article,
         text=cleaned.text,
