@@ -990,7 +990,7 @@ def _drop_repeats(lines: list[str], keys: list[str], drop, min_contained: int, m
 
 
 def _unrepeated(lines: list[str], keys: list[str], drop, min_contained: int, min_repeat: int) -> list[int]:
-    """Indexes of the ``lines`` that ``_drop_repeats`` keeps (clean_text keeps the words of
+    """Indexes of the ``lines`` that ``_drop_repeats`` keeps (clean_text keeps the key of
     each line with it)."""
     seen: set[str] = set()
     unique: list[int] = []
@@ -1013,7 +1013,7 @@ def _unrepeated(lines: list[str], keys: list[str], drop, min_contained: int, min
         contained = _contained_by_index(padded, candidates)
     for index in sorted(contained):
         drop("repeated_paragraph", lines[unique[index]])
-    return [line for index, line in enumerate(unique) if index not in contained]
+    return [line for position, line in enumerate(unique) if position not in contained]
 
 
 #: While (candidate lines x text length) stays below this, _drop_repeats searches the whole
