@@ -419,7 +419,9 @@ def _learn_words(language: str, new: Iterable[str], known: dict[str, _WordFact])
     if table is None:
         facts = list(zip(kept, stems, repeat(FALLBACK_DF, len(kept)), strict=True))
     else:
-        facts = list(zip(kept, stems, map(_share_of.__getitem__, map(table.get, kept, repeat(RARE_WORD_FREQ))), strict=True))
+        facts = list(
+            zip(kept, stems, map(_share_of.__getitem__, map(table.get, kept, repeat(RARE_WORD_FREQ))), strict=True)
+        )
     known.update(zip(kept, facts, strict=True))
     for token in new:
         known.setdefault(token, ())
