@@ -473,6 +473,45 @@ def test_byline_attribute_check_agrees_with_the_regex(html):
     assert extract_mod._ends_byline_attribute(html, tag_start, at) == expected
 
 
+def _may_have_byline_word_by_word(html):
+    """The byline pre-check as first written: every word of _BYLINE_WORDS searched on its own."""
+    if extract_mod._BYLINE_ELEMENT.search(html):
+        return True
+    for word in extract_mod._BYLINE_WORDS:
+        at = html.find(word)
+        while at != -1:
+            tag_start = html.rfind("<", 0, at)
+            if tag_start > html.rfind(">", 0, at) and extract_mod._ends_byline_attribute(html, tag_start, at):
+                return True
+            at = html.find(word, at + 1)
+    return False
+
+
+@pytest.mark.parametrize("word", extract_mod._BYLINE_WORDS)
+def test_byline_scans_find_every_word(word):
+    assert extract_mod._may_have_byline(f'<div class="story-{word}">')
+    assert extract_mod._may_have_byline(f"<span data-testid = '{word}'>")
+    assert not extract_mod._may_have_byline(f'<p>{word}</p><div title="{word}">')
+
+
+def test_byline_scans_agree_with_the_word_by_word_search():
+    import random
+
+    rng = random.Random(11)
+    pieces = [
+        *extract_mod._BYLINE_WORDS, "name", "-name", "ed-by", "bian", "user", "screen", "posted", "xiao",
+        "<div ", "<p>", "</p>", ">", " class=", " id = ", " title=", ' data-name="', "'", '"', "=", " ", "<",
+        "<author>", "<rel ", "x",
+    ]  # fmt: skip
+    soups = ["".join(rng.choice(pieces) for _ in range(rng.randrange(1, 30))) for _ in range(20000)]
+    found = 0
+    for soup in soups:
+        expected = _may_have_byline_word_by_word(soup)
+        assert extract_mod._may_have_byline(soup) == expected, soup
+        found += expected
+    assert 2000 < found < 18000  # both answers are exercised
+
+
 def test_fast_element_lookup_keeps_lxml_classes_and_texts(monkeypatch):
     from lxml import html as lxml_html
     from trafilatura import utils

@@ -596,17 +596,38 @@ _BYLINE_ATTRIBUTES = frozenset({"class", "id", "rel", "itemprop", "data-testid",
 _BYLINE_ELEMENT = re.compile(r"<(?:author|rel)\b", re.IGNORECASE)
 
 
+def _scans_by_part(words: tuple[str, ...], parts: tuple[str, ...]) -> dict[str, tuple[tuple[str, int], ...]]:
+    """What to search for ``words``: each word containing one of ``parts`` is found through
+    that part (with the part's offset in the word), every other word through itself."""
+    scans: dict[str, tuple[tuple[str, int], ...]] = {}
+    for word in words:
+        key = next((part for part in parts if part in word), word)
+        scans[key] = (*scans.get(key, ()), (word, word.index(key)))
+    return scans
+
+
+# Words sharing a part are found in one scan of the page: a scan reads the whole page when the
+# part is absent (~0.15 ms for a page of the 1k corpus), while "name" occurs ~60 times per page,
+# each occurrence tested for the four words ending in it (14 -> 9 scans; 0.52 -> 0.44 ms per
+# page searched, in extract_page on the 1k corpus).
+_BYLINE_SCANS = _scans_by_part(_BYLINE_WORDS, ("name", "ed-by", "bian"))
+
+
 def _may_have_byline(html: str) -> bool:
-    """False when no element of the page can match trafilatura's byline XPaths (see above)."""
+    """False when no element of the page can match trafilatura's byline XPaths (see above).
+    Each occurrence of a word is tested once, found through its part in ``_BYLINE_SCANS``."""
     if _BYLINE_ELEMENT.search(html):
         return True
-    for word in _BYLINE_WORDS:
-        at = html.find(word)
-        while at != -1:
-            tag_start = html.rfind("<", 0, at)
-            if tag_start > html.rfind(">", 0, at) and _ends_byline_attribute(html, tag_start, at):
-                return True
-            at = html.find(word, at + 1)
+    for key, words in _BYLINE_SCANS.items():
+        found = html.find(key)
+        while found != -1:
+            for word, offset in words:
+                at = found - offset
+                if at >= 0 and html.startswith(word, at):
+                    tag_start = html.rfind("<", 0, at)
+                    if tag_start > html.rfind(">", 0, at) and _ends_byline_attribute(html, tag_start, at):
+                        return True
+            found = html.find(key, found + 1)
     return False
 
 
