@@ -512,6 +512,39 @@ def test_byline_scans_agree_with_the_word_by_word_search():
     assert 2000 < found < 18000  # both answers are exercised
 
 
+_META_HEAD = """<html lang="en-GB"><head>
+<meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<meta name="description" content="A title, an author and a section, described">
+<META NAME="Author" CONTENT="Jo &amp; Ann Smith">
+<meta name="author" content="Second Author">
+<meta property='OG:Title' content='Harbour &quot;barrier&quot; opens'>
+<meta name=twitter:title content=Ignored>
+<meta data-title="x" content="no key here">
+<meta itemprop="datePublished" content=" 2024-03-05T08:00:00Z ">
+<meta name="pubdate" content="2024-03-01">
+<meta property="og:locale" content="fr_FR"><meta name="language" content="de">
+<meta property="article:section" content="Local">
+<meta property="article:author" content="">
+</head><body><p>Text</p></body></html>"""
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        _META_HEAD,
+        _META_HEAD.replace('<html lang="en-GB">', "<html>"),
+        _META_HEAD.replace("OG:Title", "og:site_name").replace("datePublished", "dateModified"),
+        _META_HEAD.replace("Author", "keywords").replace('name="author"', 'name="AUTHOR-x"'),
+        '<meta property="article:published_time" content="2024-03-06"><meta name="title" content="T">',
+        "<meta name=\"\u0130author\" content=\"odd case\"><meta name='language' content='nl'>",
+    ],
+)
+def test_meta_tags_without_a_read_key_are_skipped_unchanged(monkeypatch, html):
+    found = extract_mod.page_metadata(html)
+    monkeypatch.setattr(extract_mod, "_META_KEY_PARTS", ("",))  # every <meta> parsed
+    assert found == extract_mod.page_metadata(html)
+
+
 def test_fast_element_lookup_keeps_lxml_classes_and_texts(monkeypatch):
     from lxml import html as lxml_html
     from trafilatura import utils

@@ -293,6 +293,12 @@ _ARTICLE_TYPES = {
     "techarticle",
 }
 _TAG = re.compile(r"<[^>]+>")
+#: a part of each <meta> key that page_metadata reads (og:title, twitter:title,
+#: article:published_time, datepublished, pubdate, author, article:author, og:locale, language,
+#: article:section). A key is a lower-cased attribute value of the tag, so it is part of the
+#: lower-cased tag: a tag without any of these parts is not parsed (~87 % of the tags of the 1k
+#: corpus; page_metadata 0.295 -> 0.283 ms per page in extract_page, most of it the scans).
+_META_KEY_PARTS = ("title", "published", "pubdate", "author", "locale", "language", "section")
 
 
 @dataclass(frozen=True)
@@ -377,6 +383,9 @@ def page_metadata(html: str) -> PageMeta:
             found = {k: v for k, v in found.items() if v}
     meta: dict[str, str] = {}
     for tag in _META_TAG.findall(html[:300_000]):
+        lowered = tag.lower()
+        if not any(part in lowered for part in _META_KEY_PARTS):
+            continue  # its key, if any, is none that is read below
         attrs = {m[0].lower(): m[1] or m[2] or m[3] for m in _ATTR.findall(tag)}
         key = (attrs.get("property") or attrs.get("name") or attrs.get("itemprop") or "").lower()
         if key and attrs.get("content") and key not in meta:
