@@ -42,25 +42,35 @@ CLASSES = ("x", "X", "reply-1", "foot", "footer", "AB", "ab", "ba", "aX", "cooki
            "sh", "share", "\u212a", "K", "", "a b")  # fmt: skip
 
 
-def _soup(rng: random.Random, elements: int = 120) -> str:
-    tags = ("div", "p", "span", "section", "ul", "h1", "h2", "aside", "a")
+def _random_page(rng: random.Random, elements: int, close_chance: float, open_element) -> str:
+    """A page of ``elements`` random steps: close the innermost element (``close_chance``) or
+    open one (``open_element(rng)`` -> (tag, markup)); what is left open is closed at the end."""
     parts, open_tags = ["<html><body>"], []
     for _ in range(elements):
-        if open_tags and rng.random() < 0.35:
+        if open_tags and rng.random() < close_chance:
             parts.append(f"</{open_tags.pop()}>")
             continue
+        tag, markup = open_element(rng)
+        parts.append(markup)
+        open_tags.append(tag)
+    parts.extend(f"</{tag}>" for tag in reversed(open_tags))
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+def _soup(rng: random.Random, elements: int = 120) -> str:
+    tags = ("div", "p", "span", "section", "ul", "h1", "h2", "aside", "a")
+
+    def open_element(rng: random.Random) -> tuple[str, str]:
         tag = rng.choice(tags)
         attrs = [
             f'{name}="{rng.choice(CLASSES)}"'
             for name in rng.sample(("class", "id", "data-x", "style"), rng.randint(0, 3))
         ]
-        parts.append(f"<{tag} {' '.join(attrs)}>text")
-        if rng.random() < 0.1:
-            parts.append("<!-- a comment --><?pi x?>")
-        open_tags.append(tag)
-    parts.extend(f"</{tag}>" for tag in reversed(open_tags))
-    parts.append("</body></html>")
-    return "".join(parts)
+        comment = "<!-- a comment --><?pi x?>" if rng.random() < 0.1 else ""
+        return tag, f"<{tag} {' '.join(attrs)}>text{comment}"
+
+    return _random_page(rng, elements, 0.35, open_element)
 
 
 @pytest.mark.parametrize("path", SELECTORS)
@@ -112,18 +122,13 @@ def _child_soup(rng: random.Random, elements: int = 80) -> str:
     """Pages where <rel> children hold "me" in one text, split by markup or a comment, or not."""
     rels = ("<rel>me</rel>", "<rel>m<b>e</b></rel>", "<rel>m<!-- x -->e</rel>", "<rel>m e</rel>", "<rel> me</rel>",
             "<rel></rel>", "<rel>me<i></i></rel>", "<rel>mee</rel>", "<author>me</author>")  # fmt: skip
-    parts, open_tags = ["<html><body>"], []
-    for _ in range(elements):
-        if open_tags and rng.random() < 0.3:
-            parts.append(f"</{open_tags.pop()}>")
-            continue
+
+    def open_element(rng: random.Random) -> tuple[str, str]:
         tag = rng.choice(("div", "a", "p"))
         attrs = rng.choice(("", 'rel="author"', 'id="x"', 'rel="me"'))
-        parts.append(f"<{tag} {attrs}>text" + "".join(rng.sample(rels, rng.randint(0, 2))))
-        open_tags.append(tag)
-    parts.extend(f"</{tag}>" for tag in reversed(open_tags))
-    parts.append("</body></html>")
-    return "".join(parts)
+        return tag, f"<{tag} {attrs}>text" + "".join(rng.sample(rels, rng.randint(0, 2)))
+
+    return _random_page(rng, elements, 0.3, open_element)
 
 
 @pytest.mark.parametrize("path", CHILD_SELECTORS)
