@@ -414,7 +414,7 @@ def _learn_words(language: str, new: Iterable[str], known: dict[str, _WordFact])
     facts of the content words among them."""
     table = _frequencies(language)
     stemmer = _stemmer(language)
-    kept = [t for t in new if len(t) > 1 and not t.isdigit() and t not in STOPWORDS]  # _keep
+    kept = [t for t in new if _keep(t)]
     stems = stemmer.stemWords(kept) if stemmer is not None else [_light_stem(t) for t in kept]
     if table is None:
         facts = list(zip(kept, stems, repeat(FALLBACK_DF, len(kept)), strict=True))
