@@ -1140,6 +1140,9 @@ def _lazy_cleaned_backup() -> None:
     import trafilatura.core as core
     import trafilatura.external as external
 
+    needed = ((core, "_prepare_tree"), (core, "tree_cleaning"), (core, "convert_tags"), (external, "justext_rescue"))
+    if not all(hasattr(module, name) for module, name in needed):
+        return  # a trafilatura laid out otherwise keeps its own copies
     SHIPPED_BACKUP_FUNCTIONS.update(_prepare_tree=core._prepare_tree, justext_rescue=external.justext_rescue)
 
     def prepare_tree(tree: Any, options: Any, url: str | None) -> tuple[Any, Any]:
