@@ -146,6 +146,32 @@ def test_cleaned_text_hands_on_the_words_fingerprint_reads():
     assert not unicodedata.is_normalized("NFKC", clean_text(texts[2], None, RULES).text)
 
 
+def test_related_list_after_its_header_goes_and_prose_after_it_stays():
+    prose = "The harbour barrier closed for the first time on Tuesday as the storm surge rose."
+    later = "Engineers will inspect the gates next week, the port authority said."
+    text = "\n".join(
+        [
+            prose,
+            "Related Articles",
+            "Ferry services resume after the storm",
+            "Dock workers vote on new contract, results expected...",
+            "Harbour museum reopens!",
+            later,
+            "Weather warnings: what the colours mean",
+        ]
+    )
+    cleaned = clean_text(text, None, RULES)
+    assert cleaned.text.splitlines() == [prose, later, "Weather warnings: what the colours mean"]
+    assert cleaned.rules_fired == ("related",)
+    assert "Dock workers vote on new contract, results expected..." in cleaned.removed
+    # A related lead-in before any text opens no list: the next heading is the article's.
+    opening = clean_text("Related\nStorm surge closes the barrier\n" + prose, None, RULES)
+    assert opening.text.splitlines() == ["Storm surge closes the barrier", prose]
+    # Without the related group, neither the header nor its list goes.
+    kept = clean_text(text, None, CleanRules(("related",)))
+    assert kept.text == text
+
+
 def test_disabled_rule_group_keeps_its_lines():
     cleaned = clean_text("Some prose sentence here.\nComments (3)", None, CleanRules(("comments",)))
     assert "Comments (3)" in cleaned.text
@@ -169,6 +195,10 @@ def test_disabled_rule_group_keeps_its_lines():
         "Lee también: El puente abre en mayo",
         "Lea: El puente abre en mayo",
         "Previous: Harbour barrier opens",
+        "Schon gelesen?",
+        "Most viewed",
+        "| Weitere Artikel zum Thema |",
+        "| | Share on Facebook | |",
         "Foto: dpa",
         "(Photo by Jane Roe/Getty Images)",
         "Anzeige",

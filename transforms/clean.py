@@ -14,7 +14,9 @@ is lost silently. Rule groups (switch off with ``CleanRules.disabled``):
 * ``share``           share/follow/print bars ("Share on Facebook", "Teilen", "Partager").
 * ``newsletter``      newsletter, subscription and paywall prompts.
 * ``related``         read-more / related-content lead-ins ("Read more:", "Lesen Sie auch",
-                      "Lea también:", "Previous: <headline>").
+                      "Lea también:", "Previous: <headline>"); after a lead-in alone on its
+                      line ("Related Articles"), the list it opens: the headlines and cut
+                      teasers ("... running a...") up to the first prose line.
 * ``photo_credit``    photo/image credits and short captions ending in a © credit.
 * ``legal``           cookie notices, copyright and rights lines.
 * ``advert``          advertisement markers ("Advertisement", "Anzeige") and affiliate
@@ -33,8 +35,9 @@ The phrase rules use word lists in English, German, French, Spanish, Italian, Po
 Dutch and Polish, and only fire on short lines made (almost) entirely of those words, so prose
 that merely mentions "comments" or "newsletter" is never touched. A line made of segments
 separated by " | " or " · " is boilerplate when every segment is ("May 2, 2024 | Tags: x |
-3 Comments"). Link density is a structural signal of the HTML, so it is applied by the
-extract stage (rule ``link_density``); its removals arrive here in ``rules_fired``/``removed``.
+3 Comments"), a one-cell table row ("| Related articles |") when its cell is. Link density
+is a structural signal of the HTML, so it is applied by the extract stage (rule
+``link_density``); its removals arrive here in ``rules_fired``/``removed``.
 """
 
 from __future__ import annotations
@@ -359,7 +362,10 @@ _NEWSLETTER_WORDS = (
 )
 _RELATED = re.compile(
     r"^(?:read more|read also|also read|read next|see also|related(?: articles?| stories| "
-    r"content| news| posts?| coverage| topics?| reading)?|more on this|more from|more stories|"
+    r"content| news| posts?| coverage| topics?| reading)?|more on this|more from|more in|more stories|"
+    r"most (?:viewed|shared|commented|emailed)|editor'?s picks|don'?t miss|"
+    r"schon gelesen|meist ?gelesene?|meist(?:-| )?(?:diskutiert|kommentiert|gelesen)e?|"
+    r"kommentierte artikel|"
     r"more news|recommended(?: for you| stories| articles)?|you may also like|you might also "
     r"like|you may be interested|most read|most popular|trending(?: now)?|top stories|"
     r"lesen sie (?:auch|mehr|hier)|mehr zum thema|mehr dazu|auch interessant|das könnte sie "
@@ -382,7 +388,7 @@ _RELATED = re.compile(
     r"dans la même rubrique|nos articles|powiązane|podobne artykuły|artigos relacionados|"
     r"also see|all about|(?:previous|next|prev|older|newer|vorheriger|nächster|précédent|"
     r"suivant|anterior|siguiente)(?: (?:post|article|story|entry|artikel|beitrag))?\s*[:»›])"
-    r"(?!\w)\s*[:»›>.…-]*",
+    r"(?!\w)\s*[:»›>.…?!-]*",
     re.IGNORECASE,
 )
 _PHOTO_CREDIT = re.compile(
@@ -596,6 +602,37 @@ def _is_related(line: str) -> bool:
     return not rest or lead[-1] in ":»›>.…-" or len(stripped) <= 80 and not rest.endswith(".")
 
 
+def _cell(line: str) -> str:
+    """The text of a one-cell table row as trafilatura writes it ("| Related articles |")."""
+    return line.strip(" |") if line[:1] == "|" or line[-1:] == "|" else line
+
+
+def _related_header(line: str) -> bool:
+    """A related-content lead-in alone on its line ("Related Articles", "| Mehr zum Thema |"):
+    the lines after it list other articles (``_is_teaser``)."""
+    stripped = _cell(line).lstrip("•·-–—»›> ")
+    match = _RELATED.match(stripped)
+    return match is not None and not stripped[match.end() :].strip()
+
+
+#: After a related-content header, at most this many following lines are taken as its list
+_TEASER_LINES = 12
+#: a line of such a list: a headline (at most this many characters, no closing full stop)...
+_TEASER_MAX_CHARS = 150
+#: ...or a teaser cut short with an ellipsis (at most this many)
+_CUT_TEASER_MAX_CHARS = 300
+_CLOSED = re.compile(r"[.:;][\"'”’»)]*$")
+
+
+def _is_teaser(line: str) -> bool:
+    """A line of a related-articles list: a headline (short, not closed by a full stop, colon
+    or semicolon) or a teaser cut short ("... running a...")."""
+    text = _cell(line)
+    if text.endswith(("...", "…")):
+        return len(text) <= _CUT_TEASER_MAX_CHARS
+    return len(text) <= _TEASER_MAX_CHARS and not _CLOSED.search(text)
+
+
 def _is_tag_run(line: str) -> bool:
     """Run-on tag strip: short, no sentence punctuation at the end, two or more glued words."""
     if len(line) > 160 or _TERMINAL.search(line) or line.count(",") > 1:
@@ -724,11 +761,14 @@ def line_rule(
         return None
     rule = _segment_rule(line, rules, key, words, present)
     # Only lines with a separator character can split into segments (cheap test first).
-    if rule is None and ("|" in line or "·" in line or "•" in line) and _SEGMENTS.search(line):
+    # Table rows ("| Related articles |", "| | Share | Print |") are judged by their cells.
+    if rule is None and ("|" in line or "·" in line or "•" in line) and _SEGMENTS.search(_cell(line)):
         parts = [p for p in _SEGMENTS.split(line.strip(" |·•")) if p.strip(" |·•")]
         found = [_segment_rule(p, rules, present=present) for p in parts]
         if len(parts) > 1 and all(found):
             rule = found[0]
+    elif rule is None and _cell(line) != line:
+        rule = _segment_rule(_cell(line), rules, present=present)
     return rule
 
 
@@ -832,6 +872,7 @@ def clean_text(
     present = _present_words(_lowered_text(candidates), _lowered_text(short))
     kept: list[str] = []
     kept_keys: list[str] = []
+    teasers = 0  # lines that the last related-content header may still take as its list
     for line in lines:
         words = _WORD.findall(line.casefold())
         key = " ".join(words)  # _key(line)
@@ -843,6 +884,15 @@ def clean_text(
             and key in host_boilerplate  # the line is normalised: key is its line_key
         ):
             rule = "host_boilerplate"
+        if rule is None and teasers:
+            if _is_teaser(line):
+                rule, teasers = "related", teasers - 1
+            else:
+                teasers = 0
+        elif rule == "related" and kept and _related_header(line):
+            # "Related articles" after some of the text: the headlines and cut teasers that
+            # follow list other articles (the first prose line ends the list)
+            teasers = _TEASER_LINES
         if rule is not None:
             drop(rule, line)
         else:
