@@ -200,7 +200,7 @@ _PLATFORMS = _words(
 )
 _SHARE_CORE = _words(
     "share shares sharing shared tweet follow teilen geteilt folgen drucken partager partagez "
-    "suivez imprimer compartir comparte síguenos síguenos imprimir udostępnij obserwuj drukuj "
+    "suivez imprimer compartir comparte síguenos siguenos imprimir udostępnij obserwuj drukuj "
     "condividi seguici stampa delen deel volg compartilhe compartilhar siga"
 )
 _SHARE_VOCAB = (
@@ -210,9 +210,17 @@ _SHARE_VOCAB = (
         "this article story post page on via us our and or the in by with auf per artikel "
         "diesen beitrag uns sur nous cet article en este artículo nos ten artykuł na nas su "
         "questo articolo dit artikel op ons este artigo no nos link kopieren copier enlace "
-        "copiar kopiuj copia"
+        "copiar kopiuj copia mit"
     )
 )
+#: "Follow The Daily on Twitter, Instagram and Facebook @daily ...": a line that opens with one
+#: of these verbs and names two or more of ``_SOCIAL`` is a follow prompt, whatever else it says
+_FOLLOW = _words("follow síguenos siguenos sigue folgen folgt folge suivez seguici seguiteci obserwuj volg siga sigam")
+_SOCIAL = _words(
+    "facebook twitter instagram youtube tiktok linkedin whatsapp telegram pinterest reddit bluesky mastodon snapchat"
+)
+#: the like button's label left alone on its line ("Like this:", "Gefällt mir:")
+_LIKE_LABEL = re.compile(r"(?:like this|gefällt mir|j'aime ceci|me gusta esto|mi piace)\W*", re.IGNORECASE)
 
 _COMMENT_PROMPT = re.compile(
     r"^(?:keine|no|noch keine|aucun|sin|brak|nessun)\w* (?:kommentare?|comments?|commentaires?|"
@@ -292,7 +300,7 @@ _DATE_PREFIX = re.compile(
 
 _NEWSLETTER = re.compile(
     r"(?:^\W*(?:sign up|subscribe|register|join)\b|sign up (?:for|to) (?:our|the|a|free|my)\b|"
-    r"subscribe (?:to our|now|today|for free)|"
+    r"subscribe (?:to our|now|today|for free|to (?:read|view|continue))|please subscribe|"
     r"newsletter (?:abonnieren|bestellen|anmelden|sign ?up)|already a (?:subscriber|"
     r"member)|log ?in to (?:continue|read)|to continue reading|register to (?:read|continue)|"
     r"become a (?:member|subscriber)|support (?:our|independent) journalism|unlock (?:this|"
@@ -697,9 +705,23 @@ def _comments(s: _Segment) -> bool:
     )
 
 
+#: "on" in the languages of ``_FOLLOW``
+_ON = _words("on en auf sur su na op no em in")
+
+
+def _follow_prompt(words: list[str]) -> bool:
+    """After a follow verb: "on <network>" within the first words (not "Follow the money,
+    they told reporters on Twitter"), and two networks named in all."""
+    near = any(words[i] in _ON and words[i + 1] in _SOCIAL for i in range(1, min(len(words) - 1, 5)))
+    return near and len(_SOCIAL.intersection(words)) >= 2
+
+
 def _share(s: _Segment) -> bool:
-    return _vocab_match(s.words, _SHARE_CORE, _SHARE_VOCAB, 16) or (
-        len(s.words) >= 2 and all(w in _PLATFORMS for w in s.words)
+    return (
+        _vocab_match(s.words, _SHARE_CORE, _SHARE_VOCAB, 16)
+        or (len(s.words) >= 2 and all(w in _PLATFORMS for w in s.words))
+        or (bool(s.words) and s.words[0] in _FOLLOW and _follow_prompt(s.words))
+        or (len(s.words) <= 3 and bool(_LIKE_LABEL.fullmatch(s.text)))
     )
 
 
@@ -721,7 +743,7 @@ def _photo_credit(s: _Segment) -> bool:
 
 def _ui(s: _Segment) -> bool:
     return (s.short and _has_phrase(s.low, s.present[_UI_AT], _UI_LC)) or (
-        len(s.text) <= 60 and not s.text.endswith(".") and bool(_UI_LABEL.search(s.text))
+        len(s.text) <= 60 and (not s.text.endswith(".") or s.text.endswith("...")) and bool(_UI_LABEL.search(s.text))
     )
 
 
