@@ -5,7 +5,8 @@ fired (``rules_fired``) and keeps every piece of text a rule removed (``removed`
 is lost silently. Rule groups (switch off with ``CleanRules.disabled``):
 
 * ``dateline_meta``   leading "date 2025-10-26" / "Published: ..." prefixes and lines that are
-                      only dates, times, reading times or update stamps.
+                      only dates, times, reading times or update stamps ("Updated 10
+                      minutes ago").
 * ``nav``             previous/next navigation ("Previous Post Next Post", "Nächster Artikel").
 * ``comments``        comment counters and prompts ("Comments (0)", "Add Comment"), and
                       trailing user-comment threads: >= 2 comment signatures ("Posted by:
@@ -24,7 +25,9 @@ is lost silently. Rule groups (switch off with ``CleanRules.disabled``):
 * ``tags``            tag/topic lists ("Tags: ...") and run-on tag strips glued without
                       spaces ("Marco RubioPakistan - United StatesUS Secretary of State").
 * ``ui``              interface text: show/load more, loading, embed placeholders, log-in
-                      and paywall prompts, reading-time notes.
+                      and paywall prompts, reading-time notes, the buttons of current
+                      templates ("Listen to this article", "Gift this article", "toggle
+                      caption", "Skip to main content", a lone "Menu").
 * ``no_letters``      lines without any letter or digit (separators, bullets).
 * ``repeated_title``  the title repeated as one of the first body lines.
 * ``repeated_paragraph``  a paragraph that occurs again (the first is kept), or that is wholly
@@ -301,6 +304,7 @@ _DATE_PREFIX = re.compile(
 _NEWSLETTER = re.compile(
     r"(?:^\W*(?:sign up|subscribe|register|join)\b|sign up (?:for|to) (?:our|the|a|free|my)\b|"
     r"subscribe (?:to our|now|today|for free|to (?:read|view|continue))|please subscribe|"
+    r"unlimited (?:digital )?access|"
     r"newsletter (?:abonnieren|bestellen|anmelden|sign ?up)|already a (?:subscriber|"
     r"member)|log ?in to (?:continue|read)|to continue reading|register to (?:read|continue)|"
     r"become a (?:member|subscriber)|support (?:our|independent) journalism|unlock (?:this|"
@@ -334,6 +338,7 @@ _NEWSLETTER_WORDS = (
     "become a",
     "support",
     "unlock",
+    "unlimited",
     "abonn",
     "abo abschließen",
     "inscrivez",
@@ -388,7 +393,7 @@ _RELATED = re.compile(
     r"(?:dich|sie|euch) auch interessieren|vorschau auf den nächsten|dowiedz się więcej|"
     r"przeczytaj (?:też|także|również)|à voir aussi|à découvrir aussi|sur le même thème|"
     r"más noticias|otras noticias|ti potrebbe interessare|potrebbe interessarti anche|"
-    r"(?:lea|lee|vea|mira|mire|ver|siehe|voir|lire|leia|veja|leggi|zobacz|czytaj|lesen)\s*:|"
+    r"(?:lea|lee|vea|mira|mire|ver|siehe|voir|lire|leia|veja|leggi|zobacz|czytaj|lesen|watch)\s*:|"
     r"lea (?:también|más|además)|vea (?:también|además)|le puede interesar|puedes ver|"
     r"también te puede interesar|notas relacionadas|contenido relacionado|más sobre|"
     r"artículos relacionados|auch lesen|mehr themen|zum weiterlesen|top-themen|"
@@ -412,7 +417,8 @@ _PHOTO_CREDIT = re.compile(
     re.IGNORECASE,
 )
 _LEGAL = re.compile(
-    r"(?:\bcookies?\b.{0,120}\b(?:use|uses|using|accept|consent|policy|settings|einstellungen|"
+    r"(?:\b(?:we|site|website) uses? cookies\b|accept (?:all )?cookies|our standards: .{0,40}trust principles|"
+    r"\bcookies?\b.{0,120}\b(?:use|uses|using|accept|consent|policy|settings|einstellungen|"
     r"verwendet|akzeptieren|utilise|utilisons|accepter|utiliza|usamos|aceptar|używa|"
     r"akceptuj|utilizza|accetta)"
     r"|all rights reserved|alle rechte vorbehalten|tous droits réservés|todos los derechos "
@@ -446,6 +452,7 @@ _LEGAL_WORDS = (
     "creative commons",
     "privacy policy",
     "terms of",
+    "trust principles",
     "datenschutz",
     "impressum",
     "mentions légales",
@@ -456,7 +463,13 @@ _LEGAL_WORDS = (
 _UI_LABEL = re.compile(
     r"^(?:show|load|view|see) (?:more|all)\b|^(?:mehr|alle) (?:anzeigen|laden)\b|"
     r"^(?:bild|bilder|video|galerie|fotos?) (?:anzeigen|ansehen|vergrößern)\b|"
-    r"^(?:wird geladen|loading|chargement|cargando|ładowanie|caricamento)\b",
+    r"^(?:wird geladen|loading|chargement|cargando|ładowanie|caricamento)\b|"
+    # the buttons and notes of current news templates (audio, gifts, captions, app, skips)
+    r"^(?:listen to this (?:article|story)|listen\W.{0,20}\d+:\d\d|copied!|gift (?:this )?article|"
+    r"save (?:article|story|for later)|(?:article|story) continues below|continue reading (?:the "
+    r"main story|below)|skip to (?:main )?content|skip (?:advertisement|ad)$|jump to comments|"
+    r"(?:hide|toggle|show) caption|enlarge this image|open in (?:the )?app|click to (?:expand|"
+    r"enlarge)|print this (?:page|article)|watch live$|supported by$|(?:menu|close|search|feedback)$)",
     re.IGNORECASE,
 )
 _UI = re.compile(
@@ -582,6 +595,14 @@ def _vocab_match(words: list[str], core: set[str], vocab: set[str], max_words: i
             return False
         has_core = has_core or word in core
     return has_core
+
+
+#: "Published 3 hours ago", "Updated 10 minutes ago", "vor 2 Stunden": a relative time stamp
+_RELATIVE_TIME = re.compile(
+    r"(?:(?:published|updated|posted|last updated|aktualisiert|veröffentlicht)\s*:?\s*)?(?:\d+|an?|one)\s+"
+    r"(?:sec|second|min|minute|hr|hour|day|week|month)s?\s+ago|(?:aktualisiert\s+)?vor \d+ "
+    r"(?:sekunden|minuten|stunden|tagen|wochen)"
+)
 
 
 def _is_date_line(line: str, words: list[str]) -> bool:
@@ -758,7 +779,7 @@ _SEGMENT_CHECKS = (
     ("comments", _comments),
     ("share", _share),
     ("advert", _advert),
-    ("dateline_meta", lambda s: _is_date_line(s.text, s.words)),
+    ("dateline_meta", lambda s: _is_date_line(s.text, s.words) or bool(_RELATIVE_TIME.fullmatch(s.low))),
     ("newsletter", _newsletter),
     ("related", lambda s: _is_related(s.text)),
     ("photo_credit", _photo_credit),
