@@ -18,7 +18,9 @@ is lost silently. Rule groups (switch off with ``CleanRules.disabled``):
                       "Lea también:", "Previous: <headline>"); after a lead-in alone on its
                       line ("Related Articles"), the list it opens: the headlines and cut
                       teasers ("... running a...") up to the first prose line.
-* ``photo_credit``    photo/image credits and short captions ending in a © credit.
+* ``photo_credit``    photo/image credits ("(AP Photo/Jane Roe)", "Image source, Getty
+                      Images"), captions labelled as such ("Media caption, ...") and short
+                      captions ending in a © credit.
 * ``legal``           cookie notices, copyright and rights lines.
 * ``advert``          advertisement markers ("Advertisement", "Anzeige") and affiliate
                       disclosures.
@@ -379,7 +381,7 @@ _RELATED = re.compile(
     r"most (?:viewed|shared|commented|emailed)|editor'?s picks|don'?t miss|"
     r"schon gelesen|meist ?gelesene?|meist(?:-| )?(?:diskutiert|kommentiert|gelesen)e?|"
     r"kommentierte artikel|"
-    r"more news|recommended(?: for you| stories| articles)?|you may also like|you might also "
+    r"more news|up next|read the full (?:story|article)|recommended(?: for you| stories| articles)?|you may also like|you might also "
     r"like|you may be interested|most read|most popular|trending(?: now)?|top stories|"
     r"lesen sie (?:auch|mehr|hier)|mehr zum thema|mehr dazu|auch interessant|das könnte sie "
     r"(?:auch )?interessieren|weitere artikel|weiterlesen|mehr lesen|zum thema|"
@@ -413,7 +415,11 @@ _PHOTO_CREDIT = re.compile(
     r"(?::|/|by\b|©|von\b|par\b|de\b)"
     r"|©|\(c\)\s"
     r"|.{0,80}/(?:getty images|reuters|ap|afp|epa|dpa|shutterstock|istock|anadolu|xinhua)\)?$"
-    r"|(?:getty images|shutterstock|istock(?:photo)?)$)",
+    r"|(?:getty images|shutterstock|istock(?:photo)?)$"
+    # agency photo credits, BBC's labelled captions and credits (a wire story's "Additional
+    # reporting by ...; Editing by ..." stays: trafilatura_eval counts it as the article's)
+    r"|\(?(?:ap|afp|reuters|epa|dpa|getty|xinhua|anadolu) (?:photos?|images)\s*/"
+    r"|(?:image|media|video) (?:source|caption)\s*,)",
     re.IGNORECASE,
 )
 _LEGAL = re.compile(
@@ -469,7 +475,8 @@ _UI_LABEL = re.compile(
     r"save (?:article|story|for later)|(?:article|story) continues below|continue reading (?:the "
     r"main story|below)|skip to (?:main )?content|skip (?:advertisement|ad)$|jump to comments|"
     r"(?:hide|toggle|show) caption|enlarge this image|open in (?:the )?app|click to (?:expand|"
-    r"enlarge)|print this (?:page|article)|watch live$|supported by$|(?:menu|close|search|feedback)$)",
+    r"enlarge)|print this (?:page|article)|watch live$|supported by$|(?:have|got) a (?:news )?(?:tip|story)\b|"
+    r"(?:menu|close|search|feedback|email|print|bookmark|back to top|report an error|keep reading|log ?in)$)",
     re.IGNORECASE,
 )
 _UI = re.compile(
