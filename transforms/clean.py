@@ -627,14 +627,23 @@ def _is_date_line(line: str, words: list[str]) -> bool:
     return named and any(w[0].isdigit() for w in words) or bool(_DATE_SHAPE.search(line))
 
 
-def _is_related(line: str) -> bool:
-    """A read-more / related lead-in: alone on its line, followed by a separator ("Read
-    more: ..."), or opening a short line without a closing full stop ("Related stories")."""
+def _related_lead(line: str) -> tuple[str, str, str] | None:
+    """(line without leading bullets, the read-more / related lead-in it opens with, the rest),
+    or None when it opens with none."""
     stripped = line.lstrip("•·-–—»›> ")
     match = _RELATED.match(stripped)
     if not match:
+        return None
+    return stripped, match.group(0).rstrip(), stripped[match.end() :].strip()
+
+
+def _is_related(line: str) -> bool:
+    """A read-more / related lead-in: alone on its line, followed by a separator ("Read
+    more: ..."), or opening a short line without a closing full stop ("Related stories")."""
+    found = _related_lead(line)
+    if found is None:
         return False
-    lead, rest = match.group(0).rstrip(), stripped[match.end() :].strip()
+    stripped, lead, rest = found
     return not rest or lead[-1] in ":»›>.…-" or len(stripped) <= 80 and not rest.endswith(".")
 
 
@@ -646,9 +655,8 @@ def _cell(line: str) -> str:
 def _related_header(line: str) -> bool:
     """A related-content lead-in alone on its line ("Related Articles", "| Mehr zum Thema |"):
     the lines after it list other articles (``_is_teaser``)."""
-    stripped = _cell(line).lstrip("•·-–—»›> ")
-    match = _RELATED.match(stripped)
-    return match is not None and not stripped[match.end() :].strip()
+    found = _related_lead(_cell(line))
+    return found is not None and not found[2]
 
 
 #: After a related-content header, at most this many following lines are taken as its list
