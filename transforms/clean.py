@@ -819,14 +819,17 @@ def line_rule(
         return None
     rule = _segment_rule(line, rules, key, words, present)
     # Only lines with a separator character can split into segments (cheap test first).
+    if rule is not None:
+        return rule
     # Table rows ("| Related articles |", "| | Share | Print |") are judged by their cells.
-    if rule is None and ("|" in line or "·" in line or "•" in line) and _SEGMENTS.search(_cell(line)):
+    cell = _cell(line)
+    if ("|" in line or "·" in line or "•" in line) and _SEGMENTS.search(cell):
         parts = [p for p in _SEGMENTS.split(line.strip(" |·•")) if p.strip(" |·•")]
         found = [_segment_rule(p, rules, present=present) for p in parts]
         if len(parts) > 1 and all(found):
             rule = found[0]
-    elif rule is None and _cell(line) != line:
-        rule = _segment_rule(_cell(line), rules, present=present)
+    elif cell != line:
+        rule = _segment_rule(cell, rules, present=present)
     return rule
 
 
