@@ -542,14 +542,19 @@ def test_group_stories_pipeline_is_stable_across_windows_runs_and_order(seeds, t
     bikes = make("https://city.example/bikes", *BIKE_LANES, hours=2)
     # a rewrite of the first seed in the next day's window: a near copy across windows
     rewrite = make("https://syndicator.example/rewrite", "A new headline", _edited(seeds[0].text), hours=30)
-    articles = [*seeds[:3], *late, copy, bikes, seeds[1], rewrite]  # seeds[1] read twice
+    # read again in a later window: the same text, and another text under the bikes URL
+    # (a recrawl, a tracking-parameter variant): one row per article id all the same
+    recrawl = make(seeds[2].url, seeds[2].title or "", seeds[2].text, hours=31)
+    reused_url = make(bikes.url, *TOKYO_VISIT, hours=32)
+    articles = [*seeds[:3], *late, copy, bikes, seeds[1], rewrite, recrawl, reused_url]  # seeds[1] read twice
     articles = [a.__class__(**{**_fields(a), "topic": assign_topic(a, topics)[0]}) for a in articles]
     root = "memory://storybeam-group-stories"
 
     first = _run_group_stories(articles, root)
     by_id = {a.article_id: a for a in first["articles"]}
-    assert len(first["articles"]) == len(by_id) == 8  # the repeated URL counted once
-    assert [f.reason for f in first["failed"]] == ["duplicate_url"]
+    assert len(first["articles"]) == len(by_id) == 8  # each repeated URL counted once
+    assert [f.reason for f in first["failed"]] == ["duplicate_url"] * 3
+    assert by_id[bikes.article_id].title == BIKE_LANES[0]  # the first reading is kept
     assert by_id[copy.article_id].duplicate_of == seeds[0].article_id
     assert by_id[rewrite.article_id].duplicate_of == seeds[0].article_id
     seed_story = {by_id[a.article_id].story_id for a in [*seeds, copy, rewrite]}

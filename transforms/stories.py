@@ -10,6 +10,7 @@ runs (``link_clusters``) so that a story keeps its id while coverage grows.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import heapq
 import json
@@ -1933,15 +1934,43 @@ class _LinkFn(beam.DoFn):
 
     def process(self, summaries):
         previous = read_state(self._url)
-        yield link_clusters(summaries, previous, self._settings, self._known_stories, self._fingerprint)
+        firsts, first_cluster = first_readings(summaries)
+        linked = link_clusters(firsts, previous, self._settings, self._known_stories, self._fingerprint)
+        yield (*linked, first_cluster)
 
 
-def _routing(linked) -> tuple[dict[str, str], dict[str, frozenset[str]], dict[str, str]]:
+def first_readings(clusters: Iterable[ClusterSummary]) -> tuple[list[ClusterSummary], dict[str, str]]:
+    """One article id, one reading: an id that clusters of several (topic, window) groups
+    hold (a URL read again days later, or under a tracking-parameter variant, with a new
+    text) belongs to the first of them in ``link_clusters`` order (event time, then key).
+    Returns the clusters without their later readings (a cluster left with none is not
+    linked at all: it must not pull a story along by an id it does not keep) and, for each
+    such id, the key of the cluster that keeps it."""
+    holder: dict[str, str] = {}
+    first_cluster: dict[str, str] = {}
+    firsts = []
+    for cluster in sorted(clusters, key=lambda c: (c.window_start, c.first_published, c.key)):
+        kept = []
+        for article_id in cluster.article_ids:
+            owner = holder.setdefault(article_id, cluster.key)
+            if owner == cluster.key:
+                kept.append(article_id)
+            else:
+                first_cluster[article_id] = owner
+        if len(kept) == len(cluster.article_ids):
+            firsts.append(cluster)
+        elif kept:
+            firsts.append(dataclasses.replace(cluster, article_ids=tuple(kept)))
+    return firsts, first_cluster
+
+
+def _routing(linked) -> tuple[dict[str, str], dict[str, frozenset[str]], dict[str, str], dict[str, str]]:
     """What SetStoryIds needs of the linking result: cluster key -> story id, story id ->
-    its article ids, near copies found across clusters. A side input that small (no story
+    its article ids, near copies found across clusters, the cluster that keeps an id read
+    in several (``first_readings``). A side input that small (no story
     vectors, no state) is cheap for the runner to hand to every bundle."""
-    assignment, touched, _, near = linked
-    return assignment, {s.story_id: frozenset(s.article_ids) for s in touched}, near
+    assignment, touched, _, near, first_cluster = linked
+    return assignment, {s.story_id: frozenset(s.article_ids) for s in touched}, near, first_cluster
 
 
 def with_near_copy(article: Article, near: Mapping[str, str]) -> Article:
@@ -1952,11 +1981,12 @@ def with_near_copy(article: Article, near: Mapping[str, str]) -> Article:
 
 
 def _emit_articles(cluster: _WindowCluster, routing):
-    assignment, members_of, near = routing
-    story_id = assignment[cluster.summary.key]
+    assignment, members_of, near, first_cluster = routing
+    key = cluster.summary.key
+    story_id = assignment.get(key)  # None: every article of the cluster was read before
     members = members_of.get(story_id, frozenset())
     for article in cluster.articles:
-        if article.article_id in members:
+        if article.article_id in members and first_cluster.get(article.article_id, key) == key:
             yield records.replace(with_near_copy(article, near), story_id=story_id)
         else:  # the same article id already came in through another window
             yield beam.pvalue.TaggedOutput(records.FAILED, _duplicate_url(article))
@@ -2066,10 +2096,10 @@ class GroupStories(beam.PTransform):
         return result
 
     def _save(self, linked) -> None:
-        _, _, state, _ = linked
+        state = linked[2]
         token = hashlib.sha256("".join(s.to_json() for s in state).encode()).hexdigest()[:12]
         write_state(self.state_url, state, token)
 
     def _stage(self, linked) -> tuple[str, str]:
-        _, _, state, _ = linked
+        state = linked[2]
         return stage_state(self.state_url, state, self._commit_token)
