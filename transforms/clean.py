@@ -111,6 +111,10 @@ class CleanRules:
     # ...and a line must occur in at least this share of them (and in >= 3 articles) to be
     # treated as boilerplate of that host (menus, sign-offs, newsletter prompts).
     host_min_share: float = 0.5
+    # A sentence of prose (``_reads_as_prose``) is learned only from hosts with at least this
+    # many articles in the run: a few follow-ups of one story on a small site share their
+    # background paragraph, which is the article's text, not the site's template.
+    host_min_articles_prose: int = 10
     # Learning looks at most at this many articles of a host (memory stays bounded for hosts
     # with very many articles in a backfill; templates show up in any sample of that size).
     host_sample_articles: int = 1000
@@ -141,6 +145,8 @@ class CleanRules:
             raise ValueError("host_min_articles: must be >= 2 (one article cannot recur)")
         if not 0.0 < self.host_min_share <= 1.0:
             raise ValueError("host_min_share: must be in (0, 1]")
+        if self.host_min_articles_prose < self.host_min_articles:
+            raise ValueError("host_min_articles_prose: must be >= host_min_articles")
         if self.host_sample_articles < self.host_min_articles:
             raise ValueError("host_sample_articles: must be >= host_min_articles")
         if self.host_max_line_chars <= 0:
@@ -304,7 +310,13 @@ _DATE_PREFIX = re.compile(
 )
 
 _NEWSLETTER = re.compile(
-    r"(?:^\W*(?:sign up|subscribe|register|join)\b|sign up (?:for|to) (?:our|the|a|free|my)\b|"
+    # "Register to vote by Oct. 20", "Join the line before 7 p.m." (explainers) are prose: an
+    # opening "sign up / register / join" needs a word of the subscription's own or a short line
+    r"(?:^\W*subscribe\b|^\W*(?:sign up|register|join)\b(?:\W+\w+){0,3}\W*$|"
+    r"^\W*(?:sign up|register|join)\b(?=.*?(?:newsletter|e-?mail|inbox|free\b|account|member|"
+    r"subscri|community|updates|alert|digest|briefing|mailing|feed|rss|\bnow\b|today|\bhere\b|"
+    r"\bour\b|\bus\b|\bwin\b|group|facebook|twitter|instagram|whatsapp|telegram|discord|club|"
+    r"premium|deals|offers|weekly|daily))|sign up (?:for|to) (?:our|the|a|free|my)\b|"
     r"subscribe (?:to our|now|today|for free|to (?:read|view|continue))|please subscribe|"
     r"unlimited (?:digital )?access|"
     r"newsletter (?:abonnieren|bestellen|anmelden|sign ?up)|already a (?:subscriber|"
@@ -312,14 +324,16 @@ _NEWSLETTER = re.compile(
     r"become a (?:member|subscriber)|support (?:our|independent) journalism|unlock (?:this|"
     r"full)|jetzt abonnieren|abonnieren sie|abo abschließen|abonnez-vous|inscrivez-vous|"
     r"suscríbete|suscribirse|zapisz się|zaprenumeruj|iscriviti|abbonati|abonneer|"
-    r"assine|inscreva-se|get (?:our|the) (?:latest|daily|free)|delivered to your inbox|"
+    r"assine|inscreva-se|get (?:our|the) (?:latest|daily|free)\b(?:\W+\w+){0,3}?\W+(?:news|updates|headlines|stories|photos|app|e-?mails?|newsletters?|briefing|edition|digest|alerts|recipes|deals|offers)\b|delivered to your inbox|"
     r"in your inbox|sign(?:ing)? up (?:here|now|today|free|to our)|free sign ?up|"
     r"support(?:ing)? (?:our|independent) (?:journalism|work|reporting|newsroom)|^support us\b|"
     r"^donate\b|donate (?:now|today)|jetzt spenden|"
     r"unterstützen sie (?:uns|unsere)|soutenez|apóyanos|wesprzyj|subskrypcj|prenumerat|"
     r"hazte (?:miembro|socio)|únete (?:a|desde)|cancela cuando quieras|cancel any ?time|"
-    r"werde mitglied|jetzt unterstützen|first-time subscribers|download (?:the|our) "
-    r".{0,40}apps?\b|lade (?:dir )?(?:die|unsere) .{0,30}app|nuestro canal de (?:youtube|"
+    r"werde mitglied|jetzt unterstützen|first-time subscribers|download our .{0,40}apps?\b|"
+    # "Download the NHS App to book an appointment" is an explainer's step
+    r"download the .{0,40}apps?\b(?:\W*$|.{0,80}(?:news|updates|latest|stories|alerts|headlines|coverage|free|"
+    r"ios|android|iphone|google play|app store))|lade (?:dir )?(?:die|unsere) .{0,30}app|nuestro canal de (?:youtube|"
     r"telegram|whatsapp)|canal de (?:telegram|whatsapp)|letters? to the editor|"
     r"we want to hear what you think|follow (?:\S+ ){0,3}on (?:twitter|facebook|instagram|"
     r"linkedin|x|tiktok|youtube|threads|bluesky)|síguenos en|folgen sie uns|suivez-nous)",
@@ -412,7 +426,8 @@ _PHOTO_CREDIT = re.compile(
     r"crédit|crédits|titelbild|beitragsbild|aufmacherbild|headerbild|symbolbild|"
     r"image illustrative|illustration|"
     r"bildquelle|quelle|source image|photo credit|image credit|image source)\s*"
-    r"(?::|/|by\b|©|von\b|par\b|de\b)"
+    # "Foto de Ana Ruiz", "Photo by Jane Roe": a name follows (not "Fotos de satélite muestran")
+    r"(?::|/|©|(?:by|von|par|de)\s+(?-i:[A-ZÀ-Þ]))"
     r"|©|\(c\)\s"
     r"|.{0,80}/(?:getty images|reuters|ap|afp|epa|dpa|shutterstock|istock|anadolu|xinhua)\)?$"
     r"|(?:getty images|shutterstock|istock(?:photo)?)$"
@@ -424,14 +439,23 @@ _PHOTO_CREDIT = re.compile(
 )
 _LEGAL = re.compile(
     r"(?:\b(?:we|site|website) uses? cookies\b|accept (?:all )?cookies|our standards: .{0,40}trust principles|"
-    r"\bcookies?\b.{0,120}\b(?:use|uses|using|accept|consent|policy|settings|einstellungen|"
-    r"verwendet|akzeptieren|utilise|utilisons|accepter|utiliza|usamos|aceptar|używa|"
-    r"akceptuj|utilizza|accetta)"
+    # a cookie notice speaks to the reader about the site ("Auf unserer Website werden Cookies
+    # verwendet"); a news line on cookies ("websites must make it as easy to reject cookies")
+    # or a recipe ("we add a pinch ...; most cookies use baking soda") lacks one or the other
+    r"^(?=.*?\b(?:we|our|us|you|your|please|wir|unserer?|ihnen|nous|notre|vous|votre|nuestr[oa]s?|"
+    r"usted|nasz\w*|noi|nostro|wij|onze|uw)\b)(?=.*?(?:site|browser|brows|consent|privacy|polic|"
+    r"settings|einstellungen|datenschutz|third[- ]part|partner|analytics|tracking|advertis|\bads\b|"
+    r"youtube|video|navigat|navega|personali[sz]|strona|sito)).*?\bcookies?\b.{0,120}\b(?:use|"
+    r"uses|using|accept|consent|policy|settings|einstellungen|verwendet|akzeptieren|utilise|"
+    r"utilisons|accepter|utiliza|usamos|aceptar|używa|akceptuj|utilizza|accetta)"
     r"|all rights reserved|alle rechte vorbehalten|tous droits réservés|todos los derechos "
     r"reservados|wszelkie prawa zastrzeżone|tutti i diritti riservati|alle rechten "
-    r"voorbehouden|todos os direitos reservados|^copyright\b|^©\s*\d{4}|"
+    r"voorbehouden|todos os direitos reservados|^©\s*\d{4}|"
+    # "Copyright 2008 by The", "Copyright: ...", "Copyright PA Sport 2008"; not "Copyright law ..."
+    r"^copyright\s*(?:$|[:©(\d])|^copyright\b.{0,60}\b(?:19|20)\d\d\b|"
+    r"^copyright (?:and|&|notice|policy|information)\b|"
     r"materiał chroniony prawem|alle angaben ohne gewähr|"
-    r"copyrighted property|written permission (?:must|is required)|may not be (?:re)?published|"
+    r"copyrighted property|written permission (?:must|is required)|may not be (?:re)?published(?:,| or\b| in (?:whole|any)| without)|"
     r"(?:licensed|lizenziert|stehen|is available|sont disponibles?) (?:under|unter|sous) "
     r".{0,30}(?:cc[- ]by|creative commons)"
     r"|^(?:privacy policy|terms of (?:use|service)|datenschutz(?:erklärung)?|impressum|"
@@ -540,8 +564,14 @@ _SEGMENTS = re.compile(r"\s+[|·•]\s+")
 _SIGNATURE = re.compile(
     r"^(?:posted|written|submitted|commented|geschrieben|publié|publicado|napisane|"
     r"scritto|kommentar) (?:by|von|par|por|przez|da)\b.{0,80}(?:\d|\|)"
-    r"|^[^.!?]{1,60}\s+(?:says|wrote|schreibt|écrit|escribió|napisał|scrive|schreef)\s*:?"
-    r"\s*(?:$|\d|on\b|am\b|le\b|el\b)"
+    # "jim says:", "Sarah wrote on 5 March 2008 at 3:21 pm": a name (a few words, no
+    # comma, not a sentence's article or pronoun: "The council says 61 per cent ...") then
+    # the verb, alone or followed by a date or time ("wrote on Facebook" is prose)
+    r"|^(?!(?:a|an|the|in|on|at|as|and|but|when|while|if|he|she|it|they|we|this|that|le|la|"
+    r"les|el|los|las|der|die|das|il|lo|un|une|ein|eine)\b)(?=\w)(?:[^.!?,:;\"“”]|(?<=\b\w)\.){1,40}?\s+"
+    r"(?:says|wrote|schreibt|écrit|escribió|napisał|scrive|schreef)\s*(?::\s*$|:?\s*(?:on|am|le|el|il|op)?\s*"
+    r"(?:\d{1,2}[./-]\d{1,2}[./-]\d{2,4}|\d{4}-\d\d-\d\d|\d{1,2}:\d\d|\d{1,2}\.?\s+[^\W\d]{3,}\.?\s+\d{4}|"
+    r"[^\W\d]{3,}\.?\s+\d{1,2},?\s+\d{4})(?:[\W\d_]|\b(?:at|um|uhr|am|pm|à|h|alle|a las|o)\b)*$)"
     r"|^(?:reply|antworten|répondre|responder|rispondi|odpowiedz|report abuse|melden|"
     r"missbrauch melden|signaler un abus)$",
     re.IGNORECASE,
@@ -644,7 +674,13 @@ def _is_related(line: str) -> bool:
     if found is None:
         return False
     stripped, lead, rest = found
+    if rest[:1].islower() and _key(lead) in _STEPS:  # "Next: the president has ten days to sign it."
+        return False
     return not rest or lead[-1] in ":»›>.…-" or len(stripped) <= 80 and not rest.endswith(".")
+
+
+#: bare "Next:" / "Previous:" lead-ins: a link's title follows them, an explainer's step in lower case
+_STEPS = frozenset("previous next prev older newer vorheriger nächster précédent suivant anterior siguiente".split())
 
 
 def _cell(line: str) -> str:
@@ -686,7 +722,12 @@ def _is_tag_run(line: str) -> bool:
     # Glued pairs in two different tokens: one camel-case brand ("RealClearPolitics") is not
     # a run of tags.
     tokens = _HANDLES.sub(" ", line).split()
-    return sum(1 for token in tokens if _GLUE.search(token)) >= 2
+    if sum(1 for token in tokens if _GLUE.search(token)) < 2:
+        return False
+    # Tags are names and topics: a line whose words are often lower-case runs as a sentence
+    # ("How TikTok and YouTube differ", "alle AutorInnen und ÜbersetzerInnen nennen").
+    lower = sum(1 for token in tokens if token[0].islower() and token.isalpha())
+    return lower <= max(1, len(tokens) // 5)
 
 
 #: The word lists of the phrase checks (``_has_phrase``) that look at every short line, in the
@@ -1054,6 +1095,25 @@ def _inline_comment_start(line: str) -> int | None:
 _SENTENCE_END = re.compile(r"(?:^|[.!?|:)»\"”]\s*)$")
 
 
+_SENTENCE_REST = re.compile(r"[^|\t.!?]{1,200}[.!?]")
+
+
+def _prompt_in_prose(line: str, match: re.Match) -> bool:
+    """ "Have your say on the plans at the council website until 14 March.": a prompt phrase
+    that a sentence of prose continues in lower case to its full stop (a header stands
+    alone, or a table layout glues a capitalised item or a cell bar after it)."""
+    rest = line[match.end() :]
+    return (
+        len(line) <= 400
+        and "|" not in line
+        and not match.group(0)[0].isdigit()
+        and not match.group(0).lower().startswith("comments are")
+        and rest[:1] == " "
+        and rest[1:2].islower()
+        and _SENTENCE_REST.match(rest) is not None
+    )
+
+
 def _comment_header_cut(lines: list[str], low: str) -> tuple[int, int] | None:
     """(line, offset) of a comment-section header after the first 15 % (and 300 characters)
     of the text, or None. ``low``: _lowered_text of the lines."""
@@ -1068,7 +1128,7 @@ def _comment_header_cut(lines: list[str], low: str) -> tuple[int, int] | None:
                 at = match.start()
                 if before + at < first or not _SENTENCE_END.search(line[:at]):
                     continue
-                if at and match.group(0)[0].isdigit():
+                if at and match.group(0)[0].isdigit() or _prompt_in_prose(line, match):
                     continue
                 return i, at
         before += len(line)
@@ -1182,7 +1242,21 @@ def learn_host_boilerplate(texts: Iterable[str], rules: CleanRules) -> frozenset
         keys = {line_key(line) for line in text.splitlines() if 0 < len(line.strip()) <= rules.host_max_line_chars}
         counts.update(k for k in keys if k)
     needed = max(3, rules.host_min_share * len(texts))
-    return frozenset(k for k, n in counts.items() if n >= needed)
+    learned = (k for k, n in counts.items() if n >= needed)
+    if len(texts) < rules.host_min_articles_prose:
+        prose = {line_key(line) for text in texts for line in text.splitlines() if _reads_as_prose(line)}
+        learned = (k for k in learned if k not in prose)
+    return frozenset(learned)
+
+
+#: a line of at least this many words that ends a sentence reads as prose
+_PROSE_WORDS = 12
+_SENTENCE_CLOSE = re.compile(r"[.!?][\"'”’»)]*\s*$")
+
+
+def _reads_as_prose(line: str) -> bool:
+    """A sentence of text rather than a template's label: many words, closed like a sentence."""
+    return bool(_SENTENCE_CLOSE.search(line)) and len(line.split()) >= _PROSE_WORDS
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1233,9 +1307,10 @@ def _open(path: str, mode: str):
 #: Version of the rule that learns host boilerplate (``learn_host_boilerplate``), written into
 #: the saved host state. A state saved under another version is not applied: its lines were
 #: learned by another rule (version 1, before stop 20, counted one text read under several
-#: URLs once per URL, so every line of such an article looked like a template). Raise it
+#: URLs once per URL, so every line of such an article looked like a template; version 2,
+#: until stop 34, also learned sentences of prose from hosts with few articles). Raise it
 #: whenever the rule changes what it learns.
-HOST_STATE_VERSION = 2
+HOST_STATE_VERSION = 3
 
 LOG = logging.getLogger("storybeam.clean")
 
