@@ -239,6 +239,23 @@ def test_disabled_rule_group_keeps_its_lines():
         "Auf unserer Website werden Cookies gemäß unserer Datenschutzerklärung verwendet.",
         "Foto de Ana Ruiz",
         "Next: Ferry strike ends after three days",
+        # current templates (held-out review, stop 34; lines written for these tests)
+        "Portwell Reviews is reader-supported: we may earn an affiliate commission when you buy.",
+        "Got a news tip? Email newsdesk@portwell.example or message us on WhatsApp.",
+        "Please turn on JavaScript to use the ferry map",
+        "Originally Published: March 3, 2026 at 9:15 AM EST",
+        "___",
+        "Déjà abonné ? Se connecter",
+        "Schrijf je in voor de nieuwsbrief van de Portwell Courant",
+        "dpa-infocom, dpa:260303-99-123456/2",
+        "Jetzt kommentieren",
+        "We pay for your stories!",
+        "Table of Contents",
+        "Check price at Harbourmart",
+        "Republish our articles for free under a Creative Commons licence.",
+        "The Gazette is not responsible for the content of external sites.",
+        "Siga a Gazeta do Porto no Instagram e no Facebook",
+        "Receba as notícias da Gazeta do Porto no WhatsApp",
         "* * *",
     ],
 )
@@ -291,6 +308,8 @@ def test_multilingual_boilerplate_lines(line):
         "Fotos de satélite publicadas este lunes muestran que el embalse está a la mitad.",
         "Photos de vacances, vidéos, messages : les enquêteurs ont tout analysé.",
         "Next: the mayor has ten days to sign or veto the budget.",
+        "Tips from readers helped the police find the boat, a spokesman said.",
+        "Summary: the council approved the budget and the ferry plan.",
     ],
 )
 def test_prose_lines_are_not_boilerplate(line):
@@ -433,6 +452,13 @@ def test_comment_section_glued_into_one_line_is_cut():
     # One byline with a time is not a comment section.
     byline = f"Posted by Ann Smith on May 2, 2024 10:01 AM. {PROSE}"
     assert clean_text(byline, None, RULES).text == byline
+
+
+def test_headline_with_its_kicker_is_a_repeated_title():
+    body = f"Verkehr: Fähre fällt im Mai aus\n{PROSE}\nHafen: neue Pläne für den Kai"
+    cleaned = clean_text(body, "Fähre fällt im Mai aus", RULES)
+    assert cleaned.text.splitlines() == [PROSE, "Hafen: neue Pläne für den Kai"]
+    assert "repeated_title" in cleaned.rules_fired
 
 
 def test_reported_speech_and_consultation_prompts_do_not_cut_the_article():

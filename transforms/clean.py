@@ -236,7 +236,7 @@ _LIKE_LABEL = re.compile(r"(?:like this|gefällt mir|j'aime ceci|me gusta esto|m
 _COMMENT_PROMPT = re.compile(
     r"^(?:keine|no|noch keine|aucun|sin|brak|nessun)\w* (?:kommentare?|comments?|commentaires?|"
     r"comentarios?|komentarzy|commenti)\b|in den kommentaren|kommentare? (?:zu )?schreiben|"
-    r"um zu kommentieren|(?:post|leave|write|add) a comment\b|dans les "
+    r"um zu kommentieren|jetzt kommentieren|(?:post|leave|write|add) a comment\b|dans les "
     r"commentaires|en (?:los )?comentarios|w komentarzach|nei commenti",
     re.IGNORECASE,
 )
@@ -254,8 +254,8 @@ _ADVERT_CORE = _words(
 )
 
 _ADVERT_PHRASE = re.compile(
-    r"affiliate[- ]?links?|we (?:may )?(?:earn|receive) (?:a )?(?:small )?(?:commission|"
-    r"compensation)|partner-?links?|provisions-?links?|werbe-?links?|enthält werbung|"
+    r"affiliate[- ]?links?|(?:we|may) (?:may )?(?:earn|receive) (?:a |an )?(?:small )?(?:affiliate )?(?:commission|"
+    r"compensation)|supported by (?:its|our) (?:audience|readers)|(?:reader|audience)-supported|partner-?links?|provisions-?links?|werbe-?links?|enthält werbung|"
     r"sponsored (?:content|post)|references to products from|bezahlte partnerschaft|"
     r"paid partnership|lien(?:s)? affilié|enlaces? de afiliado|linki afiliacyjne",
     re.IGNORECASE,
@@ -271,6 +271,7 @@ _ADVERT_PHRASE_WORDS = (
     "werb",
     "sponsored",
     "references to products",
+    "supported",
 )
 
 _MONTHS = _words(
@@ -297,7 +298,7 @@ _DATE_LABELS = _words(
     "stunden minuten tagen il y a hace horas minutos temu godzin minut time read reading "
     "lesezeit lecture de lectura czas czytania tempo di lettura leestijd leitura minuten "
     "minutes letzte änderung geändert modified veröffentlichung erschienen verfügbar bis datum "
-    "fecha data"
+    "fecha data originally"
 )
 _DATE_VOCAB = _MONTHS | _WEEKDAYS | _DATE_LABELS
 _DATE_PREFIX = re.compile(
@@ -335,7 +336,10 @@ _NEWSLETTER = re.compile(
     r"download the .{0,40}apps?\b(?:\W*$|.{0,80}(?:news|updates|latest|stories|alerts|headlines|coverage|free|"
     r"ios|android|iphone|google play|app store))|lade (?:dir )?(?:die|unsere) .{0,30}app|nuestro canal de (?:youtube|"
     r"telegram|whatsapp)|canal de (?:telegram|whatsapp)|letters? to the editor|"
-    r"we want to hear what you think|follow (?:\S+ ){0,3}on (?:twitter|facebook|instagram|"
+    r"we want to hear what you think|déjà abonné|ya eres suscriptor|bereits abonnent|já é assinante|"
+    r"al abonnee|nieuwsbrief|in (?:je|uw) mailbox|dans votre boîte|premium content|"
+    r"(?:receive|get|receba|recibe|reciba|recevez) (?:the |our |as |las |les )?(?:latest )?(?:news|notícias|noticias|"
+    r"actualités|updates|alerts)\b.{0,60}\b(?:on|no|en|sur|por) (?:whatsapp|telegram)|follow (?:\S+ ){0,3}on (?:twitter|facebook|instagram|"
     r"linkedin|x|tiktok|youtube|threads|bluesky)|síguenos en|folgen sie uns|suivez-nous)",
     re.IGNORECASE,
 )
@@ -388,6 +392,17 @@ _NEWSLETTER_WORDS = (
     "síguenos",
     "folgen sie uns",
     "suivez-nous",
+    "déjà abonné",
+    "ya eres",
+    "bereits abonnent",
+    "já é assinante",
+    "al abonnee",
+    "nieuwsbrief",
+    "mailbox",
+    "boîte",
+    "premium content",
+    "whatsapp",
+    "telegram",
 )
 _RELATED = re.compile(
     r"^(?:read more|read also|also read|read next|see also|related(?: articles?| stories| "
@@ -454,7 +469,9 @@ _LEGAL = re.compile(
     # "Copyright 2008 by The", "Copyright: ...", "Copyright PA Sport 2008"; not "Copyright law ..."
     r"^copyright\s*(?:$|[:©(\d])|^copyright\b.{0,60}\b(?:19|20)\d\d\b|"
     r"^copyright (?:and|&|notice|policy|information)\b|"
-    r"materiał chroniony prawem|alle angaben ohne gewähr|"
+    r"materiał chroniony prawem|alle angaben ohne gewähr|dpa-infocom|"
+    r"not responsible for the content of external|republish (?:our|this|these) (?:articles?|stor)|"
+    r"auto-generated from a syndicated feed|a version of this article appears in print|"
     r"copyrighted property|written permission (?:must|is required)|may not be (?:re)?published(?:,| or\b| in (?:whole|any)| without)|"
     r"(?:licensed|lizenziert|stehen|is available|sont disponibles?) (?:under|unter|sous) "
     r".{0,30}(?:cc[- ]by|creative commons)"
@@ -488,6 +505,11 @@ _LEGAL_WORDS = (
     "mentions légales",
     "aviso legal",
     "polityka prywatności",
+    "dpa-infocom",
+    "not responsible",
+    "republish",
+    "syndicated feed",
+    "appears in print",
 )
 # Interface labels: only whole short lines ("Show more", "View all 6 photos").
 _UI_LABEL = re.compile(
@@ -500,12 +522,16 @@ _UI_LABEL = re.compile(
     r"main story|below)|skip to (?:main )?content|skip (?:advertisement|ad)$|jump to comments|"
     r"(?:hide|toggle|show) caption|enlarge this image|open in (?:the )?app|click to (?:expand|"
     r"enlarge)|print this (?:page|article)|watch live$|supported by$|(?:have|got) a (?:news )?(?:tip|story)\b|"
-    r"(?:menu|close|search|feedback|email|print|bookmark|back to top|report an error|keep reading|log ?in)$)",
+    r"(?:menu|close|search|feedback|email|print|bookmark|back to top|report an error|keep reading|log ?in)$|"
+    # review sites' widgets, a science-news layout's field labels, tabloid contact boxes
+    r"table of contents$|toggle$|(?:check|see|compare) (?:the )?prices? (?:at|on)\b|full story$|"
+    r"(?:date|source|summary):$|have an opinion\W*$|we pay for (?:your )?stories|do you have a story for\b)",
     re.IGNORECASE,
 )
 _UI = re.compile(
     r"um den inhalt .{0,80} zu laden|click to load|to view this content|externer? inhalte?\b|"
-    r"javascript (?:is )?(?:disabled|required)|enable javascript|javascript aktivieren|"
+    r"javascript (?:is )?(?:disabled|required)|(?:enable|turn on) javascript|"
+    r"^(?:have|got) a (?:news )?tip\b|javascript aktivieren|"
     r"nicht (?:eingeloggt|angemeldet)|not logged in|(?:must|need to) be logged in|"
     r"eingeloggt sein|einfach hier klicken|click here to\b|cliquez ici pour|"
     r"pour lire la suite|accéder en illimité|réservé aux abonnés|nur für abonnenten|"
@@ -516,6 +542,7 @@ _UI = re.compile(
 )
 # Every alternative above contains one of these words (see _has_phrase; checked by a test).
 _UI_WORDS = (
+    "tip",
     "um den inhalt",
     "click",
     "to view this content",
@@ -786,18 +813,32 @@ def _comments(s: _Segment) -> bool:
 _ON = _words("on en auf sur su na op no em in")
 
 
-def _follow_prompt(words: list[str]) -> bool:
-    """After a follow verb: "on <network>" within the first words (not "Follow the money,
-    they told reporters on Twitter"), and two networks named in all."""
-    near = any(words[i] in _ON and words[i + 1] in _SOCIAL for i in range(1, min(len(words) - 1, 5)))
-    return near and len(_SOCIAL.intersection(words)) >= 2
+#: words that may stand inside an outlet's name ("Siga o Jornal do Planalto no Instagram")
+_NAME_JOINERS = _words("the of o a os as el la los las le les der die das de do da dos del di van het")
+
+
+def _follow_prompt(words: list[str], text: str) -> bool:
+    """After a follow verb: "on <network>" within the first words, or right after a name
+    ("Siga o Jornal do Planalto no Instagram"; not "Follow the money, they told reporters on
+    Twitter"), and two networks named in all."""
+    if len(_SOCIAL.intersection(words)) < 2:
+        return False
+    for i in range(1, min(len(words) - 1, 9)):
+        if words[i] in _ON and words[i + 1] in _SOCIAL:
+            if i < 5:
+                return True
+            tokens = _WORD.findall(text)
+            return len(tokens) == len(words) and all(
+                token[0].isupper() or word in _NAME_JOINERS for token, word in zip(tokens[1:i], words[1:i], strict=True)
+            )
+    return False
 
 
 def _share(s: _Segment) -> bool:
     return (
         _vocab_match(s.words, _SHARE_CORE, _SHARE_VOCAB, 16)
         or (len(s.words) >= 2 and all(w in _PLATFORMS for w in s.words))
-        or (bool(s.words) and s.words[0] in _FOLLOW and _follow_prompt(s.words))
+        or (bool(s.words) and s.words[0] in _FOLLOW and _follow_prompt(s.words, s.text))
         or (len(s.words) <= 3 and bool(_LIKE_LABEL.fullmatch(s.text)))
     )
 
@@ -830,7 +871,7 @@ def _tags(s: _Segment) -> bool:
 
 # The phrase rules in the order they are tried: a line gets the name of the first that fires.
 _SEGMENT_CHECKS = (
-    ("no_letters", lambda s: not s.words),
+    ("no_letters", lambda s: not s.key.replace("_", "").strip()),
     ("nav", _nav),
     ("comments", _comments),
     ("share", _share),
@@ -1004,7 +1045,7 @@ def clean_text(
     if clean_title and rules.enabled("repeated_title"):
         title_key = _key(clean_title)
         for i, key in enumerate(kept_keys[: rules.title_scan_lines]):
-            if title_key and key == title_key:
+            if title_key and (key == title_key or _kicker_and_title(kept[i], key, title_key)):
                 del kept_keys[i]
                 drop("repeated_title", kept.pop(i))
                 break
@@ -1153,6 +1194,22 @@ def _comment_thread_start(lines: list[str], rules: CleanRules) -> int | None:
     if start > 0 and _segment_rule(lines[start - 1], rules) == "comments":
         start -= 1
     return start
+
+
+#: a kicker before a headline ("Verkehr: Sanierung der Strecke ...") has at most this many words
+_KICKER_WORDS = 3
+
+
+def _kicker_and_title(line: str, key: str, title_key: str) -> bool:
+    """The headline with its kicker in front ("Verkehr: <title>"), where the title does not
+    repeat the kicker."""
+    kicker, colon, _ = line.partition(":")
+    return (
+        bool(colon)
+        and len(kicker.split()) <= _KICKER_WORDS
+        and key.endswith(f" {title_key}")
+        and (len(key) - len(title_key) - 1 == len(_key(kicker)))
+    )
 
 
 def _unrepeated(lines: list[str], keys: list[str], drop, min_contained: int, min_repeat: int) -> list[int]:
