@@ -542,7 +542,8 @@ _UI = re.compile(
 )
 # Every alternative above contains one of these words (see _has_phrase; checked by a test).
 _UI_WORDS = (
-    "tip",
+    "a tip",
+    "news tip",
     "um den inhalt",
     "click",
     "to view this content",
@@ -871,7 +872,7 @@ def _tags(s: _Segment) -> bool:
 
 # The phrase rules in the order they are tried: a line gets the name of the first that fires.
 _SEGMENT_CHECKS = (
-    ("no_letters", lambda s: not s.key.replace("_", "").strip()),
+    ("no_letters", lambda s: not s.words or ("_" in s.key and not s.key.replace("_", "").strip())),
     ("nav", _nav),
     ("comments", _comments),
     ("share", _share),
