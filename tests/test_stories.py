@@ -818,3 +818,28 @@ def test_shared_figures_bring_reports_of_one_event_closer() -> None:
     assert stories.link_score(stories.story_vector([first]), old, with_figures) == pytest.approx(
         stories.link_score(stories.story_vector([first]), stories.story_vector([same]), without)
     )
+
+
+def test_language_of_an_article_that_states_none_is_detected_only_when_clear() -> None:
+    from transforms.stories import compute_text_profile, with_detected_language
+
+    english = make("https://a.example/en", *BIKE_LANES)
+    german = make(
+        "https://b.example/de",
+        "Stadtrat beschließt neue Radwege",
+        "Der Stadtrat hat am Dienstag beschlossen, dass die Stadt in diesem Jahr vierzig Kilometer "
+        "neue Radwege baut. Die Bürgermeisterin sagte, die Arbeiten würden im Frühjahr beginnen und "
+        "die Straßen für die Kinder auf dem Weg zur Schule sicherer machen.",
+    )
+    # Czech has no word list here: the nearest language must not be written into the column
+    czech = make(
+        "https://c.example/cs",
+        "Zastupitelstvo schválilo nové cyklostezky",
+        "Městské zastupitelstvo v úterý schválilo rozpočet na čtyřicet kilometrů chráněných "
+        "cyklostezek v severních čtvrtích. Primátorka řekla, že stavba začne na jaře.",
+    )
+    stated = make("https://d.example/x", *BIKE_LANES, language="fr")  # stated: never replaced
+    found = {
+        a.url: with_detected_language(a, compute_text_profile(a)).language for a in (english, german, czech, stated)
+    }
+    assert found == {english.url: "en", german.url: "de", czech.url: None, stated.url: "fr"}

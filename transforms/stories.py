@@ -365,13 +365,37 @@ def _function_words(languages: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
 def detect_language(tokens: Sequence[str], languages: tuple[str, ...]) -> str:
     """The language among ``languages`` whose most frequent words cover most tokens; ties
     go to the language listed first. Without word lists: the first language."""
+    return _language_vote(tokens, languages)[0]
+
+
+#: a detected language is stated in the output (``sure_language``) when its 60 most frequent
+#: words make at least this share of the text's first 400 tokens...
+SURE_LANGUAGE_SHARE = 0.15
+#: ...and at least this many times the runner-up's share (Dutch and German, Spanish and
+#: Portuguese share some of them)
+SURE_LANGUAGE_MARGIN = 2.0
+
+
+def sure_language(tokens: Sequence[str], languages: tuple[str, ...]) -> str | None:
+    """``detect_language`` when the text leaves no doubt (``SURE_LANGUAGE_SHARE``,
+    ``SURE_LANGUAGE_MARGIN``), else None: a text in a language without word lists here
+    (Czech, Greek) must not be labelled with the nearest one."""
+    language, votes = _language_vote(tokens, languages)
+    if not votes:
+        return None
+    best, runner_up = [n for _, n in votes.most_common(2)] + [0] * (2 - min(len(votes), 2))
+    enough = best >= SURE_LANGUAGE_SHARE * min(len(tokens), 400)
+    return language if enough and best >= SURE_LANGUAGE_MARGIN * runner_up else None
+
+
+def _language_vote(tokens: Sequence[str], languages: tuple[str, ...]) -> tuple[str, Counter]:
     owners = _function_words(languages)
     if not owners:
-        return languages[0] if languages else "en"
+        return (languages[0] if languages else "en"), Counter()
     votes = Counter(chain.from_iterable(filter(None, map(owners.get, tokens[:400]))))
     if not votes:
-        return languages[0]
-    return max(languages, key=lambda lang: (votes[lang], -languages.index(lang)))
+        return languages[0], votes
+    return max(languages, key=lambda lang: (votes[lang], -languages.index(lang))), votes
 
 
 def _tokens(text: str, found: Sequence[str]) -> list[str]:
@@ -485,6 +509,9 @@ class TextProfile:
     #: figures of title + text (``_numbers``) -> 1 + log(count): digit strings, never a term's
     #: key (terms are stems of words that are not all digits, and hold no "." or ",")
     numbers: dict[str, float] = field(default_factory=dict)
+    #: the language found in the text of an article that stated none, when the text leaves
+    #: no doubt (``sure_language``): it goes into the article's ``language`` column
+    detected: str | None = None
 
 
 def profile_key(article: Article) -> tuple[str, str | None]:
@@ -511,8 +538,11 @@ def compute_text_profile(article: Article, languages: tuple[str, ...] = DEFAULT_
     title_tokens = _tokens(article.title or "", nfkc_words(title))
     body_tokens = _tokens(article.text, text_words)
     language = (article.language or "").split("-")[0].lower()
+    detected = None
+    if not language:
+        detected = sure_language(title_tokens + body_tokens[:400], languages or ("en",))
     if not language or (languages and language not in languages):
-        language = detect_language(title_tokens + body_tokens[:400], languages or ("en",))
+        language = detected or detect_language(title_tokens + body_tokens[:400], languages or ("en",))
     # Sorted by word: terms and prior list stems in that order, the same for the same text
     # (the similarity adds up term weights in it).
     # Counted by word, then summed by stem over the content words alone (the words are
@@ -544,6 +574,7 @@ def compute_text_profile(article: Article, languages: tuple[str, ...] = DEFAULT_
         title=frozenset(stem_of[t] for t in title_tokens if stem_of.get(t) in terms),
         prior={s: prior[s] for s in terms},
         numbers=_numbers(f"{title}\n{text}"),
+        detected=detected,
     )
 
 
@@ -1964,6 +1995,20 @@ def first_readings(clusters: Iterable[ClusterSummary]) -> tuple[list[ClusterSumm
     return firsts, first_cluster
 
 
+def with_detected_language(article: Article, profile: TextProfile) -> Article:
+    """An article that stated no language, with the one its text leaves no doubt about."""
+    if profile.detected and not article.language:
+        return records.replace(article, language=profile.detected)
+    return article
+
+
+def _keyed_with_profile(article: Article, languages: tuple[str, ...], window_s: float):
+    """((topic, window start), (article, its text profile))."""
+    profile = compute_text_profile(article, languages)
+    article = with_detected_language(article, profile)
+    return (article.topic, window_start(article.event_time.timestamp(), window_s)), (article, profile)
+
+
 def _routing(linked) -> tuple[dict[str, str], dict[str, frozenset[str]], dict[str, str], dict[str, str]]:
     """What SetStoryIds needs of the linking result: cluster key -> story id, story id ->
     its article ids, near copies found across clusters, the cluster that keeps an id read
@@ -2061,11 +2106,9 @@ class GroupStories(beam.PTransform):
             # biggest (topic, window) group would otherwise make it on one worker.
             | "KeyByTopicWindow"
             >> beam.Map(
-                lambda a, langs: (
-                    (a.topic, window_start(a.event_time.timestamp(), window_s)),
-                    (a, compute_text_profile(a, langs)),
-                ),
+                _keyed_with_profile,
                 self.settings.languages,
+                window_s,
             )
             | "GroupByTopic" >> beam.GroupByKey()
             | "ClusterWindow"

@@ -82,7 +82,9 @@ from transforms.stories import (
     StoryState,
     cluster_window,
     link_clusters,
+    text_profile,
     window_start,
+    with_detected_language,
     with_near_copy,
 )
 
@@ -293,7 +295,9 @@ class _ClusterPaneFn(beam.DoFn):
         start, end = _ts(float(window.start)), _ts(float(window.end))
         timing = _TIMING.get(int(pane.timing), "unknown")
         _counter(f"stream_pane_{timing}").inc()
-        clusters = cluster_window(topic, list(articles), start, end, self._stories, self._fingerprint)
+        languages = self._stories.languages
+        articles = [with_detected_language(a, text_profile(a, languages)) for a in articles]
+        clusters = cluster_window(topic, articles, start, end, self._stories, self._fingerprint)
         yield ClusterPane(topic, start, end, int(pane.index), timing, tuple(clusters))
 
 
