@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import time
 import uuid
@@ -241,6 +242,55 @@ def merge_summaries(parts: list[dict]) -> dict:
     return total
 
 
+#: the run id of one batch of an invocation: "<invocation run id>-b<batch>"
+_BATCH_SUFFIX = re.compile(r"-b\d{4}$")
+
+
+def invocation_summary(output: str, parts: list[dict], skipped: int = 0) -> dict:
+    """summary.json of an invocation made of several committed runs (batches, or a run that
+    appends), written after each of them: the invocation's counts so far (``stories``: the
+    distinct stories of its articles), the whole output's rows (``articles_in_output``,
+    ``stories_in_output``), with the story rows of several runs merged first."""
+    from transforms.sinks import SinkSettings, compact_stories, output_totals, runs_totals, write_summary
+
+    total = merge_summaries(parts)
+    runs = set(total["batches"])
+    total["stories"] = runs_totals(output, runs)["stories"]
+    compact_stories(output, parts[-1]["run_id"], SinkSettings())
+    total.update(output_totals(output))
+    total["skipped_inputs"] = skipped
+    total["run_id"] = parts[-1]["run_id"]
+    write_summary(output, parts[-1]["run_id"], total)
+    return total
+
+
+def finish_interrupted(output: str) -> None:
+    """--resume: finish the last invocation when it was killed after a commit and before its
+    summary (summary.json names an older run, or one batch's own counts): its story rows are
+    merged and its summary is made again from the manifest and its runs' files."""
+    from transforms.sinks import SinkSettings, compact_stories, manifest_entries, runs_totals
+
+    entries = manifest_entries(output)
+    if not entries:
+        return
+    last = entries[-1]["run_id"]
+    prefix = _BATCH_SUFFIX.sub("", last)
+    try:
+        summary = read_summary(output)
+    except (OSError, ValueError):  # missing or cut short
+        summary = {}
+    if summary.get("run_id") == last and ("batches" in summary or prefix == last):
+        compact_stories(output, last, SinkSettings())  # an appending run killed before merging
+        return
+    mine = [e for e in entries if _BATCH_SUFFIX.sub("", e["run_id"]) == prefix]
+    parts = []
+    for entry in mine:
+        totals = runs_totals(output, {entry["run_id"]})
+        parts.append({**entry["counts"], "failures_by_reason": totals["failures_by_reason"], "run_id": entry["run_id"]})
+    LOG.info("resume: finishing run %s (%d committed batch(es)): story rows merged, summary written", prefix, len(mine))
+    invocation_summary(output, parts)
+
+
 def execute(plan, options, standard) -> dict | None:
     """Run the plan: one pipeline, or one per batch of inputs (``run.batch_files``,
     ``run.batch_mb``: ``plan_batches``), each committed on its own so that ``--resume`` can
@@ -248,12 +298,7 @@ def execute(plan, options, standard) -> dict | None:
     import dataclasses
 
     from pipeline.streaming import wants_streaming
-    from transforms.sinks import (
-        compact_stories,
-        existing_articles,
-        read_manifest,
-        remove_orphans,
-    )
+    from transforms.sinks import existing_articles, read_manifest, remove_orphans
 
     if wants_streaming(plan, bool(standard.streaming)):  # its sink commits and summarises per pane
         return run_once(plan, options, standard)
@@ -265,16 +310,20 @@ def execute(plan, options, standard) -> dict | None:
         removed = remove_orphans(plan.output, runs)
         if removed:
             LOG.info("resume: removed %d file(s) of an interrupted commit", len(removed))
+        finish_interrupted(plan.output)
         files, skipped = remaining_inputs(plan.files, done)
         LOG.info("resume: %d input file(s) already processed, %d input(s) to go", skipped, len(files))
         if not files:
             return {"nothing_to_do": True, "skipped_inputs": skipped}
     batches = plan_batches(files, cfg.run.source, cfg.run.batch_files, cfg.run.batch_mb)
     completes = _completed_files(batches)
-    parts = []
+    parts: list[dict] = []
+    summary = None
     # Article ids already in the output: read whole once, then only each new batch's files.
     appending = plan.resume or cfg.sink.mode == "append"
     known, hashes, story_of = existing_articles(plan.output) if appending else (frozenset(), {}, {})
+    # one run that replaces the output: its own summary is the invocation's
+    several = len(batches) > 1 or appending
     for i, batch in enumerate(batches):
         mode = "append" if plan.resume or i > 0 else cfg.sink.mode
         run_id = plan.run_id if len(batches) == 1 else f"{plan.run_id}-b{i:04d}"
@@ -298,15 +347,9 @@ def execute(plan, options, standard) -> dict | None:
             known, hashes = known | ids, {**new_hashes, **hashes}  # the earlier run's article stays first
             story_of = {**new_stories, **story_of}
         parts.append(summary)
-    if len(parts) == 1 and not plan.resume and cfg.sink.mode != "append":
-        return parts[0]
-    total = merge_summaries(parts)
-    total["stories"] = compact_stories(plan.output, parts[-1]["run_id"], cfg.sink)
-    total["skipped_inputs"] = skipped
-    from transforms.sinks import write_summary
-
-    write_summary(plan.output, parts[-1]["run_id"], total)
-    return total
+        if several:  # readers between batches see one row per story and the counts so far
+            summary = invocation_summary(plan.output, parts, skipped)
+    return summary
 
 
 def run(argv: list[str] | None = None) -> int:

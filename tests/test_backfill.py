@@ -225,3 +225,40 @@ def test_orphans_of_an_interrupted_commit_are_removed(tmp_path):
     removed = remove_orphans(root, runs)
     assert [Path(p).name for p in removed] == [orphan.name]
     assert not orphan.exists() and streamed.exists()  # streaming files are not batch orphans
+
+
+def test_resume_finishes_a_run_killed_after_its_last_commit(archives, tmp_path, monkeypatch):
+    import pipeline.main as main
+
+    folder, config = archives
+    pattern = str(folder / "part-*.warc.gz")
+    full = tmp_path / "full"
+    assert run(["--config", str(config), "--input", pattern, "--output", str(full)]) == 0
+    expected = json.loads((full / "summary.json").read_text())
+    assert expected["stories_in_output"] == expected["stories"]
+    assert expected["articles_in_output"] == expected["articles"]
+
+    # killed after the third batch committed, before story rows were merged and the
+    # invocation's summary was written: summary.json holds the last batch's counts alone
+    original = main.invocation_summary
+
+    def killed_after_last_commit(output, parts, skipped=0):
+        if len(parts) == 3:
+            raise SystemExit("killed")
+        return original(output, parts, skipped)
+
+    out = tmp_path / "killed"
+    monkeypatch.setattr(main, "invocation_summary", killed_after_last_commit)
+    with pytest.raises(SystemExit):
+        run(["--config", str(config), "--input", pattern, "--output", str(out)])
+    monkeypatch.setattr(main, "invocation_summary", original)
+    assert json.loads((out / "summary.json").read_text())["inputs"] < 9
+
+    assert run(["--config", str(config), "--input", pattern, "--output", str(out), "--resume"]) == 0
+    finished = json.loads((out / "summary.json").read_text())
+    keys = ("inputs", "articles", "duplicates", "stories", "filtered", "failed", "failures_by_reason")
+    assert {k: finished[k] for k in keys} == {k: expected[k] for k in keys}
+    assert finished["stories_in_output"] == expected["stories_in_output"]
+    stories = ds.dataset(str(out / "stories"), format="parquet").to_table().to_pylist()
+    assert len(stories) == len({s["story_id"] for s in stories}) == expected["stories_in_output"]
+    assert ids(out) == ids(full)

@@ -268,19 +268,8 @@ def _run_of(path: str) -> str | None:
 
 def read_manifest(root: str) -> tuple[set[str], set[str]]:
     """(inputs fully processed by committed runs, committed run ids) of an output root."""
-    fs, base = fsspec.core.url_to_fs(root)
-    inputs: set[str] = set()
-    runs: set[str] = set()
-    folder = posixpath.join(base, MANIFEST)
-    if not fs.exists(folder):
-        return inputs, runs
-    for path in sorted(fs.find(folder)):
-        if path.endswith(".json"):
-            with fs.open(path, "r") as handle:
-                entry = json.load(handle)
-            runs.add(entry["run_id"])
-            inputs.update(entry.get("inputs", ()))
-    return inputs, runs
+    entries = manifest_entries(root)
+    return {i for e in entries for i in e.get("inputs", ())}, {e["run_id"] for e in entries}
 
 
 def remove_orphans(root: str, committed_runs: set[str]) -> list[str]:
@@ -363,13 +352,22 @@ class SkipKnownArticles(beam.PTransform):
 def compact_stories(root: str, run_id: str, settings: SinkSettings) -> int:
     """Merge story rows that several runs wrote for the same story_id into one row per story
     (union of article ids, earliest/latest dates, the earliest row's title) and replace the
-    stories/ files with the result. Used after batched or resumed runs."""
+    stories/ files with the result; returns the number of stories. Used after each batch of
+    batched, appending or resumed runs, and by ``--resume`` to finish a run killed after its
+    last commit. Nothing is rewritten when every story has one row already. A kill midway
+    leaves rows twice (the merged file is moved in before the old ones go), never fewer."""
     import pyarrow.dataset as ds
 
     fs, base = fsspec.core.url_to_fs(root)
     folder = posixpath.join(base, "stories")
     old = [p for p in fs.find(folder) if p.endswith(".parquet")] if fs.exists(folder) else []
-    rows = ds.dataset(old, format="parquet", filesystem=fs).to_table().to_pylist() if old else []
+    if not old:
+        return 0
+    dataset = ds.dataset(old, format="parquet", filesystem=fs)
+    ids = dataset.to_table(columns=["story_id"]).column("story_id").to_pylist()
+    if len(ids) == len(set(ids)) and len(old) == 1:
+        return len(ids)
+    rows = dataset.to_table().to_pylist()
     merged: dict[str, dict] = {}
     for row in sorted(rows, key=lambda r: (r["story_id"], r["first_published"] is None, r["first_published"] or 0)):
         cur = merged.get(row["story_id"])
@@ -396,6 +394,59 @@ def compact_stories(root: str, run_id: str, settings: SinkSettings) -> int:
     for path in old:
         fs.rm(path)
     return len(stories)
+
+
+def _files_of_runs(fs, folder: str, runs: set[str]) -> list[str]:
+    if not fs.exists(folder):
+        return []
+    return [p for p in fs.find(folder) if p.endswith(".parquet") and _run_of(p) in runs]
+
+
+def runs_totals(root: str, runs: set[str]) -> dict[str, Any]:
+    """What the data files of these (committed, batch) runs hold: ``stories``, the distinct
+    stories their articles belong to, and ``failures_by_reason`` ("stage/reason" -> rows)."""
+    import pyarrow.dataset as ds
+
+    fs, base = fsspec.core.url_to_fs(root)
+    articles = _files_of_runs(fs, posixpath.join(base, "articles"), runs)
+    story_ids = set()
+    if articles:
+        table = ds.dataset(articles, format="parquet", filesystem=fs).to_table(columns=["story_id"])
+        story_ids = set(table.column("story_id").to_pylist())
+    reasons: dict[str, int] = {}
+    failures = _files_of_runs(fs, posixpath.join(base, "failures"), runs)
+    if failures:
+        table = ds.dataset(failures, format="parquet", filesystem=fs).to_table(columns=["stage", "reason"])
+        for stage, reason in zip(table.column("stage").to_pylist(), table.column("reason").to_pylist(), strict=True):
+            key = f"{stage}/{reason}"
+            reasons[key] = reasons.get(key, 0) + 1
+    return {"stories": len(story_ids), "failures_by_reason": dict(sorted(reasons.items()))}
+
+
+def output_totals(root: str) -> dict[str, int]:
+    """Rows in the whole output: ``articles_in_output``, ``stories_in_output``."""
+    import pyarrow.dataset as ds
+
+    fs, base = fsspec.core.url_to_fs(root)
+    totals = {}
+    for kind in ("articles", "stories"):
+        folder = posixpath.join(base, kind)
+        paths = [p for p in fs.find(folder) if p.endswith(".parquet")] if fs.exists(folder) else []
+        totals[f"{kind}_in_output"] = ds.dataset(paths, format="parquet", filesystem=fs).count_rows() if paths else 0
+    return totals
+
+
+def manifest_entries(root: str) -> list[dict]:
+    """The committed runs' manifest entries, in run id order (time order)."""
+    fs, base = fsspec.core.url_to_fs(root)
+    folder = posixpath.join(base, MANIFEST)
+    entries = []
+    if fs.exists(folder):
+        for path in sorted(fs.find(folder)):
+            if path.endswith(".json"):
+                with fs.open(path, "r") as handle:
+                    entries.append(json.load(handle))
+    return sorted(entries, key=lambda e: e["run_id"])
 
 
 def _remove_empty_dirs(fs, top: str) -> None:
