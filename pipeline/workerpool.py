@@ -202,6 +202,7 @@ def local_runner():
     from transforms.beamspeed import short_sampling_period
 
     short_sampling_period()  # bundles run in this process with one worker
+    forward_worker_logs()
     pool = _pool
 
     class LocalRunner(FnApiRunner):
@@ -214,6 +215,44 @@ def local_runner():
             return super().run_via_runner_api(pipeline_proto, options)
 
     return LocalRunner()
+
+
+#: folders of storybeam's own modules: their log lines from worker processes pass at INFO
+_OWN_CODE = tuple(
+    os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), d) + os.sep
+    for d in ("pipeline", "transforms")
+)
+#: Beam's note at every worker start that has no meaning for these runs
+_WORKER_NOISE = ("No semi_persistent_directory found",)
+
+
+def forward_worker_logs() -> None:
+    """Log lines of multi-process workers reach the runner through Beam's logging service,
+    which printed each as a WARNING-or-above dump of its proto (``Worker: severity: ...``),
+    so our INFO progress lines were never seen (Beam's loggers are set to WARNING). Here:
+    storybeam's own lines are logged as ``storybeam.worker`` at their level with their text,
+    Beam's at WARNING and above as ``apache_beam.worker``, and Beam's notice about a
+    semi-persistent directory not at all. Installed once, in the runner process."""
+    from apache_beam.runners.portability import local_job_service
+    from apache_beam.runners.worker.log_handler import LOGENTRY_TO_LOG_LEVEL_MAP
+
+    servicer = local_job_service.BeamFnLoggingServicer
+    if getattr(servicer.Logging, "_storybeam", False):
+        return
+    own, beam_log = logging.getLogger("storybeam.worker"), logging.getLogger("apache_beam.worker")
+
+    def logging_service(self, log_bundles, context=None):
+        for log_bundle in log_bundles:
+            for entry in log_bundle.log_entries:
+                level = LOGENTRY_TO_LOG_LEVEL_MAP.get(entry.severity, logging.INFO)
+                if entry.log_location.startswith(_OWN_CODE):
+                    own.log(level, "%s", entry.message)
+                elif level >= logging.WARNING and not entry.message.startswith(_WORKER_NOISE):
+                    beam_log.log(level, "%s (%s)", entry.message, entry.log_location)
+        return iter([])
+
+    logging_service._storybeam = True
+    servicer.Logging = logging_service
 
 
 # --- the pool process ---------------------------------------------------------------------

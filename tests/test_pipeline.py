@@ -6,6 +6,7 @@ Each pipeline run costs seconds, so runs are shared between tests through module
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -84,7 +85,8 @@ def test_sample_text_is_clean(sample_run):
         assert a["published_at"] is not None and a["published_at"].tzinfo is not None
 
 
-def test_rerun_with_two_workers_gives_the_same_output(sample_run, tmp_path):
+def test_rerun_with_two_workers_gives_the_same_output(sample_run, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
     out = tmp_path / "out"
     shutil.copytree(sample_run, out)
     before = {(a["article_id"], a["story_id"], a["duplicate_of"]) for a in read(out, "articles")}
@@ -112,6 +114,10 @@ def test_rerun_with_two_workers_gives_the_same_output(sample_run, tmp_path):
     new_files = sorted(p.name for p in out.rglob("*.parquet"))
     assert len(new_files) == len(old_files) and not set(new_files) & set(old_files)
     assert not list(out.glob("_tmp/*"))
+    # the workers' own progress lines reach the runner's log as text, Beam's start-up notice not
+    worker_lines = [r.getMessage() for r in caplog.records if r.name == "storybeam.worker"]
+    assert any(line.startswith("progress: documents read") for line in worker_lines)
+    assert not any("semi_persistent_directory" in r.getMessage() for r in caplog.records)
 
 
 def test_seeds_are_cleaned_and_form_one_story(seeds_dir, tmp_path):
