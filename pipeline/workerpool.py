@@ -142,11 +142,15 @@ def skip_optional_beam(argv: list[str] | None = None) -> bool:
     return True
 
 
+#: the runner's temporary folder for the pool's socket
+SOCKET_DIR_PREFIX = "storybeam-workers-"
+
+
 class WorkerPool:
     """The runner's handle on the pool process."""
 
     def __init__(self) -> None:
-        self._dir = tempfile.mkdtemp(prefix="storybeam-workers-")
+        self._dir = tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX)
         self.socket_path = os.path.join(self._dir, "pool.sock")
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         self._proc = subprocess.Popen(
@@ -360,6 +364,11 @@ def serve(path: str) -> None:
             os.close(fd)
         conn.close()
     listener.close()
+    # The runner removes the socket's folder when it closes the pool; a runner that was killed
+    # cannot, so the pool, which sees its standard input end either way, does it too.
+    folder = os.path.dirname(path)
+    if os.path.basename(folder).startswith(SOCKET_DIR_PREFIX):
+        shutil.rmtree(folder, ignore_errors=True)
     _reap(0)  # workers end with their clients, which the runner has waited for
 
 

@@ -220,11 +220,16 @@ def test_orphans_of_an_interrupted_commit_are_removed(tmp_path):
     orphan.parent.mkdir(parents=True)
     orphan.write_bytes(b"PAR1")
     streamed.write_bytes(b"PAR1")
+    # state the killed run staged for its commit
+    pending = tmp_path / "out" / "_state" / f"_pending-{run2}-hosts.json"
+    pending.parent.mkdir(parents=True, exist_ok=True)
+    pending.write_text("{}")
     done, runs = read_manifest(root)
     assert done == {"a.warc.gz"} and runs == {run1}
     removed = remove_orphans(root, runs)
-    assert [Path(p).name for p in removed] == [orphan.name]
+    assert sorted(Path(p).name for p in removed) == sorted([orphan.name, pending.name])
     assert not orphan.exists() and streamed.exists()  # streaming files are not batch orphans
+    assert not pending.exists()
 
 
 def test_resume_finishes_a_run_killed_after_its_last_commit(archives, tmp_path, monkeypatch):

@@ -75,6 +75,16 @@ def test_workers_are_forked_by_the_pool_with_the_runners_environment(pool, tmp_p
     assert proc.wait(10) == 0  # ends when the runner closes its input
 
 
+def test_pool_removes_its_socket_folder_when_its_runner_is_gone():
+    # a runner killed with SIGKILL never closes the pool: the pool's input ends all the same
+    started = workerpool.WorkerPool()
+    folder = os.path.dirname(started.socket_path)
+    proc, started._proc = started._proc, None
+    proc.stdin.close()  # what the kernel does for a killed runner
+    assert proc.wait(30) == 0
+    assert not os.path.exists(folder)
+
+
 def test_without_the_pool_workers_start_as_beams_own(pool, tmp_path):
     pool._proc.kill()
     pool._proc.wait()

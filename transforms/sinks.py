@@ -260,6 +260,9 @@ def write_summary(root: str, run_id: str, summary: dict) -> None:
 _BATCH_FILE = re.compile(r"^part-(\d{8}T\d{6}-[0-9a-f]{6}(?:-b\d{4})?)-(?:\d{5}|c\d{4})\.parquet$")
 
 
+_PENDING_STATE = re.compile(r"^_pending-(\d{8}T\d{6}-[0-9a-f]{6}(?:-b\d{4})?)-")
+
+
 def _run_of(path: str) -> str | None:
     """'.../part-<run_id>-<shard>.parquet' of a batch run -> run_id, else None."""
     match = _BATCH_FILE.match(posixpath.basename(path))
@@ -287,6 +290,14 @@ def remove_orphans(root: str, committed_runs: set[str]) -> list[str]:
     tmp = posixpath.join(base, "_tmp")
     if fs.exists(tmp):
         fs.rm(tmp, recursive=True)
+    # state files a killed run staged for its commit (``fsutil.stage_file``: "_pending-<run>-...")
+    state = posixpath.join(base, "_state")
+    if fs.exists(state):
+        for path in fs.find(state):
+            match = _PENDING_STATE.match(posixpath.basename(path))
+            if match and match.group(1) not in committed_runs:
+                fs.rm(path)
+                removed.append(path)
     return removed
 
 
