@@ -1194,6 +1194,20 @@ _heap_frozen = False  # frozen after importing the extraction libraries
 _heap_frozen_bare = False  # frozen without them (a Beam worker whose pages go to the child)
 
 
+#: libraries whose log lines about a page ("discarding data", "empty HTML tree") say what the
+#: page's row in failures/ says with a reason code; in extraction children and workers they
+#: went to standard error with Python's last-resort handler
+_EXTRACTION_LOGGERS = ("trafilatura", "htmldate", "courlan", "justext", "readability", "charset_normalizer")
+
+
+def quiet_extraction_libraries() -> None:
+    """Only CRITICAL lines of the extraction libraries are logged."""
+    import logging
+
+    for name in _EXTRACTION_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
 def freeze_startup_heap(libraries: bool = True) -> None:
     """Once per process, after the imports: import the extraction libraries, install the
     speed-ups, then move every object alive now into the garbage collector's permanent
@@ -1214,6 +1228,7 @@ def freeze_startup_heap(libraries: bool = True) -> None:
         import trafilatura  # noqa: F401
 
         speed_up_trafilatura()
+        quiet_extraction_libraries()
     gc.collect()
     gc.freeze()
     if libraries:
