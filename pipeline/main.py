@@ -15,7 +15,7 @@ import uuid
 from datetime import datetime
 
 from pipeline.config import Config, ConfigError, load_config
-from pipeline.options import UsageError, parse_args
+from pipeline.options import CliArgs, UsageError, parse_args
 
 LOG = logging.getLogger("storybeam")
 
@@ -45,15 +45,15 @@ def choose_runner(runner_name: str | None, streaming: bool):
     return runner_name
 
 
-def plan_run(argv: list[str]):
-    """Flags + config -> (RunPlan, PipelineOptions). Raises UsageError/ConfigError/InputError."""
-    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-
-    from pipeline.build import RunPlan
-    from transforms.sources import default_fetched_at, expand_inputs
-
-    args = parse_args(argv)
-    cfg: Config = load_config(args.config)
+def apply_flags(cfg: Config, args: CliArgs) -> Config:
+    """The config with the command line's overrides (--source, --input, --output,
+    --allow-hosts). Raises UsageError when the run would have no input, or when --source
+    changes the config's source without --input: the config's inputs belong to its own source
+    (the bundled config lists a WARC, which --source text would read as one garbage article)."""
+    if args.source and args.source != cfg.run.source and not args.inputs and cfg.run.inputs:
+        raise UsageError(
+            f"--source {args.source} needs --input: the inputs in {cfg.path} are for source {cfg.run.source}"
+        )
     if args.source:
         cfg = cfg.replace("run", source=args.source)
     if args.inputs:
@@ -64,6 +64,18 @@ def plan_run(argv: list[str]):
         cfg = cfg.replace("fetch", allow_hosts=tuple(cfg.fetch.allow_hosts) + args.allow_hosts)
     if not cfg.run.inputs:
         raise UsageError("no input: give --input (or run.inputs in the config)")
+    return cfg
+
+
+def plan_run(argv: list[str]):
+    """Flags + config -> (RunPlan, PipelineOptions). Raises UsageError/ConfigError/InputError."""
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+    from pipeline.build import RunPlan
+    from transforms.sources import default_fetched_at, expand_inputs
+
+    args = parse_args(argv)
+    cfg = apply_flags(load_config(args.config), args)
     if cfg.run.source == "feeds":
         from transforms.feeds import resolve_inputs
 

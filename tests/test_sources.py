@@ -49,6 +49,29 @@ def test_text_file_is_one_document(tmp_path):
     assert doc.fetched_at == NOW
 
 
+def test_text_files_are_read_decompressed_and_binary_ones_are_not_articles(tmp_path):
+    import gzip
+
+    article = "Harbour news today\n\nFirst paragraph here.\n"
+    (tmp_path / "a.txt.gz").write_bytes(gzip.compress(article.encode()))
+    (tmp_path / "wide.txt").write_bytes(article.encode("utf-16"))  # with its BOM
+    (tmp_path / "packed.txt").write_bytes(gzip.compress(article.encode()))  # gzip under a text name
+    (tmp_path / "image.txt").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    (tmp_path / "controls.txt").write_bytes(bytes(range(1, 32)) * 20)  # no NUL, still not text
+    for name in ("a.txt.gz", "wide.txt"):
+        (doc,) = read_text_file(str(tmp_path / name), SourceSettings(), NOW)
+        assert isinstance(doc, Document) and doc.title == "Harbour news today", name
+        assert doc.text.strip() == "First paragraph here."
+    for name in ("packed.txt", "image.txt", "controls.txt"):
+        (failure,) = read_text_file(str(tmp_path / name), SourceSettings(), NOW)
+        assert isinstance(failure, Failure), name
+        assert (failure.stage, failure.reason) == ("filter", "not_text")
+    # a .gz that is not gzip: unreadable, not an article
+    (tmp_path / "fake.txt.gz").write_bytes(article.encode())
+    (failure,) = read_text_file(str(tmp_path / "fake.txt.gz"), SourceSettings(), NOW)
+    assert (failure.stage, failure.reason) == ("read", "unreadable")
+
+
 def test_jsonl_bad_lines_become_failures(tmp_path):
     path = tmp_path / "a.jsonl"
     lines = [

@@ -11,6 +11,7 @@ workers by ``Reshuffle``. An input can also be a part of a file (``input_part``:
 
 from __future__ import annotations
 
+import codecs
 import io
 import json
 import logging
@@ -155,28 +156,70 @@ def split_title(text: str) -> tuple[str | None, str]:
     return None, ""
 
 
-def decode_text(data: bytes) -> str:
-    """Bytes of a text file -> str: UTF-8 (with or without BOM), else a detected charset."""
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        from charset_normalizer import from_bytes
+#: C0 control characters that text does not contain (tab, line feed, vertical tab, form feed and
+#: carriage return aside); binary data decoded as some 8-bit charset is full of them
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+#: Byte order marks of the UTF-16/32 encodings, whose text has NUL bytes (UTF-32 first: its
+#: little-endian mark begins with UTF-16's)
+_WIDE_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 
-        best = from_bytes(data).best()
-        return str(best) if best is not None else data.decode("utf-8", errors="replace")
+
+def decode_text(data: bytes) -> str | None:
+    """Bytes of a text file -> str: UTF-8 (with or without BOM), UTF-16/32 with a BOM, else a
+    detected charset. None when the bytes are not text: NUL bytes outside UTF-16/32 (images,
+    archives, compressed data; a single-byte charset would still "decode" them), no charset
+    that fits, or more than 1% control characters."""
+    for bom, encoding in _WIDE_BOMS:
+        if data.startswith(bom):
+            try:
+                text = data.decode(encoding)
+            except UnicodeDecodeError:
+                return None
+            break
+    else:
+        if b"\x00" in data:
+            return None
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            from charset_normalizer import from_bytes
+
+            best = from_bytes(data).best()
+            if best is None:
+                return None
+            text = str(best)
+    if len(_CONTROL.findall(text)) * 100 > len(text):
+        return None
+    return text
 
 
 def read_text_file(url: str, settings: SourceSettings, fetched_at: datetime) -> Iterator[Document | Failure]:
+    """One plain-text file -> one Document (title from its first line, ``split_title``).
+
+    A compressed file (``.gz``, ``.bz2``, ``.xz``... by its name) is read decompressed, capped at
+    ``max_record_bytes`` after decompression. A file that is not text (``decode_text``) becomes
+    Failure(filter, not_text) rather than an article of mojibake."""
     try:
-        with fsspec.open(url, "rb") as handle:
+        with fsspec.open(url, "rb", compression="infer") as handle:
             data = handle.read(settings.max_record_bytes + 1)
-    except OSError as err:
+    except (OSError, EOFError, zlib.error) as err:  # also a .gz that is not gzip, or is cut short
         yield _failure(url, "read", "unreadable", repr(err))
         return
     if len(data) > settings.max_record_bytes:
         yield _failure(url, "read", "too_large", f"more than {settings.max_record_bytes} bytes")
         return
-    title, body = split_title(decode_text(data))
+    text = decode_text(data)
+    if text is None:
+        yield _failure(
+            url, FILTER_STAGE, "not_text", f"binary data, not text ({len(data)} bytes, starting {data[:8]!r})"
+        )
+        return
+    title, body = split_title(text)
     yield Document(url=url, source_kind="text", fetched_at=fetched_at, text=body, title=title)
 
 
