@@ -68,7 +68,9 @@ def apply_flags(cfg: Config, args: CliArgs) -> Config:
 
 
 def plan_run(argv: list[str]):
-    """Flags + config -> (RunPlan, PipelineOptions). Raises UsageError/ConfigError/InputError."""
+    """Flags + config -> (RunPlan, PipelineOptions, StandardOptions). Raises UsageError (also for a
+    memory:// output that worker processes would not share), ConfigError or InputError."""
+    import fsspec
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
     from pipeline.build import RunPlan
@@ -99,7 +101,8 @@ def plan_run(argv: list[str]):
     if "://" not in output:
         output = os.path.abspath(output)
     options = PipelineOptions(list(args.beam_args))
-    if options.view_as(StandardOptions).streaming and cfg.run.source != "feeds":
+    standard = options.view_as(StandardOptions)
+    if standard.streaming and cfg.run.source != "feeds":
         raise UsageError(f"--streaming reads feeds; --source {cfg.run.source} is a batch source (drop --streaming)")
     fetched_at = default_fetched_at()
     plan = RunPlan(
@@ -112,7 +115,29 @@ def plan_run(argv: list[str]):
         stop_after=args.stop_after,
         resume=args.resume,
     )
-    return plan, options, options.view_as(StandardOptions)
+    if fsspec.utils.get_protocol(output) == "memory" and not _in_this_process(plan, options):
+        # Each process has its own memory:// file system: the workers' shards would vanish and
+        # the commit step fail to find them, after all the work.
+        raise UsageError(
+            f"--output {output}: memory:// exists in this process only, and other processes run this pipeline "
+            "(--direct_running_mode=multi_processing or a remote runner); use a local path or a shared store"
+        )
+    return plan, options, standard
+
+
+def _in_this_process(plan, options) -> bool:
+    """Whether the whole pipeline runs in this process: the local runner in its default or
+    multi_threading mode, or streaming (the BundleBasedDirectRunner is in-process)."""
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+
+    from pipeline.streaming import wants_streaming
+
+    standard = options.view_as(StandardOptions)
+    if standard.runner not in LOCAL_RUNNERS:
+        return False
+    if wants_streaming(plan, bool(standard.streaming)):
+        return True
+    return options.view_as(DirectOptions).direct_running_mode != "multi_processing"
 
 
 def read_summary(output: str) -> dict:
@@ -342,11 +367,15 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str]) -> int:
+    from transforms.fsutil import OutputError, check_output
     from transforms.sources import InputError
 
     try:
         plan, options, standard = plan_run(argv)
-    except (UsageError, ConfigError, InputError) as err:
+        # Before any work: an output that cannot be written would otherwise fail the commit
+        # step, after the whole run, with a traceback.
+        check_output(plan.output)
+    except (UsageError, ConfigError, InputError, OutputError) as err:
         print(f"storybeam: error: {err}", file=sys.stderr)
         return EXIT_USAGE
 

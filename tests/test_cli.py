@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
+import fsspec
 import pytest
+from fsspec.spec import AbstractFileSystem
 
 from pipeline.config import load_config
-from pipeline.main import EXIT_USAGE, apply_flags, run
+from pipeline.main import EXIT_USAGE, apply_flags, plan_run, run
 from pipeline.options import UsageError, parse_args
+from transforms.fsutil import OutputError, check_output
 
 
 @pytest.fixture(scope="module")
@@ -30,3 +36,49 @@ def test_source_override_without_input_exits_2_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("storybeam: error: --source jsonl needs --input") and "\n" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_output_under_a_plain_file_is_refused_before_any_work(tmp_path):
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    for output in (blocker, blocker / "out"):
+        with pytest.raises(OutputError, match=f"output {output}: cannot write there: {blocker} is a file"):
+            check_output(str(output))
+    fresh = tmp_path / "new" / "out"
+    check_output(str(fresh))  # created as the run would create it, the probe removed again
+    assert fresh.is_dir() and list(fresh.iterdir()) == []
+
+
+class _SilentFileSystem(AbstractFileSystem):
+    """A store that never answers (an offline bucket): opening a file blocks until released."""
+
+    protocol = "silentstore"
+    release = threading.Event()
+
+    def _open(self, path, mode="rb", **kwargs):
+        self.release.wait(30)
+        raise OSError("released")
+
+
+def test_output_that_does_not_answer_or_is_unknown_is_refused(monkeypatch):
+    fsspec.register_implementation("silentstore", _SilentFileSystem, clobber=True)
+    try:
+        started = time.monotonic()
+        with pytest.raises(OutputError, match="output silentstore://bucket/out: no answer from its storage within"):
+            check_output("silentstore://bucket/out", timeout_s=0.3)
+        assert time.monotonic() - started < 5
+    finally:
+        _SilentFileSystem.release.set()
+    with pytest.raises(OutputError, match="output nosuchstore://x: cannot write there: .*nosuchstore"):
+        check_output("nosuchstore://x")
+
+
+def test_memory_output_with_worker_processes_is_refused(repo_root):
+    sample = str(repo_root / "configs" / "sample" / "sample.warc.gz")
+    flags = ["--source", "warc", "--input", sample, "--output", "memory://storybeam-cli/out"]
+    with pytest.raises(UsageError, match="memory:// exists in this process only"):
+        plan_run([*flags, "--direct_num_workers=2", "--direct_running_mode=multi_processing"])
+    with pytest.raises(UsageError, match="memory:// exists in this process only"):
+        plan_run([*flags, "--runner", "FlinkRunner"])
+    plan, _, _ = plan_run([*flags, "--direct_num_workers=2", "--direct_running_mode=multi_threading"])
+    assert plan.output == "memory://storybeam-cli/out"
