@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+import shutil
+import subprocess
+import sys
 import threading
 import time
 
@@ -82,3 +87,35 @@ def test_memory_output_with_worker_processes_is_refused(repo_root):
         plan_run([*flags, "--runner", "FlinkRunner"])
     plan, _, _ = plan_run([*flags, "--direct_num_workers=2", "--direct_running_mode=multi_threading"])
     assert plan.output == "memory://storybeam-cli/out"
+
+
+def test_run_local_takes_relative_paths_from_the_callers_directory(repo_root, tmp_path):
+    """./run_local.sh runs in the caller's directory (the real script, with the bootstrap
+    stubbed so that nothing is installed): a relative --input is found there, and a relative
+    --output is checked there (a plain file in the way stops the run before any work)."""
+    checkout = tmp_path / "checkout"
+    (checkout / "scripts").mkdir(parents=True)
+    (checkout / ".venv" / "bin").mkdir(parents=True)
+    shutil.copy(repo_root / "run_local.sh", checkout / "run_local.sh")
+    (checkout / "scripts" / "bootstrap.sh").write_text(": # already installed\n")
+    python = checkout / ".venv" / "bin" / "python"
+    python.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n')
+    python.chmod(0o755)
+    (checkout / "configs").symlink_to(repo_root / "configs")
+    caller = tmp_path / "caller"
+    caller.mkdir()
+    (caller / "a.txt").write_text("Harbour news today\n\nFirst paragraph here.\n")
+    (caller / "afile").write_text("")
+    (caller / "pipeline").mkdir()  # a folder of the caller's that must not be imported
+    (caller / "pipeline" / "__init__.py").write_text("raise SystemExit('the caller folder was imported')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(repo_root), os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run(
+        ["bash", str(checkout / "run_local.sh"), "--source", "text", "--input", "a.txt", "--output", "afile/out"],
+        cwd=caller,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == EXIT_USAGE, result.stderr[-2000:]
+    assert f"output {caller / 'afile' / 'out'}: cannot write there: {caller / 'afile'} is a file" in result.stderr
