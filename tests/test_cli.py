@@ -119,3 +119,40 @@ def test_run_local_takes_relative_paths_from_the_callers_directory(repo_root, tm
     )
     assert result.returncode == EXIT_USAGE, result.stderr[-2000:]
     assert f"output {caller / 'afile' / 'out'}: cannot write there: {caller / 'afile'} is a file" in result.stderr
+
+
+def test_misspelt_flags_stop_the_run_with_a_suggestion():
+    for argv, message in [
+        (["--ouput", "out"], "unknown flag --ouput (did you mean --output?)"),
+        (
+            ["--output=out", "--direct-num-workers=2"],
+            "unknown flag --direct-num-workers (did you mean --direct_num_workers?)",
+        ),
+        (["--runn", "DirectRunner"], "unknown flag --runn (did you mean --runner?)"),
+        (["--frobnicate"], "unknown flag --frobnicate: neither a storybeam flag nor a Beam pipeline option"),
+        (["--output", "out", "stray"], "unexpected argument 'stray'"),
+        (["--direct_running_mode=fast"], "argument --direct_running_mode: invalid choice: 'fast'"),
+    ]:
+        with pytest.raises(UsageError) as err:
+            parse_args(argv)
+        assert str(err.value).startswith(message), argv
+
+
+def test_flags_of_every_beam_options_class_pass_through():
+    beam_flags = [
+        "--runner", "DataflowRunner", "--project", "p", "--region", "europe-west1",
+        "--temp_location", "gs://b/tmp", "--staging_location", "gs://b/staging", "--job_name", "news",
+        "--max_num_workers", "3", "--experiments", "use_runner_v2", "--sdk_container_image", "img:1",
+        "--setup_file", "./setup.py", "--save_main_session", "--no_auth", "--dry_run=True",
+        "--direct_num_workers=2", "--direct_running_mode=multi_processing", "--streaming",
+        "--flink_master", "localhost:8081", "--spark_master_url", "spark://x:7077",
+        "--environment_type=LOOPBACK", "--sdk_location=container",
+    ]  # fmt: skip
+    args = parse_args(["--output", "out", *beam_flags])
+    assert args.output == "out" and args.beam_args == tuple(beam_flags)
+
+
+def test_misspelt_flag_exits_2_with_one_line(tmp_path, capsys):
+    assert run(["--source", "text", "--input", "a.txt", "--ouput", str(tmp_path / "o")]) == EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert err == "storybeam: error: unknown flag --ouput (did you mean --output?)"
