@@ -16,7 +16,7 @@ import uuid
 from datetime import datetime
 
 from pipeline.config import Config, ConfigError, load_config
-from pipeline.options import UsageError, parse_args
+from pipeline.options import CliArgs, UsageError, parse_args
 
 LOG = logging.getLogger("storybeam")
 
@@ -46,15 +46,15 @@ def choose_runner(runner_name: str | None, streaming: bool):
     return runner_name
 
 
-def plan_run(argv: list[str]):
-    """Flags + config -> (RunPlan, PipelineOptions). Raises UsageError/ConfigError/InputError."""
-    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-
-    from pipeline.build import RunPlan
-    from transforms.sources import default_fetched_at, expand_inputs
-
-    args = parse_args(argv)
-    cfg: Config = load_config(args.config)
+def apply_flags(cfg: Config, args: CliArgs) -> Config:
+    """The config with the command line's overrides (--source, --input, --output,
+    --allow-hosts). Raises UsageError when the run would have no input, or when --source
+    changes the config's source without --input: the config's inputs belong to its own source
+    (the bundled config lists a WARC, which --source text would read as one garbage article)."""
+    if args.source and args.source != cfg.run.source and not args.inputs and cfg.run.inputs:
+        raise UsageError(
+            f"--source {args.source} needs --input: the inputs in {cfg.path} are for source {cfg.run.source}"
+        )
     if args.source:
         cfg = cfg.replace("run", source=args.source)
     if args.inputs:
@@ -65,6 +65,20 @@ def plan_run(argv: list[str]):
         cfg = cfg.replace("fetch", allow_hosts=tuple(cfg.fetch.allow_hosts) + args.allow_hosts)
     if not cfg.run.inputs:
         raise UsageError("no input: give --input (or run.inputs in the config)")
+    return cfg
+
+
+def plan_run(argv: list[str]):
+    """Flags + config -> (RunPlan, PipelineOptions, StandardOptions). Raises UsageError (also for a
+    memory:// output that worker processes would not share), ConfigError or InputError."""
+    import fsspec
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+    from pipeline.build import RunPlan
+    from transforms.sources import default_fetched_at, expand_inputs
+
+    args = parse_args(argv)
+    cfg = apply_flags(load_config(args.config), args)
     if cfg.run.source == "feeds":
         from transforms.feeds import resolve_inputs
 
@@ -88,7 +102,8 @@ def plan_run(argv: list[str]):
     if "://" not in output:
         output = os.path.abspath(output)
     options = PipelineOptions(list(args.beam_args))
-    if options.view_as(StandardOptions).streaming and cfg.run.source != "feeds":
+    standard = options.view_as(StandardOptions)
+    if standard.streaming and cfg.run.source != "feeds":
         raise UsageError(f"--streaming reads feeds; --source {cfg.run.source} is a batch source (drop --streaming)")
     fetched_at = default_fetched_at()
     plan = RunPlan(
@@ -101,7 +116,29 @@ def plan_run(argv: list[str]):
         stop_after=args.stop_after,
         resume=args.resume,
     )
-    return plan, options, options.view_as(StandardOptions)
+    if fsspec.utils.get_protocol(output) == "memory" and not _in_this_process(plan, options):
+        # Each process has its own memory:// file system: the workers' shards would vanish and
+        # the commit step fail to find them, after all the work.
+        raise UsageError(
+            f"--output {output}: memory:// exists in this process only, and other processes run this pipeline "
+            "(--direct_running_mode=multi_processing or a remote runner); use a local path or a shared store"
+        )
+    return plan, options, standard
+
+
+def _in_this_process(plan, options) -> bool:
+    """Whether the whole pipeline runs in this process: the local runner in its default or
+    multi_threading mode, or streaming (the BundleBasedDirectRunner is in-process)."""
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+
+    from pipeline.streaming import wants_streaming
+
+    standard = options.view_as(StandardOptions)
+    if standard.runner not in LOCAL_RUNNERS:
+        return False
+    if wants_streaming(plan, bool(standard.streaming)):
+        return True
+    return options.view_as(DirectOptions).direct_running_mode != "multi_processing"
 
 
 def read_summary(output: str) -> dict:
@@ -373,11 +410,15 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str]) -> int:
+    from transforms.fsutil import OutputError, check_output
     from transforms.sources import InputError
 
     try:
         plan, options, standard = plan_run(argv)
-    except (UsageError, ConfigError, InputError) as err:
+        # Before any work: an output that cannot be written would otherwise fail the commit
+        # step, after the whole run, with a traceback.
+        check_output(plan.output)
+    except (UsageError, ConfigError, InputError, OutputError) as err:
         print(f"storybeam: error: {err}", file=sys.stderr)
         return EXIT_USAGE
 

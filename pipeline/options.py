@@ -1,12 +1,17 @@
 """Command-line flags of ``python -m pipeline.main`` / ``storybeam`` (see CONTRACT.md).
 
 Our own flags are parsed here; everything else is handed to Beam's ``PipelineOptions``
-(``--runner``, ``--direct_num_workers``, ``--project``, ``--streaming`` ...).
+(``--runner``, ``--direct_num_workers``, ``--project``, ``--streaming`` ...). A flag that neither
+we nor any of Beam's options classes know stops the run (``check_beam_flags``): Beam itself only
+warns and drops it, so ``--ouput X`` ran on and wrote to the default output.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
+import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -63,8 +68,72 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _beam_parser() -> argparse.ArgumentParser:
+    """A parser of every flag Beam knows, built as ``PipelineOptions.get_all_options`` builds
+    it: each ``PipelineOptions`` subclass adds its own (``_add_argparse_args``). Errors are
+    UsageErrors (Beam's parser would exit)."""
+    from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+
+    class Parser(_BeamArgumentParser):  # the subclass for add_value_provider_argument
+        def error(self, message: str):
+            raise UsageError(message)
+
+    parser = Parser(allow_abbrev=False, add_help=False)
+    classes: dict[str, type] = {}
+    for cls in PipelineOptions.__subclasses__():
+        classes.setdefault(str(cls), cls)  # Beam's own de-duplication
+    for cls in classes.values():
+        cls._add_argparse_args(parser)
+    return parser
+
+
+def _import_runner(flags: Sequence[str]) -> None:
+    """Import the module of the runner named by --runner, as Beam does when it creates the
+    runner: a runner's own options class (e.g. ``DaskOptions``) is known only from then on."""
+    from apache_beam.runners.runner import _RUNNER_MAP
+
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--runner")
+    name = (pre.parse_known_args(list(flags))[0].runner or "").strip()
+    path = _RUNNER_MAP.get(name.lower(), _RUNNER_MAP.get(name.lower() + "runner", name))
+    if "." in path:
+        try:
+            importlib.import_module(path.rsplit(".", 1)[0])
+        except ImportError:  # Beam reports a runner it cannot load when it creates it
+            pass
+
+
+def check_beam_flags(flags: Sequence[str]) -> None:
+    """Raise UsageError naming the first of ``flags`` (what our parser left) that no Beam
+    options class knows, with the closest known flag as a suggestion, or a bad value of a
+    known one. Beam would drop an unknown flag with a warning and run without it."""
+    _import_runner(flags)
+    parser = _beam_parser()
+    _, unknown = parser.parse_known_args(list(flags))
+    if not unknown:
+        return
+    first = next((arg for arg in unknown if arg.startswith("-")), None)
+    if first is None:
+        raise UsageError(f"unexpected argument {unknown[0]!r} (every value follows its flag, e.g. --input X)")
+    name = first.split("=", 1)[0]
+    known = [
+        option[2:]
+        for p in (make_parser(), parser)
+        for action in p._actions
+        for option in action.option_strings
+        if option.startswith("--")
+    ]
+    # compared without the dashes, which every flag shares and which would make any two look alike
+    close = difflib.get_close_matches(name.lstrip("-"), known, n=1, cutoff=0.7)
+    if close:
+        raise UsageError(f"unknown flag {name} (did you mean --{close[0]}?)")
+    raise UsageError(f"unknown flag {name}: neither a storybeam flag nor a Beam pipeline option (see --help)")
+
+
 def parse_args(argv: list[str]) -> CliArgs:
     ns, rest = make_parser().parse_known_args(argv)
+    if rest:
+        check_beam_flags(rest)
     if ns.poll_interval is not None and ns.poll_interval <= 0:
         raise UsageError("--poll-interval must be positive")
     if ns.stop_after is not None and ns.stop_after < 1:

@@ -10,8 +10,9 @@ import fsspec
 import pyarrow.dataset as ds
 import pytest
 
-from pipeline.main import run
+from pipeline.main import EXIT_USAGE, run
 from tests.cloud import gcs_emulator, s3_server
+from transforms.fsutil import OutputError, check_output
 from transforms.sources import SourceSettings, _split_file, read_warc_file, write_warc
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,3 +51,15 @@ def test_warc_in_and_parquet_out_on_object_storage(scheme, sample_pages, tmp_pat
         assert articles.num_rows == 7
         assert all(url.startswith("https://") for url in articles.column("url").to_pylist())
         assert not fs.exists("storybeam-test/out/_tmp/" + summary["run_id"])
+
+
+def test_an_output_bucket_out_of_reach_is_refused_before_any_work(tmp_path, capsys):
+    with s3_server("storybeam-probe"):
+        check_output("s3://storybeam-probe/out")  # writable: the probe leaves nothing behind
+        assert fsspec.filesystem("s3").ls("storybeam-probe") == []
+        with pytest.raises(OutputError, match="output s3://no-such-bucket/out: cannot write there"):
+            check_output("s3://no-such-bucket/out")
+        sample = str(REPO / "configs" / "sample" / "sample.warc.gz")
+        assert run(["--source", "warc", "--input", sample, "--output", "s3://no-such-bucket/out"]) == EXIT_USAGE
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("storybeam: error: output s3://no-such-bucket/out") and "\n" not in err

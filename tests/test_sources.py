@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
+import re
 from datetime import datetime, timezone
 
 import pytest
@@ -47,6 +49,29 @@ def test_text_file_is_one_document(tmp_path):
     assert isinstance(doc, Document)
     assert doc.title == "Harbour news today" and doc.text.strip() == "First paragraph here."
     assert doc.fetched_at == NOW
+
+
+def test_text_files_are_read_decompressed_and_binary_ones_are_not_articles(tmp_path):
+    import gzip
+
+    article = "Harbour news today\n\nFirst paragraph here.\n"
+    (tmp_path / "a.txt.gz").write_bytes(gzip.compress(article.encode()))
+    (tmp_path / "wide.txt").write_bytes(article.encode("utf-16"))  # with its BOM
+    (tmp_path / "packed.txt").write_bytes(gzip.compress(article.encode()))  # gzip under a text name
+    (tmp_path / "image.txt").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    (tmp_path / "controls.txt").write_bytes(bytes(range(1, 32)) * 20)  # no NUL, still not text
+    for name in ("a.txt.gz", "wide.txt"):
+        (doc,) = read_text_file(str(tmp_path / name), SourceSettings(), NOW)
+        assert isinstance(doc, Document) and doc.title == "Harbour news today", name
+        assert doc.text.strip() == "First paragraph here."
+    for name in ("packed.txt", "image.txt", "controls.txt"):
+        (failure,) = read_text_file(str(tmp_path / name), SourceSettings(), NOW)
+        assert isinstance(failure, Failure), name
+        assert (failure.stage, failure.reason) == ("filter", "not_text")
+    # a .gz that is not gzip: unreadable, not an article
+    (tmp_path / "fake.txt.gz").write_bytes(article.encode())
+    (failure,) = read_text_file(str(tmp_path / "fake.txt.gz"), SourceSettings(), NOW)
+    assert (failure.stage, failure.reason) == ("read", "unreadable")
 
 
 def test_jsonl_bad_lines_become_failures(tmp_path):
@@ -386,3 +411,100 @@ def test_ranges_that_meet_at_a_record_start(tmp_path, monkeypatch):
     for k in (3, 7):
         inside = list(read_warc_file(str(path), SourceSettings(), None, starts[k] - 2, starts[k] + 1))
         assert [_key(x) for x in inside] == whole[k : k + 1]
+
+
+def _records(kinds: list[str]) -> list[bytes]:
+    """Uncompressed WARC records, one per kind: ``page`` (an HTML response of a.example/<i>)
+    or ``request``."""
+    out = []
+    for i, kind in enumerate(kinds):
+        handle = io.BytesIO()
+        writer = WARCWriter(handle, gzip=False)
+        url = f"https://a.example/{i}"
+        if kind == "request":
+            record = writer.create_warc_record(url, "request", payload=io.BytesIO(b"GET / HTTP/1.1\r\n\r\n"))
+        else:
+            http = StatusAndHeaders("200 OK", [("Content-Type", "text/html")], protocol="HTTP/1.1")
+            record = writer.create_warc_record(url, "response", payload=io.BytesIO(HTML), http_headers=http)
+        writer.write_record(record)
+        out.append(handle.getvalue())
+    return out
+
+
+def _with_length(record: bytes, delta: int) -> bytes:
+    """The record with its WARC Content-Length ``delta`` bytes off."""
+    head, _, rest = record.partition(b"\r\n\r\n")
+    declared = int(re.search(rb"Content-Length: (\d+)", head).group(1))
+    head = re.sub(rb"Content-Length: \d+", b"Content-Length: %d" % (declared + delta), head, count=1)
+    return head + b"\r\n\r\n" + rest
+
+
+def _layout(records: list[bytes], layout: str) -> bytes:
+    """``plain``, ``members`` (one gzip member per record, as crawlers write) or ``stream``
+    (the whole file one gzip stream)."""
+    if layout == "plain":
+        return b"".join(records)
+    if layout == "members":
+        return b"".join(gzip.compress(r) for r in records)
+    return gzip.compress(b"".join(records))
+
+
+def _outcome(out: list) -> list[tuple[str, str | None]]:
+    return [(x.url, x.reason if isinstance(x, Failure) else None) for x in out]
+
+
+@pytest.mark.parametrize("layout", ["plain", "members"])
+@pytest.mark.parametrize("delta", [500, 9, -300])
+def test_a_wrong_content_length_loses_no_other_record(tmp_path, layout, delta):
+    """fastwarc reads a block by its declared length and then skips to the next WARC/ line:
+    a length too long swallowed the next record's header, and that record, without a word."""
+    records = _records(["page"] * 4)
+    records[1] = _with_length(records[1], delta)
+    path = tmp_path / ("bad.warc.gz" if layout == "members" else "bad.warc")
+    path.write_bytes(_layout(records, layout))
+    out = list(read_warc_file(str(path), SourceSettings()))
+    assert _outcome(out) == [
+        ("https://a.example/0", None),
+        ("https://a.example/1", "bad_length"),
+        ("https://a.example/2", None),
+        ("https://a.example/3", None),
+    ]
+    assert all(doc.html == HTML for doc in out if isinstance(doc, Document))
+    if layout == "members":  # byte ranges: each record once, whichever range it falls in
+        for range_bytes in (300, 700, 1500):
+            assert [_key(x) for x in _ranged(path, range_bytes)] == [_key(x) for x in out]
+
+
+def test_bytes_that_are_not_warc_records_are_failures(tmp_path):
+    page = tmp_path / "page.warc.gz"  # gzipped HTML under a WARC name
+    page.write_bytes(gzip.compress(b"<html><p>not a warc</p></html>\n" * 100))
+    text = tmp_path / "text.warc"
+    text.write_bytes(b"hello, this is not a warc\n" * 100)
+    for path in (page, text):
+        assert [(f.url, f.stage, f.reason) for f in read_warc_file(str(path), SourceSettings())] == [
+            (f"{path}#0", "read", "bad_warc")
+        ]
+    empty = tmp_path / "empty.warc"
+    empty.write_bytes(b"")
+    assert list(read_warc_file(str(empty), SourceSettings())) == []
+    records = _records(["page", "page"])
+    mixed = tmp_path / "mixed.warc"
+    mixed.write_bytes(records[0] + b"some garbage line\r\n" * 5 + records[1])
+    assert _outcome(read_warc_file(str(mixed), SourceSettings())) == [
+        ("https://a.example/0", None),
+        (f"{mixed}#{len(records[0])}", "bad_warc"),
+        ("https://a.example/1", None),
+    ]
+
+
+@pytest.mark.parametrize("layout", ["plain", "members", "stream"])
+def test_a_file_cut_inside_a_record_that_is_not_read_is_a_failure(tmp_path, layout):
+    path = tmp_path / ("cut.warc" if layout == "plain" else "cut.warc.gz")
+    data = _layout(_records(["page", "page", "request", "request"]), layout)
+    path.write_bytes(data[:-10])
+    counts = WarcCounts()
+    out = list(read_warc_file(str(path), SourceSettings(), counts))
+    assert _outcome(out[:2]) == [("https://a.example/0", None), ("https://a.example/1", None)]
+    (cut,) = out[2:]
+    assert (cut.stage, cut.reason) == ("read", "truncated_record") and cut.url.startswith(f"{path}#")
+    assert counts.skipped >= 1
