@@ -904,3 +904,20 @@ def test_cleaned_backup_made_when_read_changes_no_result(monkeypatch, page):
     assert lazy == [_bare(page, **mode) for mode in modes]
     if "<form>" in page or "DiscussionForumPosting" in page:
         assert built  # the backup was read (short text: the jusText check; the forum path)
+
+
+def test_record_with_html_and_text_falls_back_to_its_text_when_the_html_has_none():
+    from transforms.extract import ExtractSettings, extract_document
+    from transforms.records import Article, Document
+
+    text = "The ferry to the island runs again from Monday after three weeks of repairs. " * 3
+    doc = Document(
+        url="https://port.example/ferry",
+        source_kind="jsonl",
+        fetched_at=datetime(2026, 3, 1, tzinfo=UTC),
+        html=b"<html><body><script>app()</script></body></html>",
+        text=text,
+        title="Ferry runs again",
+    )
+    article = extract_document(doc, ExtractSettings(isolation="none"))
+    assert isinstance(article, Article) and article.extractor == "text" and article.text == text.strip()

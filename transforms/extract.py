@@ -1543,18 +1543,31 @@ def extract_document(
         "topic_hint": doc.topic_hint,
     }
     if doc.text is not None and doc.html is None:
-        text = doc.text.strip()
-        if _too_short(text, settings):
-            return _failure(doc, "no_text", f"{len(text)} characters of text")
-        return Article(
-            text=text,
-            title=doc.title,
-            published_at=doc.published_at,
-            language=language_code(doc.language),
-            author=doc.author,
-            extractor="text",
-            **base,
-        )
+        return _text_article(doc, settings, base)
+    found = _extract_html_document(doc, settings, process, base)
+    if isinstance(found, Failure) and doc.text is not None and found.reason in ("empty_page", "no_text"):
+        return _text_article(doc, settings, base)  # a record with both: its text, not nothing
+    return found
+
+
+def _text_article(doc: Document, settings: ExtractSettings, base: dict) -> Article | Failure:
+    text = doc.text.strip()
+    if _too_short(text, settings):
+        return _failure(doc, "no_text", f"{len(text)} characters of text")
+    return Article(
+        text=text,
+        title=doc.title,
+        published_at=doc.published_at,
+        language=language_code(doc.language),
+        author=doc.author,
+        extractor="text",
+        **base,
+    )
+
+
+def _extract_html_document(
+    doc: Document, settings: ExtractSettings, process: ProcessExtractor | None, base: dict
+) -> Article | Failure:
     if doc.html is None:
         return _failure(doc, "not_html", "document has neither html nor text")
     reason = _not_html_reason(doc)
