@@ -221,11 +221,19 @@ def commit_outputs(
         entry,
     )
     if settings.mode == "replace":
+        replaced = 0
         for kind in KINDS:
             for path in fs.find(posixpath.join(base, kind)):
                 if path.endswith(".parquet") and path not in finals:
                     fs.rm(path)
+                    replaced += 1
             _remove_empty_dirs(fs, posixpath.join(base, kind))
+        if replaced:  # the default mode: said, since a user may have meant to append
+            LOG.warning(
+                "replace mode: removed %d file(s) of earlier runs under %s (sink.mode: append keeps them)",
+                replaced,
+                root,
+            )
         for path in fs.find(posixpath.join(base, MANIFEST)):
             if not path.endswith(f"/{run_id}.json"):
                 fs.rm(path)
