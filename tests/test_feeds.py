@@ -239,6 +239,33 @@ def test_bad_feed_is_one_failure_per_run():
     assert [f.reason for f in gone.failures] == ["http_404"]
 
 
+def test_failing_feed_counts_once_per_streak_and_is_reported_every_run(tmp_path):
+    """A feed that stays broken is a row in every run, but a failure only in the run where it
+    started failing (or fails in a new way): a quiet later run has nothing new that failed."""
+    web = FakeWeb({})
+    spec = FeedSpec("https://n.example/gone")
+    path = str(tmp_path / "feeds.json")
+    outcomes = []
+    for body in (None, None, rss_items(["https://n.example/a"]), None):
+        if body is not None:
+            web.pages[spec.url] = body
+        else:
+            web.pages.pop(spec.url, None)
+        state = load_state(path)  # every poll is a new run with the saved state
+        result = poll_feeds([spec], web.fetch, state, FeedSettings(), now=NOW, reported=set())
+        outcomes.append([(f.stage, f.reason) for f in result.failures])
+        save_state(path, state)
+        if outcomes[-1] == [("filter", "feed_still_failing")]:
+            assert result.failures[0].detail.startswith("fetch/http_404 since ")
+            assert result.failures[0].url == spec.url
+    assert outcomes == [
+        [("fetch", "http_404")],
+        [("filter", "feed_still_failing")],  # reported, not counted again
+        [],  # back: the streak ends
+        [("fetch", "http_404")],  # a new streak counts again
+    ]
+
+
 def test_entries_without_link_become_failures_and_cap_keeps_newest():
     web = FakeWeb({"https://g.example/rss": (DATA / "rss2.xml").read_bytes()})
     result = poll_feeds(

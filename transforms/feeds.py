@@ -15,7 +15,11 @@ stream so it never does its own I/O), JSON Feed 1.x, news sitemaps and sitemap i
 
 Conservation: every entry that a poll reads and has not seen before leaves as exactly one
 ``Document`` or one ``Failure``; entries already seen are counted in ``feeds_entries_seen``
-and are not inputs. A feed that cannot be fetched or parsed is one ``Failure`` per run.
+and are not inputs. A feed that cannot be fetched or parsed is one row per run: a ``Failure``
+(its own stage and reason) in the run where it starts failing, and while it keeps failing the
+same way a filter row ``feed_still_failing`` that names the first failure and since when (the
+streak lives in the feed state), so that a broken feed is reported in every run but counts
+against ``run.max_failure_ratio`` once, not in every later run that has nothing new.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ from transforms.http import (
     Response,
     SafeFetcher,
 )
-from transforms.records import UTC, Document, Failure, utcnow
+from transforms.records import FILTER_STAGE, UTC, Document, Failure, utcnow
 
 LOG = logging.getLogger(__name__)
 READ_STAGE = "read"
@@ -59,6 +63,8 @@ PARSE_STAGE = "parse"
 FETCH_STAGE = "fetch"
 #: Reasons after which a later run should try the entry again (not saved as seen).
 TRANSIENT_REASONS = frozenset({"timeout", "connection_error", "dns_error", "http_429"})
+#: Filter reason of a feed that fails as it did in the previous run (reported, not counted).
+STILL_FAILING = "feed_still_failing"
 STATE_FILE = "_state/feeds.json"
 
 
@@ -732,11 +738,14 @@ def entry_keys(entry: FeedEntry, feed_url: str) -> tuple[str, ...]:
 
 @dataclass
 class FeedCache:
-    """What we remember of one feed to recognise it unchanged."""
+    """What we remember of one feed to recognise it unchanged, and its failure streak."""
 
     etag: str | None = None
     last_modified: str | None = None
     body_hash: str | None = None
+    # "stage/reason" of the failure the feed has had since ``failing_since`` (unix time)
+    failing: str | None = None
+    failing_since: float | None = None
 
 
 @dataclass
@@ -768,10 +777,13 @@ class FeedState:
         feeds = {}
         for url, value in (data.get("feeds") or {}).items():
             if isinstance(value, dict):
+                since = value.get("failing_since")
                 feeds[str(url)] = FeedCache(
                     etag=_s(value.get("etag")),
                     last_modified=_s(value.get("last_modified")),
                     body_hash=_s(value.get("body_hash")),
+                    failing=_s(value.get("failing")),
+                    failing_since=float(since) if isinstance(since, (int, float)) else None,
                 )
         return cls(seen=seen, feeds=feeds)
 
@@ -857,11 +869,11 @@ def read_feed(
     response = fetch(spec.url, accept=FEED_TYPES, etag=cache.etag, last_modified=cache.last_modified)
     if isinstance(response, Failure):
         return None, response, "failed"
-    if response.status == 304:
-        return None, None, "not_modified"
     body_hash = response.body_hash
-    if cache.body_hash == body_hash:
-        return None, None, "unchanged"
+    if response.status == 304 or cache.body_hash == body_hash:
+        if cache.failing:  # read as before: the failure streak is over
+            state.feeds[spec.url] = dataclasses.replace(cache, failing=None, failing_since=None)
+        return None, None, "not_modified" if response.status == 304 else "unchanged"
     parsed = parse_feed(
         response.body,
         spec.url,
@@ -879,6 +891,19 @@ def read_feed(
         body_hash=body_hash,
     )
     return parsed, None, "new"
+
+
+def feed_failure(url: str, failure: Failure, state: FeedState, when: float) -> Failure:
+    """A feed-level failure as this run reports it: the failure itself when the feed starts
+    failing (or fails in a new way), which starts a streak in ``state``; a filter row
+    ``feed_still_failing`` when it fails as it did before (already counted in that run)."""
+    code = f"{failure.stage}/{failure.reason}"
+    cache = state.feeds.get(url) or FeedCache()
+    if cache.failing == code:
+        since = datetime.fromtimestamp(cache.failing_since or when, UTC).isoformat(timespec="seconds")
+        return _failure(url, FILTER_STAGE, STILL_FAILING, f"{code} since {since}: {failure.detail}")
+    state.feeds[url] = dataclasses.replace(cache, failing=code, failing_since=when)
+    return failure
 
 
 def _newest_first(entries: Sequence[FeedEntry], cap: int) -> list[FeedEntry]:
@@ -921,6 +946,8 @@ def poll_feeds(
             if failure is not None:
                 if (spec.url, failure.reason) not in reported:
                     reported.add((spec.url, failure.reason))
+                    failure = feed_failure(spec.url, failure, state, when)
+                    result.stats["feeds_still_failing"] += failure.reason == STILL_FAILING
                     result.failures.append(failure)
                 continue
             if parsed is None:
