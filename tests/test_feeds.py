@@ -309,6 +309,28 @@ def test_sitemap_index_reads_child_sitemaps():
     assert [f.reason for f in result.failures] == ["http_404"]  # the archive child is missing
 
 
+def test_unchanged_sitemap_index_still_polls_its_children(tmp_path):
+    """Child sitemaps keep their URLs while their contents change: an index that answers 304
+    (or with the same bytes) still has its children polled, each with its own validators."""
+    index, child = "https://tidings.example/index.xml", "https://tidings.example/sitemap-news.xml"
+    news = (DATA / "sitemap-news.xml").read_bytes()
+    web = FakeWeb({index: (DATA / "sitemap-index.xml").read_bytes(), child: news})
+    path = str(tmp_path / "feeds.json")
+    polls = []
+    for body in (news, news, news.replace(b"</urlset>", b"<url><loc>/2025/04/fair</loc></url></urlset>")):
+        web.pages[child], web.calls = body, []
+        state = load_state(path)  # a new run with the saved state
+        result = poll_feeds([FeedSpec(index)], web.fetch, state, FeedSettings(), now=NOW)
+        save_state(path, state)
+        polls.append((result.stats["feeds_not_modified"], [i.entry.link for i in result.items]))
+        assert child in web.calls
+    assert polls == [
+        (0, ["https://tidings.example/2025/04/market-day", "https://tidings.example/2025/04/rain"]),
+        (2, []),  # index and child both 304
+        (1, ["https://tidings.example/2025/04/fair"]),  # index 304, the child changed
+    ]
+
+
 def test_state_round_trip_and_merge(tmp_path):
     path = str(tmp_path / "out" / "_state" / "feeds.json")
     assert load_state(path).seen == {}

@@ -746,6 +746,8 @@ class FeedCache:
     # "stage/reason" of the failure the feed has had since ``failing_since`` (unix time)
     failing: str | None = None
     failing_since: float | None = None
+    # a sitemap index: the child sitemaps it listed, polled again while it stays unchanged
+    children: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -766,7 +768,10 @@ class FeedState:
         return {
             "version": 1,
             "seen": self.seen,
-            "feeds": {url: vars(cache) for url, cache in sorted(self.feeds.items())},
+            "feeds": {
+                url: {k: list(v) if isinstance(v, tuple) else v for k, v in vars(cache).items()}
+                for url, cache in sorted(self.feeds.items())
+            },
         }
 
     @classmethod
@@ -784,8 +789,15 @@ class FeedState:
                     body_hash=_s(value.get("body_hash")),
                     failing=_s(value.get("failing")),
                     failing_since=float(since) if isinstance(since, (int, float)) else None,
+                    children=_children(value.get("children")),
                 )
         return cls(seen=seen, feeds=feeds)
+
+
+def _children(value: Any) -> tuple[str, ...] | None:
+    if not isinstance(value, list):
+        return None
+    return tuple(url for url in (_s(v) for v in value) if url)
 
 
 def load_state(path: str | None) -> FeedState:
@@ -864,7 +876,9 @@ def read_feed(
     now: datetime,
 ) -> tuple[ParsedFeed | None, Failure | None, str]:
     """Fetch and parse one feed with conditional GET -> (feed or None, failure, status) where
-    status is ``new``, ``not_modified`` (304) or ``unchanged`` (same body hash)."""
+    status is ``new``, ``not_modified`` (304) or ``unchanged`` (same body hash). An unchanged
+    sitemap index comes back as its remembered child sitemaps: their URLs are usually stable
+    while their contents change, so they are polled (with their own validators) every time."""
     cache = state.feeds.get(spec.url) or FeedCache()
     response = fetch(spec.url, accept=FEED_TYPES, etag=cache.etag, last_modified=cache.last_modified)
     if isinstance(response, Failure):
@@ -873,7 +887,11 @@ def read_feed(
     if response.status == 304 or cache.body_hash == body_hash:
         if cache.failing:  # read as before: the failure streak is over
             state.feeds[spec.url] = dataclasses.replace(cache, failing=None, failing_since=None)
-        return None, None, "not_modified" if response.status == 304 else "unchanged"
+        status = "not_modified" if response.status == 304 else "unchanged"
+        if cache.children is None:
+            return None, None, status
+        children = tuple(FeedEntry(link=url) for url in cache.children)
+        return ParsedFeed(spec.url, "sitemap_index", entries=children), None, status
     parsed = parse_feed(
         response.body,
         spec.url,
@@ -885,10 +903,14 @@ def read_feed(
     if not parsed.usable:
         detail = parsed.bozo_reason or f"no entries in a {parsed.kind} document"
         return parsed, _failure(spec.url, PARSE_STAGE, "bad_feed", detail), "failed"
+    children = None
+    if parsed.kind == "sitemap_index":
+        children = tuple(e.link for e in parsed.entries[: settings.max_child_sitemaps] if e.link)
     state.feeds[spec.url] = FeedCache(
         etag=_s(response.headers.get("etag")),
         last_modified=_s(response.headers.get("last-modified")),
         body_hash=body_hash,
+        children=children,
     )
     return parsed, None, "new"
 
