@@ -70,6 +70,45 @@ def test_each_hostile_endpoint_lands_where_it_should(server, fetcher, path):
     assert server.requested("/private/") == 0
 
 
+SITEMAP = b'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><url><loc>/a</loc></url></urlset>'
+
+
+@pytest.mark.parametrize(
+    ("label", "body", "want"),
+    [
+        ("application/x-gzip", "gzip", "ok"),
+        ("application/gzip", "gzip", "ok"),
+        ("application/octet-stream", "gzip", "ok"),  # told by its gzip signature
+        ("application/x-gzip", "bomb", "too_large"),  # 2 GiB once unwrapped: stops at max_bytes
+        ("application/x-gzip", "corrupt", "bad_encoding"),
+        ("image/jpeg", "jpeg", "not_feed"),
+        ("application/octet-stream", "pdf", "not_feed"),
+    ],
+)
+def test_feed_requests_unwrap_gzip_files_within_the_size_cap(server, fetcher, label, body, want):
+    """sitemap.xml.gz is a gzip file, not a gzip Content-Encoding: a feed request unwraps it
+    (bounded like any body) and names what it refuses as not_feed."""
+    import gzip
+
+    bodies = {
+        "gzip": gzip.compress(SITEMAP),
+        "bomb": gzip_bomb(),
+        "corrupt": gzip.compress(SITEMAP)[:12] + b"\xff" * 40,
+        "jpeg": b"\xff\xd8\xff\xe0\x00\x10JFIF" + bytes(100),
+        "pdf": b"%PDF-1.4\n",
+    }
+    path = f"/gz/{label.replace('/', '-')}-{body}.xml.gz"
+    server.routes[path] = lambda h: h.send(200, bodies[body], {"Content-Type": label})
+    result = fetcher.fetch(server.url(path), accept=FEED_TYPES)
+    if want == "ok":
+        assert isinstance(result, Response), result
+        assert result.body == SITEMAP
+    else:
+        assert isinstance(result, Failure) and result.reason == want, result
+    page = fetcher.fetch(server.url(path))  # an article page that is a gzip file stays refused
+    assert isinstance(page, Failure) and page.reason == "not_html"
+
+
 def test_trickling_body_stops_at_the_total_deadline(server):
     fetcher = SafeFetcher(quick_settings(server, timeout_s=0.8, connect_timeout_s=0.4))
     started = time.monotonic()

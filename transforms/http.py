@@ -25,8 +25,9 @@ server can do, and never takes longer than a bounded time:
 
 Failures are values: ``Failure(url, 'fetch', reason, detail, at)`` with reason codes
 ``bad_url``, ``blocked_address``, ``dns_error``, ``robots_disallowed``, ``timeout``,
-``connection_error``, ``too_large``, ``too_many_redirects``, ``http_<code>``, ``not_html``,
-``bad_encoding``, ``empty_body``.
+``connection_error``, ``too_large``, ``too_many_redirects``, ``http_<code>``, ``not_html``
+(a page request refused for its type; ``not_feed`` for a feed request), ``bad_encoding``,
+``empty_body``.
 """
 
 from __future__ import annotations
@@ -64,8 +65,12 @@ FETCH_STAGE = "fetch"
 
 #: Content types accepted for article pages (fnmatch patterns on the bare MIME type).
 HTML_TYPES: tuple[str, ...] = ("text/html", "application/xhtml+xml")
+#: Labels of a gzip *file* (``sitemap.xml.gz``), as opposed to a gzip Content-Encoding.
+GZIP_TYPES: tuple[str, ...] = ("application/gzip", "application/x-gzip")
 #: Content types accepted for feeds: publishers serve feeds under many labels, so anything
-#: textual or XML/JSON-like goes to the parser, which decides.
+#: textual or XML/JSON-like goes to the parser, which decides. Feed requests (see
+#: ``is_feed_request``) also unwrap a gzip file body (``.xml.gz`` sitemaps, served as
+#: application/x-gzip or application/octet-stream), capped at ``max_bytes`` once unwrapped.
 FEED_TYPES: tuple[str, ...] = (
     "application/rss+xml",
     "application/atom+xml",
@@ -77,7 +82,11 @@ FEED_TYPES: tuple[str, ...] = (
     "application/*xml",
     "application/*json",
     "application/octet-stream",
+    *GZIP_TYPES,
 )
+#: MIME types only a feed request accepts: a request listing one of them asks for a feed.
+_FEED_MARKERS = frozenset({"application/rss+xml", "application/atom+xml", "application/feed+json"})
+_GZIP_MAGIC = b"\x1f\x8b"
 #: ``accept=ANY_TYPE`` disables the content-type check (robots.txt).
 ANY_TYPE: tuple[str, ...] = ()
 
@@ -698,6 +707,12 @@ BINARY_MAGIC = (
 )
 
 
+def is_feed_request(accept: tuple[str, ...]) -> bool:
+    """Does a request with these accepted types ask for a feed (``FEED_TYPES``)? Its refusals
+    are ``not_feed`` (``not_html`` for pages) and gzip file bodies are unwrapped."""
+    return any(pattern in _FEED_MARKERS for pattern in accept)
+
+
 def _type_ok(mime: str, body: bytes, accept: tuple[str, ...]) -> bool:
     if not accept:
         return True
@@ -971,8 +986,10 @@ class SafeFetcher:
         if not truncate and length.isdigit() and int(length) > cap:
             raise _Attempt("too_large", f"Content-Length {length} > max_bytes {cap}")
         mime, charset = parse_content_type(headers.get("content-type"))
+        feed = is_feed_request(accept)
+        refused = "not_feed" if feed else "not_html"
         if accept and mime and not any(fnmatch.fnmatchcase(mime, p) for p in accept):
-            raise _Attempt("not_html", f"content type {mime!r} not accepted")
+            raise _Attempt(refused, f"content type {mime!r} not accepted")
         chunks, size = [], 0
         while True:
             chunk = resp.read1(65536) if hasattr(resp, "read1") else resp.read(65536)
@@ -993,9 +1010,16 @@ class SafeFetcher:
             body = b""
         except ValueError as err:
             raise _Attempt("bad_encoding", str(err)) from None
+        if feed and body.startswith(_GZIP_MAGIC):  # a gzip file: sitemap.xml.gz
+            try:
+                body = _inflate(body, cap, 16 + zlib.MAX_WBITS)
+            except TooLarge as err:
+                raise _Attempt("too_large", f"gzip file: {err}") from None
+            except _CODEC_ERRORS as err:
+                raise _Attempt("bad_encoding", f"corrupt gzip file: {err}") from None
         if accept and not _type_ok(mime, body, accept):
             raise _Attempt(
-                "not_html",
+                refused,
                 f"body of type {mime or 'unknown'!r} is not an accepted document",
             )
         if accept and not body.strip():
@@ -1044,6 +1068,7 @@ __all__ = [
     "ANY_TYPE",
     "ROBOTS_UNREACHABLE",
     "FEED_TYPES",
+    "GZIP_TYPES",
     "HTML_TYPES",
     "FetchSettings",
     "HostGate",
@@ -1053,5 +1078,6 @@ __all__ = [
     "address_problem",
     "decode_text",
     "decompress",
+    "is_feed_request",
     "parse_robots",
 ]
