@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,7 @@ from transforms.feeds import (
     load_feed_list,
     load_state,
     merge_state,
+    parse_date,
     parse_feed,
     poll_feeds,
     resolve_inputs,
@@ -59,6 +60,28 @@ def test_impossible_dates_are_dropped_and_counted():
     assert by_title["Date from the far future"].published is None
     assert by_title["Date from before the web"].published is None
     assert feed.bad_dates == 2
+
+
+def test_rfc822_zone_names_are_their_offsets_and_unknown_names_leave_no_date():
+    """feedparser takes CET, BST, JST... as UTC: those are read at their offsets, and a zone
+    name nobody knows leaves the date empty (and counted as bad) instead of silently wrong."""
+    zones = ["CET", "CEST", "BST", "EEST", "MSK", "IST", "JST", "AEDT", "NZST", "EDT", "GMT", "QQT"]
+    items = "".join(
+        f"<item><title>{zone}</title><link>https://z.example/{zone}</link>"
+        f"<pubDate>Thu, 26 Nov 2026 09:15:00 {zone}</pubDate></item>"
+        for zone in zones
+    )
+    body = f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{items}</channel></rss>'
+    feed = parse_feed(body.encode(), "https://z.example/rss", now=datetime(2026, 11, 28, tzinfo=UTC))
+    got = {e.title: e.published for e in feed.entries}
+    at = datetime(2026, 11, 26, 9, 15, tzinfo=UTC)
+    hours = {"CET": 1, "CEST": 2, "BST": 1, "EEST": 3, "MSK": 3, "IST": 5.5, "JST": 9, "AEDT": 11}
+    hours |= {"NZST": 12, "EDT": -4, "GMT": 0}
+    assert got == {zone: at - timedelta(hours=h) for zone, h in hours.items()} | {"QQT": None}
+    assert feed.bad_dates == 1
+    # the same rule for dates outside feedparser's entries (JSON Feed, sitemaps)
+    assert parse_date("Thu, 26 Nov 2026 09:15:00 CEST") == at - timedelta(hours=2)
+    assert parse_date("Thu, 26 Nov 2026 09:15:00 +0100 (CET)") == at - timedelta(hours=1)
 
 
 def test_atom_rdf_jsonfeed_kinds():

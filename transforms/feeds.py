@@ -221,6 +221,54 @@ def _from_struct(value: Any) -> datetime | None:
         return None
 
 
+#: Zone names feedparser's RFC 822 parser reads right (it takes every other name as UTC).
+_FEEDPARSER_ZONES = frozenset(
+    "ut gmt z utc adt ast at edt est et cdt cst ct mdt mst mt pdt pst pt met mest a n m y".split()
+)
+#: Zone names of RFC 822 dates as feeds write them -> minutes east of UTC. Ambiguous names
+#: take their meaning in news feeds: IST is India Standard Time (+05:30; Indian outlets write
+#: it, Irish ones write GMT/+0100), BST British Summer Time (not Bangladesh). Names that are
+#: both ambiguous and common (CST, AST: US, as feedparser reads them) are left to feedparser;
+#: any other name is unknown and the date is left empty rather than taken as UTC.
+ZONE_OFFSETS_MIN: dict[str, int] = {
+    # Europe
+    "wet": 0, "west": 60, "bst": 60, "ist": 330, "cet": 60, "cest": 120, "mez": 60, "mesz": 120,
+    "eet": 120, "eest": 180, "msk": 180, "trt": 180,
+    # Africa
+    "wat": 60, "cat": 120, "sast": 120, "eat": 180,
+    # Asia, Oceania
+    "pkt": 300, "npt": 345, "ict": 420, "wib": 420, "hkt": 480, "sgt": 480, "myt": 480,
+    "pht": 480, "awst": 480, "jst": 540, "kst": 540, "acst": 570, "acdt": 630, "aest": 600,
+    "aedt": 660, "nzst": 720, "nzdt": 780, "idt": 180,
+    # Americas
+    "hst": -600, "akst": -540, "akdt": -480, "nst": -210, "ndt": -150, "brt": -180, "art": -180,
+}  # fmt: skip
+_NAMED_ZONE = re.compile(r"(\d{1,2}:\d{1,2}(?::\d{1,2})?)\s*\(?([A-Za-z]{1,5})\)?\s*$")
+
+
+def _named_zone_date(text: str) -> tuple[bool, datetime | None]:
+    """An RFC 822 date ending in a zone name feedparser would take as UTC -> (True, the date
+    at that zone's offset, or None for an unknown name); (False, None) for other dates."""
+    match = _NAMED_ZONE.search(text)
+    if not match:
+        return False, None
+    zone = match.group(2).lower()
+    if zone in _FEEDPARSER_ZONES or zone in ("am", "pm"):
+        return False, None
+    if zone not in ZONE_OFFSETS_MIN:
+        return True, None  # never a silently wrong time
+    minutes = ZONE_OFFSETS_MIN[zone]
+    offset = f"{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d}"
+    fixed = f"{text[: match.start(2)].rstrip(' (')} {offset}"
+    try:
+        from feedparser.datetimes import _parse_date
+
+        value = _from_struct(_parse_date(fixed))
+    except Exception:  # noqa: BLE001 - feedparser's date parsers are best effort
+        value = None
+    return True, value or _lenient_date(fixed)
+
+
 def parse_date(text: Any) -> datetime | None:
     """RFC 3339 / ISO 8601 / RFC 822 and the many forms feedparser knows -> UTC, or None."""
     text = _s(text)
@@ -231,6 +279,9 @@ def parse_date(text: Any) -> datetime | None:
     except ValueError:
         value = None
     if value is None:
+        named, value = _named_zone_date(text)
+        if named:
+            return value
         try:
             from feedparser.datetimes import _parse_date
 
@@ -402,7 +453,10 @@ def _feedparser_entry(raw: Any, rule: _DateRule) -> tuple[FeedEntry, bool]:
     for key in ("published", "updated", "created"):
         if not raw.get(key):
             continue
-        parsed = _from_struct(raw.get(f"{key}_parsed")) or _lenient_date(_s(raw.get(key)))
+        text = _s(raw.get(key)) or ""
+        named, parsed = _named_zone_date(text)
+        if not named:
+            parsed = _from_struct(raw.get(f"{key}_parsed")) or _lenient_date(text)
         value, _ = rule.check(parsed)
         if value is not None:
             published, dropped = value, False
