@@ -311,6 +311,24 @@ def test_entries_without_link_become_failures_and_cap_keeps_newest():
     assert capped.stats["feeds_entries_capped"] == 4
 
 
+def test_entries_over_the_cap_are_taken_by_later_polls(tmp_path):
+    """max_entries_per_feed bounds a poll, it does not lose entries: an unchanged feed with
+    entries left over is read again (newest first) until every entry was taken."""
+    links = [f"https://n.example/{n}" for n in range(5)]
+    web = FakeWeb({"https://n.example/rss": rss_items(links)})
+    spec, settings = FeedSpec("https://n.example/rss"), FeedSettings(max_entries_per_feed=2)
+    path = str(tmp_path / "feeds.json")
+    taken = []
+    for _run in range(4):
+        state = load_state(path)
+        result = poll_feeds([spec], web.fetch, state, settings, now=NOW)
+        save_state(path, state)
+        taken.append(([i.entry.link.rsplit("/", 1)[1] for i in result.items], result.stats["feeds_entries_capped"]))
+    # rss() dates the items a minute apart, so the newest are the last ones
+    assert taken == [(["4", "3"], 3), (["2", "1"], 1), (["0"], 0), ([], 0)]
+    assert result.stats["feeds_not_modified"] == 1  # nothing left: conditional GET again
+
+
 def test_sitemap_index_reads_child_sitemaps():
     web = FakeWeb(
         {

@@ -81,7 +81,8 @@ def is_transient(failure: Failure) -> bool:
 class FeedSettings:
     """How feeds are read and remembered."""
 
-    # Entries taken from one feed per poll (newest first when dates are known).
+    # New entries taken from one feed per poll (newest first when dates are known); the rest
+    # are taken by the next polls or runs (the feed is read again until none are left).
     max_entries_per_feed: int = 200
     # fsspec URL of the seen-entry state kept across runs; None = <output>/_state/feeds.json
     # (no state at all when there is no output root either).
@@ -982,11 +983,25 @@ def feed_failure(url: str, failure: Failure, state: FeedState, when: float) -> F
     return failure
 
 
-def _newest_first(entries: Sequence[FeedEntry], cap: int) -> list[FeedEntry]:
+def _newest_first(entries: Sequence[tuple[FeedEntry, Any]], cap: int) -> list[tuple[FeedEntry, Any]]:
+    """(entry, keys) pairs -> at most ``cap`` of them, newest first (feed order when all fit)."""
     if len(entries) <= cap:
         return list(entries)
     floor = datetime.min.replace(tzinfo=UTC)
-    return sorted(entries, key=lambda e: e.published or floor, reverse=True)[:cap]
+    return sorted(entries, key=lambda pair: pair[0].published or floor, reverse=True)[:cap]
+
+
+def _unseen(entries: Iterable[FeedEntry], feed_url: str, state: FeedState) -> tuple[list, int]:
+    """-> ([(entry, keys)] not seen before, in feed order, each once; number already seen)."""
+    fresh, taken, seen = [], set(), 0
+    for entry in entries:
+        keys = entry_keys(entry, feed_url)
+        if state.is_seen(keys) or taken.intersection(keys):
+            seen += 1
+            continue
+        taken.update(keys)
+        fresh.append((entry, keys))
+    return fresh, seen
 
 
 def poll_feeds(
@@ -1035,13 +1050,18 @@ def poll_feeds(
                     for entry in parsed.entries[: settings.max_child_sitemaps]:
                         children.append(FeedSpec(url=entry.link, name=spec.name, topic=spec.topic))
                 continue
-            entries = _newest_first(parsed.entries, settings.max_entries_per_feed)
-            result.stats["feeds_entries_capped"] += len(parsed.entries) - len(entries)
-            for entry in entries:
-                keys = entry_keys(entry, spec.url)
-                if state.is_seen(keys):
-                    result.stats["feeds_entries_seen"] += 1
-                    continue
+            fresh, seen = _unseen(parsed.entries, spec.url, state)
+            result.stats["feeds_entries_seen"] += seen
+            entries = _newest_first(fresh, settings.max_entries_per_feed)
+            if len(entries) < len(fresh):
+                # The rest wait for the next poll (or run), which must read the feed again
+                # even if it has not changed: no validators are kept until none are left.
+                waiting = len(fresh) - len(entries)
+                result.stats["feeds_entries_capped"] += waiting
+                cache = state.feeds.get(spec.url) or FeedCache()
+                state.feeds[spec.url] = dataclasses.replace(cache, etag=None, last_modified=None, body_hash=None)
+                LOG.info("%s: %d new entries over max_entries_per_feed wait for the next poll", spec.url, waiting)
+            for entry, keys in entries:
                 state.mark(keys, when)
                 result.stats["feeds_entries_new"] += 1
                 if not entry.link:
