@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pyarrow.dataset as ds
+import pytest
 
 from pipeline.main import run
 from tests.servers import HostileServer, feed_run_args
@@ -40,3 +41,14 @@ def test_growing_feed_twice_adds_only_new_articles(tmp_path):
     assert first_summary["failures_by_reason"] == {"fetch/http_404": 1}
     assert summary["failures_by_reason"] == {"filter/feed_still_failing": 1}
     assert (summary["failed"], summary["filtered"]) == (0, 1)
+
+
+@pytest.mark.parametrize("listing", ["", "feeds: []\n", "# nothing yet\n"])
+@pytest.mark.parametrize("polling", [[], ["--poll-interval", "1", "--stop-after", "2"]])
+def test_empty_feed_list_is_a_usage_error(tmp_path, capsys, listing, polling):
+    feeds = tmp_path / "feeds.yaml"
+    feeds.write_text(listing)
+    args = ["--source", "feeds", "--input", str(feeds), "--output", str(tmp_path / "out"), *polling]
+    assert run(args) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"storybeam: error: bad feed input: no feeds listed in {feeds}"

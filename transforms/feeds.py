@@ -751,7 +751,8 @@ def _dedupe(specs: Iterable[FeedSpec]) -> list[FeedSpec]:
 
 
 def resolve_inputs(inputs: Sequence[str]) -> list[FeedSpec]:
-    """``--input`` values -> feed specs: http(s) URLs are feeds, anything else a feed list."""
+    """``--input`` values -> feed specs: http(s) URLs are feeds, anything else a feed list.
+    Raises ``ValueError`` when they list no feed at all (an empty file, ``feeds: []``)."""
     specs: list[FeedSpec] = []
     for value in inputs:
         value = value.strip()
@@ -759,6 +760,8 @@ def resolve_inputs(inputs: Sequence[str]) -> list[FeedSpec]:
             specs.append(FeedSpec(url=value))
         else:
             specs.extend(load_feed_list(value))
+    if not specs:
+        raise ValueError(f"no feeds listed in {', '.join(inputs) or 'the inputs'}")
     return _dedupe(specs)
 
 
