@@ -311,6 +311,27 @@ def test_entries_without_link_become_failures_and_cap_keeps_newest():
     assert capped.stats["feeds_entries_capped"] == 4
 
 
+def test_entry_without_link_is_reported_once_across_runs(tmp_path):
+    """An entry without a link is a read/no_link row once; it is remembered as seen like a
+    fetched entry, so a later run that reads the changed feed does not report it again."""
+    link_less = "<item><title>No link here</title><guid isPermaLink='false'>n-1</guid></item>"
+    feed = rss_items(["https://n.example/a"]).replace(b"</channel>", link_less.encode() + b"</channel>")
+    web = FakeWeb({"https://n.example/rss": feed})
+    path = str(tmp_path / "feeds.json")
+    reported = []
+    for _run in range(2):
+        state = load_state(path)
+        result = poll_feeds([FeedSpec("https://n.example/rss")], web.fetch, state, FeedSettings(), now=NOW)
+        reported.append([f.reason for f in result.failures])
+        # what the run saves: its settled and fetched keys, as ReadFeeds' SaveFeedState does
+        keys = [k for item in result.items for k in item.keys] + [k for ks in result.settled for k in ks]
+        save_state(path, merge_state(load_state(path), keys, {}, [], now=time.time(), max_age_s=1e9))
+        web.pages["https://n.example/rss"] = feed.replace(
+            b"</channel>", b"<item><link>https://n.example/b</link></item></channel>"
+        )
+    assert reported == [["no_link"], []]
+
+
 def test_entries_over_the_cap_are_taken_by_later_polls(tmp_path):
     """max_entries_per_feed bounds a poll, it does not lose entries: an unchanged feed with
     entries left over is read again (newest first) until every entry was taken."""

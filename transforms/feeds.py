@@ -920,6 +920,9 @@ class PollResult:
     items: list[FeedItem] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     stats: Counter = field(default_factory=Counter)
+    # seen-state keys of entries settled by the poll itself (no link: reported once, then
+    # seen like a fetched entry); the keys of ``items`` are settled by their page fetch
+    settled: list[tuple[str, ...]] = field(default_factory=list)
 
 
 def _failure(url: str, stage: str, reason: str, detail: str) -> Failure:
@@ -1068,6 +1071,7 @@ def poll_feeds(
                 state.mark(keys, when)
                 result.stats["feeds_entries_new"] += 1
                 if not entry.link:
+                    result.settled.append(keys)
                     result.failures.append(
                         _failure(
                             spec.url,
@@ -1205,6 +1209,8 @@ class _PollFeeds(beam.DoFn):
                 for failure in out.failures:
                     _count(failure.stage, failure.reason)
                     yield beam.pvalue.TaggedOutput(records.FAILED, failure)
+                for keys in out.settled:
+                    yield beam.pvalue.TaggedOutput(_STATE_TAG, ("seen", keys))
                 yield from out.items
         yield beam.pvalue.TaggedOutput(_STATE_TAG, ("feeds", state.feeds))
 
