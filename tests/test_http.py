@@ -271,8 +271,32 @@ def test_robots_4xx_allows_all_and_5xx_disallows():
         server.routes["/robots.txt"] = lambda h: h.send(503, b"down", {"Retry-After": "0"})
         fetcher = SafeFetcher(quick_settings(server, retries=0))
         result = fetcher.fetch(server.url("/article/1"))
-        assert result.reason == "robots_disallowed"
+        assert result.reason == "robots_unavailable"  # RFC 9309: all disallowed for now
         assert server.requested("/article/") == 0
+
+
+def test_host_that_is_down_fails_with_the_connection_error_not_robots():
+    """robots.txt of a host that is down cannot be read either: the page is refused with the
+    network's own reason (a transient failure to retry), not as robots_disallowed."""
+    import socket
+
+    from transforms.feeds import is_transient
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = FetchSettings(
+        user_agent="storybeam-test/1.0",
+        timeout_s=1.0,
+        connect_timeout_s=0.5,
+        retries=0,
+        per_host_min_delay_s=0.0,
+        allow_hosts=(f"127.0.0.1:{port}",),
+    )
+    result = SafeFetcher(settings).fetch(f"http://127.0.0.1:{port}/article/1")
+    assert isinstance(result, Failure) and result.reason == "connection_error", result
+    assert "robots.txt unreachable" in result.detail
+    assert is_transient(result)
 
 
 def test_robots_is_cached():
@@ -420,8 +444,8 @@ def test_https_connects_to_the_checked_address_with_the_name_for_sni(tls_pair):
         assert f"localhost:{server.port}" in server.host_headers
         # the same server by address: the certificate does not name 127.0.0.1
         by_ip = fetcher.fetch(f"https://127.0.0.1:{server.port}/article/2")
-        # robots.txt is unreachable there too, which disallows the page for now
-        assert by_ip.reason == "robots_disallowed"
+        # robots.txt is unreachable there too: the page fails as its robots.txt did
+        assert by_ip.reason == "tls_error"
         assert "robots.txt unreachable (tls_error)" in by_ip.detail
         settings = quick_settings(server, allow_hosts=allow, obey_robots=False)
         direct = SafeFetcher(settings, tls_context=client_ctx)

@@ -50,7 +50,7 @@ from transforms import records
 from transforms.fsutil import stage_file, write_atomic
 from transforms.http import (
     FEED_TYPES,
-    ROBOTS_UNREACHABLE,
+    ROBOTS_UNAVAILABLE,
     FetchSettings,
     Response,
     SafeFetcher,
@@ -69,12 +69,10 @@ STATE_FILE = "_state/feeds.json"
 
 
 def is_transient(failure: Failure) -> bool:
-    """Worth trying again in a later run: not saved as seen. robots.txt that could not be
-    read disallows "for now" (RFC 9309), so that counts too."""
+    """Worth trying again in a later run: not saved as seen. robots.txt that answered 5xx
+    disallows "for now" (RFC 9309, ``robots_unavailable``), so that counts too."""
     reason = failure.reason
-    if reason in TRANSIENT_REASONS or reason.startswith("http_5"):
-        return True
-    return reason == "robots_disallowed" and ROBOTS_UNREACHABLE in failure.detail
+    return reason in TRANSIENT_REASONS or reason.startswith("http_5") or reason == ROBOTS_UNAVAILABLE
 
 
 @dataclass(frozen=True)

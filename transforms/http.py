@@ -14,8 +14,9 @@ server can do, and never takes longer than a bounded time:
   at the deadline. DNS runs in a helper thread with the connect timeout.
 * **Bounded size.** ``max_bytes`` caps the body as sent and after each decoding step
   (gzip/deflate/br, stacked encodings), so a decompression bomb stops at the cap.
-* **Politeness.** robots.txt per host (RFC 9309: 4xx allows all, 5xx or unreachable disallows
-  until the cached answer expires), at most ``per_host_concurrency`` requests in flight per
+* **Politeness.** robots.txt per host (RFC 9309: 4xx allows all, 5xx disallows until the
+  cached answer expires: ``robots_unavailable``; a host whose robots.txt cannot be reached at
+  all fails its pages with that network reason, e.g. ``connection_error``), at most ``per_host_concurrency`` requests in flight per
   host and ``per_host_min_delay_s`` (or the robots Crawl-delay, capped) between request starts
   within a process; ``transforms.feeds`` keys page fetches by host so that one worker at a
   time serves a host.
@@ -24,7 +25,7 @@ server can do, and never takes longer than a bounded time:
   asks give up at once: the server asked us to stay away).
 
 Failures are values: ``Failure(url, 'fetch', reason, detail, at)`` with reason codes
-``bad_url``, ``blocked_address``, ``dns_error``, ``robots_disallowed``, ``timeout``,
+``bad_url``, ``blocked_address``, ``dns_error``, ``robots_disallowed``, ``robots_unavailable``, ``timeout``,
 ``connection_error``, ``too_large``, ``too_many_redirects``, ``http_<code>``, ``not_html``
 (a page request refused for its type; ``not_feed`` for a feed request), ``bad_encoding``,
 ``empty_body``.
@@ -97,8 +98,13 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _ROBOTS_MAX_BYTES = 500 * 1024
 #: robots.txt unreachable or 5xx: disallow, but ask again after this long (or sooner).
 _ROBOTS_ERROR_CACHE_S = 300.0
-#: Marks robots_disallowed failures that come from an unreadable robots.txt (retry later).
+#: Detail of a fetch refused because robots.txt could not be fetched (retry later).
 ROBOTS_UNREACHABLE = "robots.txt unreachable"
+#: robots.txt answered 5xx/429 (or could not be read): RFC 9309 disallows all for now.
+ROBOTS_UNAVAILABLE = "robots_unavailable"
+#: Failures of a robots.txt fetch that say the host cannot be reached at all: a page of that
+#: host is refused with the same reason (it would have failed the same way).
+_UNREACHABLE_REASONS = frozenset({"connection_error", "dns_error", "timeout", "tls_error", "blocked_address"})
 #: How long a request may wait for a free per-host slot before it gives up (``timeout``).
 _SLOT_WAIT_FACTOR = 4.0
 
@@ -277,6 +283,9 @@ class RobotsRules:
     crawl_delay_s: float | None = None
     disallow_all: bool = False  # robots.txt unreachable / 5xx: stay away for now
     note: str = ""
+    # reason code of a fetch these rules refuse: robots_disallowed; with disallow_all, the
+    # network error that kept robots.txt from us (the host is down) or robots_unavailable
+    reason: str = "robots_disallowed"
 
     def allows(self, path: str) -> bool:
         if self.disallow_all:
@@ -799,7 +808,11 @@ class SafeFetcher:
         if code.startswith("http_4") and code != "http_429":
             return RobotsRules(note=f"{code}: allow all"), ttl  # RFC 9309 2.3.1.3
         # 5xx, 429, unreachable: RFC 9309 2.3.1.4 - assume complete disallow, ask again soon
-        return RobotsRules(disallow_all=True, note=f"{ROBOTS_UNREACHABLE} ({code})"), min(ttl, _ROBOTS_ERROR_CACHE_S)
+        ttl = min(ttl, _ROBOTS_ERROR_CACHE_S)
+        if code in _UNREACHABLE_REASONS:
+            return RobotsRules(disallow_all=True, note=f"{ROBOTS_UNREACHABLE} ({code})", reason=code), ttl
+        note = f"robots.txt unavailable ({code}): everything disallowed for now (RFC 9309)"
+        return RobotsRules(disallow_all=True, note=note, reason=ROBOTS_UNAVAILABLE), ttl
 
     def _check_target(self, url: str) -> _Target | Failure:
         """Parse, resolve once and check every address of ``url``'s host."""
@@ -866,7 +879,7 @@ class SafeFetcher:
                 rules = self.robots_for(target.scheme, target.netloc)
                 if not rules.allows(_robots_path(target.path)):
                     detail = rules.note or "disallowed by robots.txt"
-                    return _fail(url, "robots_disallowed", f"{current}: {detail}")
+                    return _fail(url, rules.reason, f"{current}: {detail}")
                 if rules.crawl_delay_s is not None:
                     capped = min(rules.crawl_delay_s, self.settings.max_crawl_delay_s)
                     delay = max(delay, capped)
@@ -1066,6 +1079,7 @@ class _Outcome:
 
 __all__ = [
     "ANY_TYPE",
+    "ROBOTS_UNAVAILABLE",
     "ROBOTS_UNREACHABLE",
     "FEED_TYPES",
     "GZIP_TYPES",
