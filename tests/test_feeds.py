@@ -94,6 +94,58 @@ def test_atom_rdf_jsonfeed_kinds():
     assert rdf.kind == "rdf" and rdf.entries[0].categories == ("Weather",)
 
 
+ATOM_LINKS = b"""<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom" xml:lang="en"><title>Links &amp;amp; more</title>
+  <entry><title>Two languages</title><id>tag:x.example,2025:1</id>
+    <link rel="related" href="https://elsewhere.example/story"/>
+    <link rel="alternate" type="text/html" hreflang="de" href="https://x.example/de/eins"/>
+    <link rel="alternate" type="text/html" hreflang="en" href="https://x.example/one"/>
+    <link rel="alternate" type="text/html" href="https://x.example/one-again"/></entry>
+  <entry><title>PDF first</title><id>tag:x.example,2025:2</id>
+    <link rel="alternate" type="application/pdf" href="https://x.example/two.pdf"/>
+    <link rel="alternate" type="text/html" href="https://x.example/two"/>
+    <link rel="alternate" type="text/html" href="https://x.example/two-b"/></entry>
+  <entry><title>Only related</title><id>tag:x.example,2025:3</id>
+    <link rel="related" href="https://elsewhere.example/three"/></entry>
+</feed>"""
+
+
+def test_atom_entry_link_is_its_first_page_alternate_in_the_feed_language():
+    feed = parse_feed(ATOM_LINKS, "https://x.example/atom", now=NOW)
+    assert [e.link for e in feed.entries] == ["https://x.example/one", "https://x.example/two", None]
+    # an entry with only a related link has no page: read/no_link, not a fetch of its tag: id
+    result = poll_feeds([FeedSpec("https://x.example/atom")], FakeWeb({"https://x.example/atom": ATOM_LINKS}).fetch,
+                        FeedState(), FeedSettings(), now=NOW)  # fmt: skip
+    assert [(f.stage, f.reason) for f in result.failures] == [("read", "no_link")]
+    assert len(result.items) == 2
+    # an RSS guid that is a permalink is still the link, also when relative; a tag: one is not
+    items = "<item><guid>/news/7</guid></item><item><guid>tag:x.example,2025:8</guid></item>"
+    rss = f'<?xml version="1.0"?><rss version="2.0"><channel><title>g</title>{items}</channel></rss>'
+    feed = parse_feed(rss.encode(), "https://x.example/rss", now=NOW)
+    assert [e.link for e in feed.entries] == ["https://x.example/news/7", None]
+
+
+def test_feed_titles_are_plain_text():
+    titles = [
+        "Fish &amp;amp; chips",  # HTML inside XML: the text is 'Fish &amp; chips'
+        "<![CDATA[Mayor <b>says</b> no]]>",
+        "&lt;em&gt;Escaped&lt;/em&gt; markup",
+        "It&#8217;s   on\n  two lines",
+        "Line<br/>break",
+    ]
+    items = "".join(f"<item><title>{t}</title><link>https://t.example/{n}</link></item>" for n, t in enumerate(titles))
+    body = f'<?xml version="1.0"?><rss version="2.0"><channel><title>A &amp;amp; B</title>{items}</channel></rss>'
+    feed = parse_feed(body.encode(), "https://t.example/rss", now=NOW)
+    assert feed.title == "A & B"
+    assert [e.title for e in feed.entries] == [
+        "Fish & chips",
+        "Mayor says no",
+        "Escaped markup",
+        "It\u2019s on two lines",
+        "Line break",
+    ]
+
+
 def test_json_feed_is_parsed_by_us():
     feed = parse("feed.json", "https://orchard.example/feed.json")
     assert feed.kind == "jsonfeed" and feed.title == "Orchard Times"

@@ -418,19 +418,20 @@ def _parse_with_feedparser(body: bytes, url: str, headers: dict | None, rule: _D
     else:
         kind = "unknown"
     entries, bad = [], 0
+    feed = result.get("feed", {}) or {}
+    language = _s(feed.get("language"))
     for raw in result.get("entries", []) or []:
-        entry, dropped = _feedparser_entry(raw, rule)
+        entry, dropped = _feedparser_entry(raw, rule, language, kind)
         if entry.link and not _is_http_url(entry.link):
             entry = dataclasses.replace(entry, link=urljoin(url, entry.link))
         bad += dropped
         entries.append(entry)
     bozo = bool(result.get("bozo"))
     reason = result.get("bozo_exception")
-    feed = result.get("feed", {}) or {}
     return ParsedFeed(
         url=url,
         kind=kind,
-        title=_s(feed.get("title")),
+        title=plain_title(feed.get("title")),
         entries=tuple(entries),
         bozo=bozo,
         bozo_reason=f"{type(reason).__name__}: {reason}"[:300] if bozo and reason else None,
@@ -439,15 +440,58 @@ def _parse_with_feedparser(body: bytes, url: str, headers: dict | None, rule: _D
     )
 
 
-def _feedparser_entry(raw: Any, rule: _DateRule) -> tuple[FeedEntry, bool]:
+_PAGE_TYPES = frozenset({"", "text/html", "application/xhtml+xml"})
+#: Tags that separate words (the rest, inline markup such as <b> or <em>, just go).
+_BREAKING_TAG = re.compile(r"<\s*/?\s*(?:br|p|div|li|h[1-6]|tr|td|th)\b[^<>]*>", re.IGNORECASE)
+_TAG = re.compile(r"<\s*/?\s*[A-Za-z][^<>]*>")
+
+
+def plain_title(value: Any) -> str | None:
+    """A title as feeds carry it (HTML for feedparser: ``Fish &amp; chips``, ``Mayor <b>says</b>``)
+    -> plain text on one line: tags removed, entities unescaped, white space collapsed."""
+    text = _s(value)
+    if not text:
+        return None
+    text = _TAG.sub("", _BREAKING_TAG.sub(" ", text))
+    return " ".join(html.unescape(text).split()) or None
+
+
+def _same_language(hreflang: Any, language: str | None) -> bool:
+    hreflang = _s(hreflang)
+    if not hreflang or not language:
+        return False
+    return re.split(r"[-_]", hreflang.lower())[0] == re.split(r"[-_]", language.lower())[0]
+
+
+def _entry_link(raw: Any, language: str | None, kind: str = "rss") -> str | None:
+    """The entry's page: its first rel=alternate link of an HTML type (the one in the feed's
+    language when several are), else its first alternate of any type, else an RSS guid that
+    is a permalink. feedparser keeps the *last* alternate and offers an Atom entry's id
+    (``tag:...``) as its link when it has none; neither is the page."""
+    alternates = [
+        c for c in raw.get("links", []) or [] if (c.get("rel") or "alternate") == "alternate" and _s(c.get("href"))
+    ]
+    pages = [c for c in alternates if (_s(c.get("type")) or "").lower() in _PAGE_TYPES] or alternates
+    chosen = next((c for c in pages if _same_language(c.get("hreflang"), language)), pages[0] if pages else None)
+    if chosen is not None:
+        return _s(chosen.get("href"))
     link = _s(raw.get("link"))
-    if not link:
-        for candidate in raw.get("links", []) or []:
-            if candidate.get("rel", "alternate") == "alternate" and _s(candidate.get("href")):
-                link = _s(candidate.get("href"))
-                break
-    if not link and raw.get("guidislink"):
-        link = _s(raw.get("id"))
+    if link and link == _s(raw.get("id")) and not _is_http_url(link):
+        # an id offered as the link: only an RSS permalink guid may be relative (joined with
+        # the feed URL later); tag:, urn: or an Atom id that is no http(s) URL is not a page
+        try:
+            scheme = urlsplit(link).scheme
+        except ValueError:
+            return None
+        if scheme or kind != "rss":
+            return None
+    return link
+
+
+def _feedparser_entry(
+    raw: Any, rule: _DateRule, language: str | None = None, kind: str = "rss"
+) -> tuple[FeedEntry, bool]:
+    link = _entry_link(raw, _s(raw.get("language")) or language, kind)
     published, dropped = None, False
     for key in ("published", "updated", "created"):
         if not raw.get(key):
@@ -475,7 +519,7 @@ def _feedparser_entry(raw: Any, rule: _DateRule) -> tuple[FeedEntry, bool]:
         FeedEntry(
             link=link,
             id=_s(raw.get("id")),
-            title=_s(raw.get("title")),
+            title=plain_title(raw.get("title")),
             published=published,
             categories=tuple(categories),
             author=author,
@@ -520,7 +564,7 @@ def _parse_json_feed(body: bytes, url: str, rule: _DateRule) -> ParsedFeed:
             FeedEntry(
                 link=link,
                 id=_s(item.get("id")),
-                title=_s(item.get("title")),
+                title=plain_title(item.get("title")),
                 published=published,
                 categories=tuple(dict.fromkeys(t for t in (_s(t) for t in tags) if t)),
                 author=", ".join(authors) if authors else None,
@@ -530,7 +574,7 @@ def _parse_json_feed(body: bytes, url: str, rule: _DateRule) -> ParsedFeed:
     return ParsedFeed(
         url=url,
         kind="jsonfeed",
-        title=_s(data.get("title")),
+        title=plain_title(data.get("title")),
         entries=tuple(entries),
         bozo=bozo_reason is not None,
         bozo_reason=bozo_reason,
@@ -608,7 +652,7 @@ def _parse_sitemap(body: bytes, url: str, rule: _DateRule) -> ParsedFeed:
         entries.append(
             FeedEntry(
                 link=loc,
-                title=_child_text(node, "news", "title"),
+                title=plain_title(_child_text(node, "news", "title")),
                 published=published,
                 categories=tuple(dict.fromkeys(k.strip() for k in keywords.split(",") if k.strip())),
             )
