@@ -211,6 +211,12 @@ def late_run(tmp_path_factory):
         "Brenholt jazz festival opens with record crowd",
         "brenholtherald.example",
     )
+    # an old entry on a feed's first poll: read at 11:25, its window [07:00, 08:00) stopped
+    # taking late articles at 09:00, and the watermark (11:30) is past it already
+    backlog = dataclasses.replace(
+        article(8, -170, FESTIVAL, "Brenholt festival programme announced", "brenholtherald.example"),
+        fetched_at=T0 + timedelta(minutes=85),
+    )
 
     def at(x: Article):
         return beam.window.TimestampedValue(x, x.event_time.timestamp())
@@ -226,6 +232,7 @@ def late_run(tmp_path_factory):
         .add_elements([at(a[2])])  # out of order: 10:40 after 11:15
         .advance_watermark_to(ts(90))  # A fires on time
         .add_elements([at(a[3])])  # late, within the allowed lateness (A expires at 12:00)
+        .add_elements([at(backlog)])  # read after its window expired: dropped_late, not lost
         .advance_watermark_to(ts(150))  # A is past its allowed lateness
         .add_elements([at(a[4])])  # too late: dropped_late
         .advance_watermark_to_infinity()
@@ -242,6 +249,7 @@ def late_run(tmp_path_factory):
         "out": out,
         "bridge": a,
         "festival": festival,
+        "backlog": backlog,
         "seconds": time.monotonic() - started,
     }
 
@@ -266,13 +274,19 @@ def test_out_of_order_and_late_articles_join_their_story(late_run):
 def test_articles_past_allowed_lateness_are_counted_as_dropped_late(late_run):
     out = late_run["out"]
     failures = read(out, "failures")
-    assert [(f["url"], f["stage"], f["reason"]) for f in failures] == [
-        (late_run["bridge"][4].url, "late", "dropped_late")
-    ]
+    assert sorted((f["url"], f["stage"], f["reason"]) for f in failures) == sorted(
+        [
+            (late_run["bridge"][4].url, "late", "dropped_late"),
+            (late_run["backlog"].url, "late", "dropped_late"),  # the grouping would drop it unseen
+        ]
+    )
+    backlog = next(f for f in failures if f["url"] == late_run["backlog"].url)
+    assert "before the article was read at" in backlog["detail"]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["inputs"] == 6 and summary["articles"] == 5 and summary["failed"] == 1
-    assert summary["unaccounted"] == 0
-    assert summary["failures_by_reason"] == {"late/dropped_late": 1}
+    # late articles are dropped by policy: filtered, not failed (max_failure_ratio ignores them)
+    assert summary["inputs"] == 7 and summary["articles"] == 5
+    assert (summary["filtered"], summary["failed"], summary["unaccounted"]) == (2, 0, 0)
+    assert summary["failures_by_reason"] == {"late/dropped_late": 2}
     window_a = summary["windows"][T0.isoformat()]
     assert window_a["late_articles"] == 1 and window_a["stories"] == 1
     assert not list((out / "_tmp").rglob("*.parquet")) if (out / "_tmp").exists() else True

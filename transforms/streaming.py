@@ -155,19 +155,34 @@ def window_expiry(event_s: float, window_s: float, lateness_s: float) -> float:
     return window_bounds(event_s, window_s)[1] + lateness_s
 
 
-def late_failure(article: Article, window_s: float, lateness_s: float, closed_at: float) -> Failure:
+def late_failure(
+    article: Article, window_s: float, lateness_s: float, closed_at: float, *, read_late: bool = False
+) -> Failure:
+    """The row of an article dropped as late (counted as filtered: dropped by policy).
+    ``closed_at``: the watermark that closed the window, or with ``read_late`` its expiry."""
     start, end = window_bounds(article.event_time.timestamp(), window_s)
+    closed = (
+        f"closed at {_ts(closed_at).isoformat()}" if read_late else f"closed at watermark {_ts(closed_at).isoformat()}"
+    )
+    read = f", before the article was read at {article.fetched_at.isoformat()}" if read_late else ""
     return Failure(
         url=article.url,
         stage=LATE_STAGE,
         reason=DROPPED_LATE,
         detail=(
             f"event time {article.event_time.isoformat()} in window {_ts(start).isoformat()}"
-            f"..{_ts(end).isoformat()}, closed at watermark {_ts(closed_at).isoformat()} "
-            f"(allowed lateness {lateness_s / 3600:g} h)"
+            f"..{_ts(end).isoformat()}, {closed} (allowed lateness {lateness_s / 3600:g} h){read}"
         ),
         at=article.fetched_at,
     )
+
+
+def is_read_late(article: Article, window_s: float, lateness_s: float) -> bool:
+    """Was the article read after its window stopped taking late articles? The watermark
+    follows the poll ticks, i.e. the wall clock, so such an article (an old entry on a
+    feed's first poll) is behind the watermark already: the grouping would drop it without
+    a trace, before any timer of the gate has fired for its window."""
+    return window_expiry(article.event_time.timestamp(), window_s, lateness_s) <= article.fetched_at.timestamp()
 
 
 class _LateGateFn(beam.DoFn):
@@ -176,7 +191,8 @@ class _LateGateFn(beam.DoFn):
     Beam drops data behind an expired window silently inside the grouping; this gate makes
     the decision first, in the open, with one event-time timer per key at the earliest
     pending window expiry. When it fires the watermark has passed that expiry, and every
-    later article of that window (or an earlier one) is dropped_late."""
+    later article of that window (or an earlier one) is dropped_late. So is an article read
+    after its window's expiry (``is_read_late``), which no timer of this key may cover yet."""
 
     CLOSED = ReadModifyWriteStateSpec("closed_before", PickleCoder())
     PENDING = ReadModifyWriteStateSpec("pending_expiries", PickleCoder())
@@ -195,12 +211,14 @@ class _LateGateFn(beam.DoFn):
         _, article = element
         expiry = window_expiry(article.event_time.timestamp(), self._window_s, self._lateness_s)
         closed_before = closed.read()
-        if closed_before is not None and expiry <= closed_before:
+        late = None
+        if is_read_late(article, self._window_s, self._lateness_s):
+            late = late_failure(article, self._window_s, self._lateness_s, expiry, read_late=True)
+        elif closed_before is not None and expiry <= closed_before:
+            late = late_failure(article, self._window_s, self._lateness_s, closed_before)
+        if late is not None:
             _counter(f"{LATE_STAGE}_{DROPPED_LATE}").inc()
-            yield beam.pvalue.TaggedOutput(
-                records.FAILED,
-                late_failure(article, self._window_s, self._lateness_s, closed_before),
-            )
+            yield beam.pvalue.TaggedOutput(records.FAILED, late)
             return
         waiting = set(pending.read() or ())
         if expiry not in waiting:
@@ -433,7 +451,9 @@ def count_rows(state: StreamState, plan: PanePlan, pane: ClusterPane | None) -> 
         if article.duplicate_of:
             counts["duplicates"] = counts.get("duplicates", 0) + 1
     for failure in plan.failures:
-        kind = "filtered" if failure.stage == FILTER_STAGE else "failed"
+        # a late article is dropped by policy, not failed: it does not count toward
+        # run.max_failure_ratio (a first poll of feeds with old entries is not an error)
+        kind = "filtered" if failure.stage in (FILTER_STAGE, LATE_STAGE) else "failed"
         counts[kind] = counts.get(kind, 0) + 1
         reason = f"{failure.stage}/{failure.reason}"
         state.reasons[reason] = state.reasons.get(reason, 0) + 1
@@ -936,6 +956,7 @@ __all__ = [
     "StreamingSettings",
     "Tick",
     "WindowStories",
+    "is_read_late",
     "late_failure",
     "plan_pane",
     "story_windowing",
