@@ -362,12 +362,15 @@ def _watch(out_articles: str, stop: threading.Event, seen: list, errors: list, s
         stop.wait(0.1)
 
 
-def _polled_run(output: str, *, interval: str, polls: str) -> dict:
+def _polled_run(output: str, *, interval: str, polls: str, server=None) -> dict:
+    from contextlib import nullcontext
+
     from pipeline.main import run
     from tests.servers import HostileServer
 
-    with HostileServer() as server:
-        _live_feed(server, datetime.now(UTC) - timedelta(minutes=30))
+    with nullcontext(server) if server is not None else HostileServer() as server:
+        if "/live.xml" not in server.routes:
+            _live_feed(server, datetime.now(UTC) - timedelta(minutes=30))
         seen: list = []
         errors: list = []
         stop = threading.Event()
@@ -405,23 +408,40 @@ def _polled_run(output: str, *, interval: str, polls: str) -> dict:
 
 
 def test_bounded_polling_run_writes_each_new_article_once_after_every_poll(tmp_path):
+    from tests.servers import HostileServer, rss
+
     out = tmp_path / "out"
-    result = _polled_run(str(out), interval="2", polls="3")
-    assert result["code"] == 0 and result["feed_hits"] == 3
-    assert not result["errors"], result["errors"]
-    rows = read(out, "articles")
-    urls = [r["url"] for r in rows]
-    assert len(urls) == len(set(urls)) == 6  # two new entries per poll, each written once
-    # the output was readable and growing while the job ran: 2, then 4, then 6 articles
-    counts = sorted({len(urls) for _, urls in result["seen"]})
-    assert {2, 4, 6} <= set(counts), result["seen"]
-    for _, seen_urls in result["seen"]:
-        assert len(seen_urls) == len(set(seen_urls))
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["inputs"] == 6 == summary["articles"] + summary["filtered"] + summary["failed"]
-    assert summary["mode"] == "streaming" and summary["unaccounted"] == 0
-    stories = read(out, "stories")
-    assert len(stories) == len({s["story_id"] for s in stories}) >= 1
+    with HostileServer() as server:
+        result = _polled_run(str(out), interval="2", polls="3", server=server)
+        assert result["code"] == 0 and result["feed_hits"] == 3
+        assert not result["errors"], result["errors"]
+        rows = read(out, "articles")
+        urls = [r["url"] for r in rows]
+        assert len(urls) == len(set(urls)) == 6  # two new entries per poll, each written once
+        # the output was readable and growing while the job ran: 2, then 4, then 6 articles
+        counts = sorted({len(urls) for _, urls in result["seen"]})
+        assert {2, 4, 6} <= set(counts), result["seen"]
+        for _, seen_urls in result["seen"]:
+            assert len(seen_urls) == len(set(seen_urls))
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["inputs"] == 6 == summary["articles"] + summary["filtered"] + summary["failed"]
+        assert summary["mode"] == "streaming" and summary["unaccounted"] == 0
+        stories = read(out, "stories")
+        assert len(stories) == len({s["story_id"] for s in stories}) >= 1
+        # a second run into the same output starts from the entries the first one saw
+        # (<output>/_state/feeds.json): only the feed's two new entries are fetched
+        pages_before = server.requested("/live/")
+        again = _polled_run(str(out), interval="1", polls="1", server=server)
+        assert again["code"] == 0
+        assert server.requested("/live/") - pages_before == 2
+        assert json.loads((out / "summary.json").read_text())["inputs"] == 2
+        assert len(read(out, "articles")) == 8
+        # and a run that finds nothing new fetches nothing, and says so in its own summary
+        server.routes["/live.xml"] = lambda h: h.send(200, rss([(server.url("/live/0"), "Old")]))
+        quiet = _polled_run(str(out), interval="1", polls="1", server=server)
+        assert quiet["code"] == 0 and server.requested("/live/") - pages_before == 2
+        summary = json.loads((out / "summary.json").read_text())
+        assert (summary["inputs"], summary["articles"], summary["commits"]) == (0, 0, 1)
 
 
 def test_streaming_output_on_gcs_is_readable(tmp_path):

@@ -900,6 +900,26 @@ def _children(value: Any) -> tuple[str, ...] | None:
     return tuple(url for url in (_s(v) for v in value) if url)
 
 
+def state_path_of(settings: FeedSettings, output_root: str | None) -> str | None:
+    """Where the seen state lives: ``feeds.state_path``, else ``<output>/_state/feeds.json``."""
+    if settings.state_path:
+        return settings.state_path
+    return posixpath.join(output_root.rstrip("/"), STATE_FILE) if output_root else None
+
+
+def seen_keys_of_rows(rows: Iterable[Document | Failure | Any]) -> list[str]:
+    """Seen-state keys of committed output rows (articles, failures) whose outcome is final:
+    the canonical-URL key of each row's URL (an entry's link; transient failures are left
+    out, to be tried again). What a streaming run saves after each commit."""
+    keys = []
+    for row in rows:
+        if isinstance(row, Failure) and is_transient(row):
+            continue
+        if getattr(row, "url", None):
+            keys.extend(entry_keys(FeedEntry(link=row.url), ""))
+    return keys
+
+
 def load_state(path: str | None) -> FeedState:
     """Saved state, or an empty one when there is none (or it is unreadable: logged)."""
     if not path:
@@ -1357,9 +1377,7 @@ class ReadFeeds(beam.PTransform):
         self._fetch, self._feeds = fetch, feeds
         self._interval = poll_interval_s
         self._polls = stop_after or 1
-        self._state_path = feeds.state_path or (
-            posixpath.join(output_root.rstrip("/"), STATE_FILE) if output_root else None
-        )
+        self._state_path = state_path_of(feeds, output_root)
         self._commit_token = commit_token
         #: with ``commit_token``: PCollection of (pending, final) state files for the sink
         self.staged_state = None
@@ -1417,4 +1435,6 @@ __all__ = [
     "poll_feeds",
     "resolve_inputs",
     "save_state",
+    "seen_keys_of_rows",
+    "state_path_of",
 ]

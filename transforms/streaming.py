@@ -29,6 +29,7 @@ Output layout (same as batch, see CONTRACT.md):
     failures/part-<run>-<seq>-<shard>.parquet
     summary.json                        counts of this run + per-window summaries, per commit
     _state/stream.json                  checkpoint: stories, written ids, files being committed
+    _state/feeds.json                   seen feed entries (shared with batch runs), after each commit
     _tmp/<run>/<seq>/...                files being written (readers ignore ``_`` paths)
 
 Restart safety: a commit writes its files under ``_tmp``, then the checkpoint (which lists
@@ -638,12 +639,26 @@ class _CommitFn(beam.DoFn):
         stories: StorySettings,
         settings: StreamingSettings,
         fingerprint: FingerprintSettings | None = None,
+        feed_state: tuple[str, float] | None = None,
     ):
         self._root, self._run_id, self._sink = root, run_id, sink
         self._stories, self._settings, self._fingerprint = stories, settings, fingerprint
+        self._feed_state = feed_state
 
     def setup(self):
         self._files = StreamFiles(self._root, self._run_id, self._sink)
+
+    def _save_feed_state(self, plan: PanePlan, now: float) -> None:
+        """Entries whose rows this commit published are seen for later runs too (the feeds'
+        ``_state/feeds.json``, shared with batch runs): saved after the files are in place,
+        so an entry is never marked seen before its row is committed."""
+        from transforms.feeds import load_state, merge_state, save_state, seen_keys_of_rows
+
+        keys = seen_keys_of_rows([*plan.articles, *plan.failures])
+        if self._feed_state is None or not keys:
+            return
+        path, max_age_s = self._feed_state
+        save_state(path, merge_state(load_state(path), keys, {}, [], now=now, max_age_s=max_age_s))
 
     def _state(self, cell) -> StreamState:
         state = cell.read()
@@ -667,6 +682,8 @@ class _CommitFn(beam.DoFn):
     ) -> Iterator[dict]:
         _, (kind, value) = element
         end.set(GlobalWindow().max_timestamp())
+        if kind == "tick":  # a poll: a run that finds nothing new still ends with a summary
+            return
         if kind == "input":
             inputs.add(1)
             return
@@ -709,6 +726,7 @@ class _CommitFn(beam.DoFn):
         moves = self._files.stage(state.seq, plan, pane)
         self._files.save_checkpoint(state.to_json(moves))
         self._files.publish(moves)
+        self._save_feed_state(plan, now)
         summary = summary_of(state, inputs.read() or 0, self._settings.window_summaries)
         self._files.write_summary(summary)
         cell.write(state)
@@ -732,8 +750,10 @@ class _CommitFn(beam.DoFn):
 
 class CommitStream(beam.PTransform):
     """{'panes': PCollection[ClusterPane], 'failures': PCollection[Failure], 'inputs':
-    PCollection[Any]} (global window) -> PCollection[dict]: the summary after each commit
-    (also written to ``summary.json``)."""
+    PCollection[Any], optional 'ticks': PCollection[Tick]} (global window) -> PCollection[dict]:
+    the summary after each commit (also written to ``summary.json``; with ticks, a bounded
+    run that read nothing new writes one too). ``feed_state``: (path of the feeds' seen
+    state, max age in seconds) to add the URLs of each commit's rows to."""
 
     def __init__(
         self,
@@ -743,9 +763,10 @@ class CommitStream(beam.PTransform):
         stories: StorySettings,
         settings: StreamingSettings,
         fingerprint: FingerprintSettings | None = None,
+        feed_state: tuple[str, float] | None = None,
     ):
         super().__init__()
-        self._args = (root, run_id, sink, stories, settings, fingerprint)
+        self._args = (root, run_id, sink, stories, settings, fingerprint, feed_state)
 
     def expand(self, pcolls: dict[str, beam.PCollection]):
         tagged = (
@@ -755,6 +776,11 @@ class CommitStream(beam.PTransform):
             pcolls["inputs"]
             | "TagInputs" >> beam.Map(lambda _: (_COMMIT_KEY, ("input", None))).with_output_types(KeyedAny),
         )
+        if "ticks" in pcolls:
+            tagged += (
+                pcolls["ticks"]
+                | "TagTicks" >> beam.Map(lambda _: (_COMMIT_KEY, ("tick", None))).with_output_types(KeyedAny),
+            )
         return (
             tagged
             | "ToCommit" >> beam.Flatten()
@@ -839,17 +865,20 @@ class PollTicks(beam.PTransform):
 
 class _PollFeedFn(beam.DoFn):
     """(feed url, (Tick, FeedSpec)) -> FeedItem | tagged Failure. One key per feed: its seen
-    entries live in Beam state and are forgotten after ``feeds.state_max_age_days``."""
+    entries live in Beam state and are forgotten after ``feeds.state_max_age_days``; the
+    entries earlier runs saw (``state_path``, read once per worker) count as seen too."""
 
     SEEN = ReadModifyWriteStateSpec("feed_state", PickleCoder())
 
-    def __init__(self, fetch, feeds):
-        self._fetch_settings, self._settings = fetch, feeds
+    def __init__(self, fetch, feeds, state_path: str | None = None):
+        self._fetch_settings, self._settings, self._state_path = fetch, feeds, state_path
 
     def setup(self):
-        from transforms.feeds import shared_fetcher
+        from transforms.feeds import load_state, shared_fetcher
 
         self._fetcher = shared_fetcher(self._fetch_settings)
+        # read-only: never copied into Beam state, which holds what this job saw
+        self._saved_seen = load_state(self._state_path).seen
 
     def process(self, element, cell=beam.DoFn.StateParam(SEEN)):
         from transforms.feeds import FeedState
@@ -862,15 +891,19 @@ class _PollFeedFn(beam.DoFn):
         yield from self._poll(spec, saved, now, cell) if due else ()
 
     def _poll(self, spec, saved, now, cell):
-        from transforms.feeds import poll_feeds
+        from collections import ChainMap
+
+        from transforms.feeds import FeedState, poll_feeds
 
         state = saved["state"]
         max_age = self._settings.state_max_age_days * 86_400
         state.seen = {k: t for k, t in state.seen.items() if now - t <= max_age}
+        # new marks go to the first map (this job's state); lookups also see earlier runs'
+        working = FeedState(seen=ChainMap(state.seen, self._saved_seen), feeds=state.feeds)
         out = poll_feeds(
             [spec],
             self._fetcher.fetch,
-            state,
+            working,
             self._settings,
             now=_ts(now),
             reported=saved["reported"],
@@ -910,12 +943,13 @@ class PollFeedsStream(beam.PTransform):
     """PCollection[Tick] -> ``.ok``: PCollection[Document], ``.failed``: PCollection[Failure].
 
     Every tick polls every feed (``transforms.feeds.poll_feeds``, the batch per-poll logic)
-    and fetches the pages of entries it has not seen; politeness per host is the fetcher's
-    (per worker process)."""
+    and fetches the pages of entries it has not seen (in this job, or by the runs that saved
+    ``state_path``); politeness per host is the fetcher's (per worker process)."""
 
-    def __init__(self, specs: Sequence[Any], fetch, feeds):
+    def __init__(self, specs: Sequence[Any], fetch, feeds, state_path: str | None = None):
         super().__init__()
         self._specs, self._fetch, self._feeds = tuple(specs), fetch, feeds
+        self._state_path = state_path
 
     def expand(self, ticks):
         items = (
@@ -923,7 +957,7 @@ class PollFeedsStream(beam.PTransform):
             | "PerFeed"
             >> beam.FlatMap(lambda t, specs=self._specs: [(s.url, (t, s)) for s in specs]).with_output_types(KeyedAny)
             | "PollFeed"
-            >> beam.ParDo(_PollFeedFn(self._fetch, self._feeds))
+            >> beam.ParDo(_PollFeedFn(self._fetch, self._feeds, self._state_path))
             .with_input_types(KeyedAny)
             .with_outputs(records.FAILED, main="items")
         )
@@ -934,15 +968,17 @@ class PollFeedsStream(beam.PTransform):
             items[records.FAILED],
             pages[records.FAILED],
         ) | "PollFailures" >> beam.Flatten()
-        return _Outputs(pages.ok, failed)
+        return _Outputs(pages.ok, failed, ticks)
 
 
 @dataclass
 class _Outputs:
-    """``.ok`` / ``.failed``, like the result of ``ParDo(...).with_outputs``."""
+    """``.ok`` / ``.failed``, like the result of ``ParDo(...).with_outputs``; ``.ticks``: the
+    polls."""
 
     ok: Any
     failed: Any
+    ticks: Any = None
 
 
 __all__ = [
