@@ -59,7 +59,7 @@ def read_stream(p: beam.Pipeline, plan: RunPlan, *, local: bool, start: float | 
     cfg = plan.config
     if cfg.run.source != "feeds":
         raise ValueError(f"streaming reads feeds; --source {cfg.run.source} is a batch source (drop --streaming)")
-    from transforms.feeds import resolve_inputs
+    from transforms.feeds import resolve_inputs, state_path_of
 
     specs = resolve_inputs(list(plan.files))
     interval = plan.poll_interval_s or DEFAULT_POLL_INTERVAL_S
@@ -70,7 +70,7 @@ def read_stream(p: beam.Pipeline, plan: RunPlan, *, local: bool, start: float | 
         start=time.time() if start is None else start,
         max_polls=streaming_settings(cfg).local_max_polls,
     )
-    return ticks | "ReadFeeds" >> PollFeedsStream(specs, cfg.fetch, cfg.feeds)
+    return ticks | "ReadFeeds" >> PollFeedsStream(specs, cfg.fetch, cfg.feeds, state_path_of(cfg.feeds, plan.output))
 
 
 def process_articles(documents, cfg: Config):
@@ -89,19 +89,27 @@ def stories_and_sink(
     inputs,
     plan: RunPlan,
     settings: StreamingSettings | None = None,
+    ticks=None,
 ):
-    """PCollection[Article] (topics assigned) + failures + inputs -> written output; returns
-    the PCollection of summaries (one per commit)."""
+    """PCollection[Article] (topics assigned) + failures + inputs (+ the poll ticks, so that a
+    run that reads nothing new still commits a summary) -> written output; returns the
+    PCollection of summaries (one per commit)."""
+    from transforms.feeds import state_path_of
+
     cfg = plan.config
     settings = settings or streaming_settings(cfg)
+    feed_state = None
+    if cfg.run.source == "feeds":  # entries of committed rows are seen by later runs too
+        feed_state = (state_path_of(cfg.feeds, plan.output), cfg.feeds.state_max_age_days * 86_400)
     gated = articles | "GateLateArticles" >> GateLateArticles(cfg.stories, settings)
     panes = gated.ok | "WindowStories" >> WindowStories(cfg.stories, cfg.fingerprint, settings)
     all_failures = (*failures, gated.failed) | "AllFailures" >> beam.Flatten()
-    return {
-        "panes": panes,
-        "failures": all_failures,
-        "inputs": inputs,
-    } | "CommitStream" >> CommitStream(plan.output, plan.run_id, cfg.sink, cfg.stories, settings, cfg.fingerprint)
+    streams = {"panes": panes, "failures": all_failures, "inputs": inputs}
+    if ticks is not None:
+        streams["ticks"] = ticks
+    return streams | "CommitStream" >> CommitStream(
+        plan.output, plan.run_id, cfg.sink, cfg.stories, settings, cfg.fingerprint, feed_state
+    )
 
 
 def build_streaming_pipeline(p: beam.Pipeline, plan: RunPlan, *, local: bool = True, start: float | None = None):
@@ -112,4 +120,4 @@ def build_streaming_pipeline(p: beam.Pipeline, plan: RunPlan, *, local: bool = T
         read.ok | "MarkDocuments" >> beam.Map(lambda _: 1),
         read.failed | "MarkReadFailures" >> beam.Map(lambda _: 1),
     ) | "AllInputs" >> beam.Flatten()
-    return stories_and_sink(articles, [read.failed, *failed], inputs, plan)
+    return stories_and_sink(articles, [read.failed, *failed], inputs, plan, ticks=read.ticks)

@@ -102,6 +102,32 @@ def test_feed_metadata_fills_gaps():
     assert art.author == "Feed Author"
 
 
+@pytest.mark.parametrize(
+    ("page_date", "feed_date", "want"),
+    [
+        ("2031-06-01T09:00:00Z", datetime(2024, 3, 5, 10, tzinfo=UTC), datetime(2024, 3, 5, 10, tzinfo=UTC)),
+        ("2031-06-01T09:00:00Z", None, None),  # no feed date either: no date beats a wrong one
+        ("2024-03-06T20:00:00+00:00", None, datetime(2024, 3, 6, 20, tzinfo=UTC)),  # within a day
+        ("2024-03-04T09:00:00Z", datetime(2024, 3, 5, 10, tzinfo=UTC), datetime(2024, 3, 4, 9, tzinfo=UTC)),
+    ],
+)
+def test_page_date_in_the_future_gives_way_to_the_feed_date(page_date, feed_date, want):
+    """The feed's max-future rule holds for page dates too: a page claiming 2031 (fetched in
+    2024) keeps the feed entry's date instead."""
+    html = (
+        "<html><head><title>Ferry timetable changes</title>"
+        f'<meta property="article:published_time" content="{page_date}"></head><body><article>'
+        f"<h1>Ferry timetable changes</h1>{_BODY}</article></body></html>"
+    )
+    doc = Document(
+        url="https://port.example/ferry", source_kind="feeds", fetched_at=T0, html=html.encode(),
+        published_at=feed_date,
+    )  # fmt: skip
+    art = extract_document(doc, ExtractSettings(metadata_heuristics=("title",)))
+    assert isinstance(art, Article)
+    assert art.published_at == want
+
+
 def test_plain_text_passes_through():
     doc = Document(
         url="https://example.org/t", source_kind="text", fetched_at=T0,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,7 @@ from transforms.feeds import (
     load_feed_list,
     load_state,
     merge_state,
+    parse_date,
     parse_feed,
     poll_feeds,
     resolve_inputs,
@@ -61,6 +62,28 @@ def test_impossible_dates_are_dropped_and_counted():
     assert feed.bad_dates == 2
 
 
+def test_rfc822_zone_names_are_their_offsets_and_unknown_names_leave_no_date():
+    """feedparser takes CET, BST, JST... as UTC: those are read at their offsets, and a zone
+    name nobody knows leaves the date empty (and counted as bad) instead of silently wrong."""
+    zones = ["CET", "CEST", "BST", "EEST", "MSK", "IST", "JST", "AEDT", "NZST", "EDT", "GMT", "QQT"]
+    items = "".join(
+        f"<item><title>{zone}</title><link>https://z.example/{zone}</link>"
+        f"<pubDate>Thu, 26 Nov 2026 09:15:00 {zone}</pubDate></item>"
+        for zone in zones
+    )
+    body = f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{items}</channel></rss>'
+    feed = parse_feed(body.encode(), "https://z.example/rss", now=datetime(2026, 11, 28, tzinfo=UTC))
+    got = {e.title: e.published for e in feed.entries}
+    at = datetime(2026, 11, 26, 9, 15, tzinfo=UTC)
+    hours = {"CET": 1, "CEST": 2, "BST": 1, "EEST": 3, "MSK": 3, "IST": 5.5, "JST": 9, "AEDT": 11}
+    hours |= {"NZST": 12, "EDT": -4, "GMT": 0}
+    assert got == {zone: at - timedelta(hours=h) for zone, h in hours.items()} | {"QQT": None}
+    assert feed.bad_dates == 1
+    # the same rule for dates outside feedparser's entries (JSON Feed, sitemaps)
+    assert parse_date("Thu, 26 Nov 2026 09:15:00 CEST") == at - timedelta(hours=2)
+    assert parse_date("Thu, 26 Nov 2026 09:15:00 +0100 (CET)") == at - timedelta(hours=1)
+
+
 def test_atom_rdf_jsonfeed_kinds():
     atom = parse("atom.xml")
     assert atom.kind == "atom"
@@ -69,6 +92,58 @@ def test_atom_rdf_jsonfeed_kinds():
     assert atom.entries[1].published == datetime(2025, 2, 2, 10, tzinfo=UTC)  # updated only
     rdf = parse("rdf.xml")
     assert rdf.kind == "rdf" and rdf.entries[0].categories == ("Weather",)
+
+
+ATOM_LINKS = b"""<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom" xml:lang="en"><title>Links &amp;amp; more</title>
+  <entry><title>Two languages</title><id>tag:x.example,2025:1</id>
+    <link rel="related" href="https://elsewhere.example/story"/>
+    <link rel="alternate" type="text/html" hreflang="de" href="https://x.example/de/eins"/>
+    <link rel="alternate" type="text/html" hreflang="en" href="https://x.example/one"/>
+    <link rel="alternate" type="text/html" href="https://x.example/one-again"/></entry>
+  <entry><title>PDF first</title><id>tag:x.example,2025:2</id>
+    <link rel="alternate" type="application/pdf" href="https://x.example/two.pdf"/>
+    <link rel="alternate" type="text/html" href="https://x.example/two"/>
+    <link rel="alternate" type="text/html" href="https://x.example/two-b"/></entry>
+  <entry><title>Only related</title><id>tag:x.example,2025:3</id>
+    <link rel="related" href="https://elsewhere.example/three"/></entry>
+</feed>"""
+
+
+def test_atom_entry_link_is_its_first_page_alternate_in_the_feed_language():
+    feed = parse_feed(ATOM_LINKS, "https://x.example/atom", now=NOW)
+    assert [e.link for e in feed.entries] == ["https://x.example/one", "https://x.example/two", None]
+    # an entry with only a related link has no page: read/no_link, not a fetch of its tag: id
+    result = poll_feeds([FeedSpec("https://x.example/atom")], FakeWeb({"https://x.example/atom": ATOM_LINKS}).fetch,
+                        FeedState(), FeedSettings(), now=NOW)  # fmt: skip
+    assert [(f.stage, f.reason) for f in result.failures] == [("read", "no_link")]
+    assert len(result.items) == 2
+    # an RSS guid that is a permalink is still the link, also when relative; a tag: one is not
+    items = "<item><guid>/news/7</guid></item><item><guid>tag:x.example,2025:8</guid></item>"
+    rss = f'<?xml version="1.0"?><rss version="2.0"><channel><title>g</title>{items}</channel></rss>'
+    feed = parse_feed(rss.encode(), "https://x.example/rss", now=NOW)
+    assert [e.link for e in feed.entries] == ["https://x.example/news/7", None]
+
+
+def test_feed_titles_are_plain_text():
+    titles = [
+        "Fish &amp;amp; chips",  # HTML inside XML: the text is 'Fish &amp; chips'
+        "<![CDATA[Mayor <b>says</b> no]]>",
+        "&lt;em&gt;Escaped&lt;/em&gt; markup",
+        "It&#8217;s   on\n  two lines",
+        "Line<br/>break",
+    ]
+    items = "".join(f"<item><title>{t}</title><link>https://t.example/{n}</link></item>" for n, t in enumerate(titles))
+    body = f'<?xml version="1.0"?><rss version="2.0"><channel><title>A &amp;amp; B</title>{items}</channel></rss>'
+    feed = parse_feed(body.encode(), "https://t.example/rss", now=NOW)
+    assert feed.title == "A & B"
+    assert [e.title for e in feed.entries] == [
+        "Fish & chips",
+        "Mayor says no",
+        "Escaped markup",
+        "It\u2019s on two lines",
+        "Line break",
+    ]
 
 
 def test_json_feed_is_parsed_by_us():
@@ -239,6 +314,33 @@ def test_bad_feed_is_one_failure_per_run():
     assert [f.reason for f in gone.failures] == ["http_404"]
 
 
+def test_failing_feed_counts_once_per_streak_and_is_reported_every_run(tmp_path):
+    """A feed that stays broken is a row in every run, but a failure only in the run where it
+    started failing (or fails in a new way): a quiet later run has nothing new that failed."""
+    web = FakeWeb({})
+    spec = FeedSpec("https://n.example/gone")
+    path = str(tmp_path / "feeds.json")
+    outcomes = []
+    for body in (None, None, rss_items(["https://n.example/a"]), None):
+        if body is not None:
+            web.pages[spec.url] = body
+        else:
+            web.pages.pop(spec.url, None)
+        state = load_state(path)  # every poll is a new run with the saved state
+        result = poll_feeds([spec], web.fetch, state, FeedSettings(), now=NOW, reported=set())
+        outcomes.append([(f.stage, f.reason) for f in result.failures])
+        save_state(path, state)
+        if outcomes[-1] == [("filter", "feed_still_failing")]:
+            assert result.failures[0].detail.startswith("fetch/http_404 since ")
+            assert result.failures[0].url == spec.url
+    assert outcomes == [
+        [("fetch", "http_404")],
+        [("filter", "feed_still_failing")],  # reported, not counted again
+        [],  # back: the streak ends
+        [("fetch", "http_404")],  # a new streak counts again
+    ]
+
+
 def test_entries_without_link_become_failures_and_cap_keeps_newest():
     web = FakeWeb({"https://g.example/rss": (DATA / "rss2.xml").read_bytes()})
     result = poll_feeds(
@@ -261,6 +363,45 @@ def test_entries_without_link_become_failures_and_cap_keeps_newest():
     assert capped.stats["feeds_entries_capped"] == 4
 
 
+def test_entry_without_link_is_reported_once_across_runs(tmp_path):
+    """An entry without a link is a read/no_link row once; it is remembered as seen like a
+    fetched entry, so a later run that reads the changed feed does not report it again."""
+    link_less = "<item><title>No link here</title><guid isPermaLink='false'>n-1</guid></item>"
+    feed = rss_items(["https://n.example/a"]).replace(b"</channel>", link_less.encode() + b"</channel>")
+    web = FakeWeb({"https://n.example/rss": feed})
+    path = str(tmp_path / "feeds.json")
+    reported = []
+    for _run in range(2):
+        state = load_state(path)
+        result = poll_feeds([FeedSpec("https://n.example/rss")], web.fetch, state, FeedSettings(), now=NOW)
+        reported.append([f.reason for f in result.failures])
+        # what the run saves: its settled and fetched keys, as ReadFeeds' SaveFeedState does
+        keys = [k for item in result.items for k in item.keys] + [k for ks in result.settled for k in ks]
+        save_state(path, merge_state(load_state(path), keys, {}, [], now=time.time(), max_age_s=1e9))
+        web.pages["https://n.example/rss"] = feed.replace(
+            b"</channel>", b"<item><link>https://n.example/b</link></item></channel>"
+        )
+    assert reported == [["no_link"], []]
+
+
+def test_entries_over_the_cap_are_taken_by_later_polls(tmp_path):
+    """max_entries_per_feed bounds a poll, it does not lose entries: an unchanged feed with
+    entries left over is read again (newest first) until every entry was taken."""
+    links = [f"https://n.example/{n}" for n in range(5)]
+    web = FakeWeb({"https://n.example/rss": rss_items(links)})
+    spec, settings = FeedSpec("https://n.example/rss"), FeedSettings(max_entries_per_feed=2)
+    path = str(tmp_path / "feeds.json")
+    taken = []
+    for _run in range(4):
+        state = load_state(path)
+        result = poll_feeds([spec], web.fetch, state, settings, now=NOW)
+        save_state(path, state)
+        taken.append(([i.entry.link.rsplit("/", 1)[1] for i in result.items], result.stats["feeds_entries_capped"]))
+    # rss() dates the items a minute apart, so the newest are the last ones
+    assert taken == [(["4", "3"], 3), (["2", "1"], 1), (["0"], 0), ([], 0)]
+    assert result.stats["feeds_not_modified"] == 1  # nothing left: conditional GET again
+
+
 def test_sitemap_index_reads_child_sitemaps():
     web = FakeWeb(
         {
@@ -280,6 +421,28 @@ def test_sitemap_index_reads_child_sitemaps():
         "https://tidings.example/2025/04/rain",
     ]
     assert [f.reason for f in result.failures] == ["http_404"]  # the archive child is missing
+
+
+def test_unchanged_sitemap_index_still_polls_its_children(tmp_path):
+    """Child sitemaps keep their URLs while their contents change: an index that answers 304
+    (or with the same bytes) still has its children polled, each with its own validators."""
+    index, child = "https://tidings.example/index.xml", "https://tidings.example/sitemap-news.xml"
+    news = (DATA / "sitemap-news.xml").read_bytes()
+    web = FakeWeb({index: (DATA / "sitemap-index.xml").read_bytes(), child: news})
+    path = str(tmp_path / "feeds.json")
+    polls = []
+    for body in (news, news, news.replace(b"</urlset>", b"<url><loc>/2025/04/fair</loc></url></urlset>")):
+        web.pages[child], web.calls = body, []
+        state = load_state(path)  # a new run with the saved state
+        result = poll_feeds([FeedSpec(index)], web.fetch, state, FeedSettings(), now=NOW)
+        save_state(path, state)
+        polls.append((result.stats["feeds_not_modified"], [i.entry.link for i in result.items]))
+        assert child in web.calls
+    assert polls == [
+        (0, ["https://tidings.example/2025/04/market-day", "https://tidings.example/2025/04/rain"]),
+        (2, []),  # index and child both 304
+        (1, ["https://tidings.example/2025/04/fair"]),  # index 304, the child changed
+    ]
 
 
 def test_state_round_trip_and_merge(tmp_path):

@@ -70,6 +70,45 @@ def test_each_hostile_endpoint_lands_where_it_should(server, fetcher, path):
     assert server.requested("/private/") == 0
 
 
+SITEMAP = b'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><url><loc>/a</loc></url></urlset>'
+
+
+@pytest.mark.parametrize(
+    ("label", "body", "want"),
+    [
+        ("application/x-gzip", "gzip", "ok"),
+        ("application/gzip", "gzip", "ok"),
+        ("application/octet-stream", "gzip", "ok"),  # told by its gzip signature
+        ("application/x-gzip", "bomb", "too_large"),  # 2 GiB once unwrapped: stops at max_bytes
+        ("application/x-gzip", "corrupt", "bad_encoding"),
+        ("image/jpeg", "jpeg", "not_feed"),
+        ("application/octet-stream", "pdf", "not_feed"),
+    ],
+)
+def test_feed_requests_unwrap_gzip_files_within_the_size_cap(server, fetcher, label, body, want):
+    """sitemap.xml.gz is a gzip file, not a gzip Content-Encoding: a feed request unwraps it
+    (bounded like any body) and names what it refuses as not_feed."""
+    import gzip
+
+    bodies = {
+        "gzip": gzip.compress(SITEMAP),
+        "bomb": gzip_bomb(),
+        "corrupt": gzip.compress(SITEMAP)[:12] + b"\xff" * 40,
+        "jpeg": b"\xff\xd8\xff\xe0\x00\x10JFIF" + bytes(100),
+        "pdf": b"%PDF-1.4\n",
+    }
+    path = f"/gz/{label.replace('/', '-')}-{body}.xml.gz"
+    server.routes[path] = lambda h: h.send(200, bodies[body], {"Content-Type": label})
+    result = fetcher.fetch(server.url(path), accept=FEED_TYPES)
+    if want == "ok":
+        assert isinstance(result, Response), result
+        assert result.body == SITEMAP
+    else:
+        assert isinstance(result, Failure) and result.reason == want, result
+    page = fetcher.fetch(server.url(path))  # an article page that is a gzip file stays refused
+    assert isinstance(page, Failure) and page.reason == "not_html"
+
+
 def test_trickling_body_stops_at_the_total_deadline(server):
     fetcher = SafeFetcher(quick_settings(server, timeout_s=0.8, connect_timeout_s=0.4))
     started = time.monotonic()
@@ -232,8 +271,32 @@ def test_robots_4xx_allows_all_and_5xx_disallows():
         server.routes["/robots.txt"] = lambda h: h.send(503, b"down", {"Retry-After": "0"})
         fetcher = SafeFetcher(quick_settings(server, retries=0))
         result = fetcher.fetch(server.url("/article/1"))
-        assert result.reason == "robots_disallowed"
+        assert result.reason == "robots_unavailable"  # RFC 9309: all disallowed for now
         assert server.requested("/article/") == 0
+
+
+def test_host_that_is_down_fails_with_the_connection_error_not_robots():
+    """robots.txt of a host that is down cannot be read either: the page is refused with the
+    network's own reason (a transient failure to retry), not as robots_disallowed."""
+    import socket
+
+    from transforms.feeds import is_transient
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = FetchSettings(
+        user_agent="storybeam-test/1.0",
+        timeout_s=1.0,
+        connect_timeout_s=0.5,
+        retries=0,
+        per_host_min_delay_s=0.0,
+        allow_hosts=(f"127.0.0.1:{port}",),
+    )
+    result = SafeFetcher(settings).fetch(f"http://127.0.0.1:{port}/article/1")
+    assert isinstance(result, Failure) and result.reason == "connection_error", result
+    assert "robots.txt unreachable" in result.detail
+    assert is_transient(result)
 
 
 def test_robots_is_cached():
@@ -381,8 +444,8 @@ def test_https_connects_to_the_checked_address_with_the_name_for_sni(tls_pair):
         assert f"localhost:{server.port}" in server.host_headers
         # the same server by address: the certificate does not name 127.0.0.1
         by_ip = fetcher.fetch(f"https://127.0.0.1:{server.port}/article/2")
-        # robots.txt is unreachable there too, which disallows the page for now
-        assert by_ip.reason == "robots_disallowed"
+        # robots.txt is unreachable there too: the page fails as its robots.txt did
+        assert by_ip.reason == "tls_error"
         assert "robots.txt unreachable (tls_error)" in by_ip.detail
         settings = quick_settings(server, allow_hosts=allow, obey_robots=False)
         direct = SafeFetcher(settings, tls_context=client_ctx)

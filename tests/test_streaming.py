@@ -211,6 +211,12 @@ def late_run(tmp_path_factory):
         "Brenholt jazz festival opens with record crowd",
         "brenholtherald.example",
     )
+    # an old entry on a feed's first poll: read at 11:25, its window [07:00, 08:00) stopped
+    # taking late articles at 09:00, and the watermark (11:30) is past it already
+    backlog = dataclasses.replace(
+        article(8, -170, FESTIVAL, "Brenholt festival programme announced", "brenholtherald.example"),
+        fetched_at=T0 + timedelta(minutes=85),
+    )
 
     def at(x: Article):
         return beam.window.TimestampedValue(x, x.event_time.timestamp())
@@ -226,6 +232,7 @@ def late_run(tmp_path_factory):
         .add_elements([at(a[2])])  # out of order: 10:40 after 11:15
         .advance_watermark_to(ts(90))  # A fires on time
         .add_elements([at(a[3])])  # late, within the allowed lateness (A expires at 12:00)
+        .add_elements([at(backlog)])  # read after its window expired: dropped_late, not lost
         .advance_watermark_to(ts(150))  # A is past its allowed lateness
         .add_elements([at(a[4])])  # too late: dropped_late
         .advance_watermark_to_infinity()
@@ -242,6 +249,7 @@ def late_run(tmp_path_factory):
         "out": out,
         "bridge": a,
         "festival": festival,
+        "backlog": backlog,
         "seconds": time.monotonic() - started,
     }
 
@@ -266,13 +274,19 @@ def test_out_of_order_and_late_articles_join_their_story(late_run):
 def test_articles_past_allowed_lateness_are_counted_as_dropped_late(late_run):
     out = late_run["out"]
     failures = read(out, "failures")
-    assert [(f["url"], f["stage"], f["reason"]) for f in failures] == [
-        (late_run["bridge"][4].url, "late", "dropped_late")
-    ]
+    assert sorted((f["url"], f["stage"], f["reason"]) for f in failures) == sorted(
+        [
+            (late_run["bridge"][4].url, "late", "dropped_late"),
+            (late_run["backlog"].url, "late", "dropped_late"),  # the grouping would drop it unseen
+        ]
+    )
+    backlog = next(f for f in failures if f["url"] == late_run["backlog"].url)
+    assert "before the article was read at" in backlog["detail"]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["inputs"] == 6 and summary["articles"] == 5 and summary["failed"] == 1
-    assert summary["unaccounted"] == 0
-    assert summary["failures_by_reason"] == {"late/dropped_late": 1}
+    # late articles are dropped by policy: filtered, not failed (max_failure_ratio ignores them)
+    assert summary["inputs"] == 7 and summary["articles"] == 5
+    assert (summary["filtered"], summary["failed"], summary["unaccounted"]) == (2, 0, 0)
+    assert summary["failures_by_reason"] == {"late/dropped_late": 2}
     window_a = summary["windows"][T0.isoformat()]
     assert window_a["late_articles"] == 1 and window_a["stories"] == 1
     assert not list((out / "_tmp").rglob("*.parquet")) if (out / "_tmp").exists() else True
@@ -348,12 +362,15 @@ def _watch(out_articles: str, stop: threading.Event, seen: list, errors: list, s
         stop.wait(0.1)
 
 
-def _polled_run(output: str, *, interval: str, polls: str) -> dict:
+def _polled_run(output: str, *, interval: str, polls: str, server=None) -> dict:
+    from contextlib import nullcontext
+
     from pipeline.main import run
     from tests.servers import HostileServer
 
-    with HostileServer() as server:
-        _live_feed(server, datetime.now(UTC) - timedelta(minutes=30))
+    with nullcontext(server) if server is not None else HostileServer() as server:
+        if "/live.xml" not in server.routes:
+            _live_feed(server, datetime.now(UTC) - timedelta(minutes=30))
         seen: list = []
         errors: list = []
         stop = threading.Event()
@@ -391,23 +408,40 @@ def _polled_run(output: str, *, interval: str, polls: str) -> dict:
 
 
 def test_bounded_polling_run_writes_each_new_article_once_after_every_poll(tmp_path):
+    from tests.servers import HostileServer, rss
+
     out = tmp_path / "out"
-    result = _polled_run(str(out), interval="2", polls="3")
-    assert result["code"] == 0 and result["feed_hits"] == 3
-    assert not result["errors"], result["errors"]
-    rows = read(out, "articles")
-    urls = [r["url"] for r in rows]
-    assert len(urls) == len(set(urls)) == 6  # two new entries per poll, each written once
-    # the output was readable and growing while the job ran: 2, then 4, then 6 articles
-    counts = sorted({len(urls) for _, urls in result["seen"]})
-    assert {2, 4, 6} <= set(counts), result["seen"]
-    for _, seen_urls in result["seen"]:
-        assert len(seen_urls) == len(set(seen_urls))
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["inputs"] == 6 == summary["articles"] + summary["filtered"] + summary["failed"]
-    assert summary["mode"] == "streaming" and summary["unaccounted"] == 0
-    stories = read(out, "stories")
-    assert len(stories) == len({s["story_id"] for s in stories}) >= 1
+    with HostileServer() as server:
+        result = _polled_run(str(out), interval="2", polls="3", server=server)
+        assert result["code"] == 0 and result["feed_hits"] == 3
+        assert not result["errors"], result["errors"]
+        rows = read(out, "articles")
+        urls = [r["url"] for r in rows]
+        assert len(urls) == len(set(urls)) == 6  # two new entries per poll, each written once
+        # the output was readable and growing while the job ran: 2, then 4, then 6 articles
+        counts = sorted({len(urls) for _, urls in result["seen"]})
+        assert {2, 4, 6} <= set(counts), result["seen"]
+        for _, seen_urls in result["seen"]:
+            assert len(seen_urls) == len(set(seen_urls))
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["inputs"] == 6 == summary["articles"] + summary["filtered"] + summary["failed"]
+        assert summary["mode"] == "streaming" and summary["unaccounted"] == 0
+        stories = read(out, "stories")
+        assert len(stories) == len({s["story_id"] for s in stories}) >= 1
+        # a second run into the same output starts from the entries the first one saw
+        # (<output>/_state/feeds.json): only the feed's two new entries are fetched
+        pages_before = server.requested("/live/")
+        again = _polled_run(str(out), interval="1", polls="1", server=server)
+        assert again["code"] == 0
+        assert server.requested("/live/") - pages_before == 2
+        assert json.loads((out / "summary.json").read_text())["inputs"] == 2
+        assert len(read(out, "articles")) == 8
+        # and a run that finds nothing new fetches nothing, and says so in its own summary
+        server.routes["/live.xml"] = lambda h: h.send(200, rss([(server.url("/live/0"), "Old")]))
+        quiet = _polled_run(str(out), interval="1", polls="1", server=server)
+        assert quiet["code"] == 0 and server.requested("/live/") - pages_before == 2
+        summary = json.loads((out / "summary.json").read_text())
+        assert (summary["inputs"], summary["articles"], summary["commits"]) == (0, 0, 1)
 
 
 def test_streaming_output_on_gcs_is_readable(tmp_path):

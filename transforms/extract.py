@@ -135,6 +135,10 @@ class ExtractSettings:
     isolation: str = "auto"
     # Address-space limit of the extraction child process (process isolation), in MiB.
     max_memory_mb: int = 2048
+    # A page date later than the fetch time (the WARC-Date for archives) + this many seconds
+    # is wrong (a template's expiry, a typo): it is ignored and the feed's or the record's own
+    # date is used. One day, as feeds.max_future_s: time zones put honest dates up to ~14 h ahead.
+    max_future_s: float = 86_400.0
 
     def __post_init__(self) -> None:
         if not self.timeout_s > 0:
@@ -160,6 +164,8 @@ class ExtractSettings:
             raise ValueError(f"isolation: must be one of {', '.join(_ISOLATION_MODES)}")
         if self.max_memory_mb < 256:
             raise ValueError("max_memory_mb: must be >= 256 (trafilatura needs ~150 MiB)")
+        if self.max_future_s < 0:
+            raise ValueError("max_future_s: must be >= 0 seconds")
 
 
 class ExtractTimeout(Exception):
@@ -428,6 +434,15 @@ def parse_datetime(value: str | None) -> datetime | None:
     if not 1990 <= parsed.year <= 2100:
         return None
     return parsed.astimezone(UTC)
+
+
+def _not_future(value: datetime | None, fetched_at: datetime | None, max_future_s: float) -> datetime | None:
+    """A page date, or None when it lies more than ``max_future_s`` after the fetch."""
+    if value is None or fetched_at is None:
+        return value
+    if fetched_at.tzinfo is None:
+        fetched_at = fetched_at.replace(tzinfo=UTC)
+    return None if (value - fetched_at).total_seconds() > max_future_s else value
 
 
 def language_code(value: str | None) -> str | None:
@@ -1596,7 +1611,11 @@ def _extract_html_document(
         if not found["visible_text"]:
             return _failure(doc, "empty_page", "page has no visible text")
         return _failure(doc, "no_text", f"{len(text)} characters of main text")
-    published = parse_datetime(found["published"]) or doc.published_at or parse_datetime(found["date_heuristic"])
+    published = (
+        _not_future(parse_datetime(found["published"]), doc.fetched_at, settings.max_future_s)
+        or doc.published_at
+        or _not_future(parse_datetime(found["date_heuristic"]), doc.fetched_at, settings.max_future_s)
+    )
     categories = tuple(dict.fromkeys([*doc.categories, *found["categories"]]))
     removed = tuple(found["removed"])
     return Article(

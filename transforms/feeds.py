@@ -15,7 +15,11 @@ stream so it never does its own I/O), JSON Feed 1.x, news sitemaps and sitemap i
 
 Conservation: every entry that a poll reads and has not seen before leaves as exactly one
 ``Document`` or one ``Failure``; entries already seen are counted in ``feeds_entries_seen``
-and are not inputs. A feed that cannot be fetched or parsed is one ``Failure`` per run.
+and are not inputs. A feed that cannot be fetched or parsed is one row per run: a ``Failure``
+(its own stage and reason) in the run where it starts failing, and while it keeps failing the
+same way a filter row ``feed_still_failing`` that names the first failure and since when (the
+streak lives in the feed state), so that a broken feed is reported in every run but counts
+against ``run.max_failure_ratio`` once, not in every later run that has nothing new.
 """
 
 from __future__ import annotations
@@ -46,12 +50,12 @@ from transforms import records
 from transforms.fsutil import stage_file, write_atomic
 from transforms.http import (
     FEED_TYPES,
-    ROBOTS_UNREACHABLE,
+    ROBOTS_UNAVAILABLE,
     FetchSettings,
     Response,
     SafeFetcher,
 )
-from transforms.records import UTC, Document, Failure, utcnow
+from transforms.records import FILTER_STAGE, UTC, Document, Failure, utcnow
 
 LOG = logging.getLogger(__name__)
 READ_STAGE = "read"
@@ -59,23 +63,24 @@ PARSE_STAGE = "parse"
 FETCH_STAGE = "fetch"
 #: Reasons after which a later run should try the entry again (not saved as seen).
 TRANSIENT_REASONS = frozenset({"timeout", "connection_error", "dns_error", "http_429"})
+#: Filter reason of a feed that fails as it did in the previous run (reported, not counted).
+STILL_FAILING = "feed_still_failing"
 STATE_FILE = "_state/feeds.json"
 
 
 def is_transient(failure: Failure) -> bool:
-    """Worth trying again in a later run: not saved as seen. robots.txt that could not be
-    read disallows "for now" (RFC 9309), so that counts too."""
+    """Worth trying again in a later run: not saved as seen. robots.txt that answered 5xx
+    disallows "for now" (RFC 9309, ``robots_unavailable``), so that counts too."""
     reason = failure.reason
-    if reason in TRANSIENT_REASONS or reason.startswith("http_5"):
-        return True
-    return reason == "robots_disallowed" and ROBOTS_UNREACHABLE in failure.detail
+    return reason in TRANSIENT_REASONS or reason.startswith("http_5") or reason == ROBOTS_UNAVAILABLE
 
 
 @dataclass(frozen=True)
 class FeedSettings:
     """How feeds are read and remembered."""
 
-    # Entries taken from one feed per poll (newest first when dates are known).
+    # New entries taken from one feed per poll (newest first when dates are known); the rest
+    # are taken by the next polls or runs (the feed is read again until none are left).
     max_entries_per_feed: int = 200
     # fsspec URL of the seen-entry state kept across runs; None = <output>/_state/feeds.json
     # (no state at all when there is no output root either).
@@ -215,6 +220,54 @@ def _from_struct(value: Any) -> datetime | None:
         return None
 
 
+#: Zone names feedparser's RFC 822 parser reads right (it takes every other name as UTC).
+_FEEDPARSER_ZONES = frozenset(
+    "ut gmt z utc adt ast at edt est et cdt cst ct mdt mst mt pdt pst pt met mest a n m y".split()
+)
+#: Zone names of RFC 822 dates as feeds write them -> minutes east of UTC. Ambiguous names
+#: take their meaning in news feeds: IST is India Standard Time (+05:30; Indian outlets write
+#: it, Irish ones write GMT/+0100), BST British Summer Time (not Bangladesh). Names that are
+#: both ambiguous and common (CST, AST: US, as feedparser reads them) are left to feedparser;
+#: any other name is unknown and the date is left empty rather than taken as UTC.
+ZONE_OFFSETS_MIN: dict[str, int] = {
+    # Europe
+    "wet": 0, "west": 60, "bst": 60, "ist": 330, "cet": 60, "cest": 120, "mez": 60, "mesz": 120,
+    "eet": 120, "eest": 180, "msk": 180, "trt": 180,
+    # Africa
+    "wat": 60, "cat": 120, "sast": 120, "eat": 180,
+    # Asia, Oceania
+    "pkt": 300, "npt": 345, "ict": 420, "wib": 420, "hkt": 480, "sgt": 480, "myt": 480,
+    "pht": 480, "awst": 480, "jst": 540, "kst": 540, "acst": 570, "acdt": 630, "aest": 600,
+    "aedt": 660, "nzst": 720, "nzdt": 780, "idt": 180,
+    # Americas
+    "hst": -600, "akst": -540, "akdt": -480, "nst": -210, "ndt": -150, "brt": -180, "art": -180,
+}  # fmt: skip
+_NAMED_ZONE = re.compile(r"(\d{1,2}:\d{1,2}(?::\d{1,2})?)\s*\(?([A-Za-z]{1,5})\)?\s*$")
+
+
+def _named_zone_date(text: str) -> tuple[bool, datetime | None]:
+    """An RFC 822 date ending in a zone name feedparser would take as UTC -> (True, the date
+    at that zone's offset, or None for an unknown name); (False, None) for other dates."""
+    match = _NAMED_ZONE.search(text)
+    if not match:
+        return False, None
+    zone = match.group(2).lower()
+    if zone in _FEEDPARSER_ZONES or zone in ("am", "pm"):
+        return False, None
+    if zone not in ZONE_OFFSETS_MIN:
+        return True, None  # never a silently wrong time
+    minutes = ZONE_OFFSETS_MIN[zone]
+    offset = f"{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d}"
+    fixed = f"{text[: match.start(2)].rstrip(' (')} {offset}"
+    try:
+        from feedparser.datetimes import _parse_date
+
+        value = _from_struct(_parse_date(fixed))
+    except Exception:  # noqa: BLE001 - feedparser's date parsers are best effort
+        value = None
+    return True, value or _lenient_date(fixed)
+
+
 def parse_date(text: Any) -> datetime | None:
     """RFC 3339 / ISO 8601 / RFC 822 and the many forms feedparser knows -> UTC, or None."""
     text = _s(text)
@@ -225,6 +278,9 @@ def parse_date(text: Any) -> datetime | None:
     except ValueError:
         value = None
     if value is None:
+        named, value = _named_zone_date(text)
+        if named:
+            return value
         try:
             from feedparser.datetimes import _parse_date
 
@@ -362,19 +418,20 @@ def _parse_with_feedparser(body: bytes, url: str, headers: dict | None, rule: _D
     else:
         kind = "unknown"
     entries, bad = [], 0
+    feed = result.get("feed", {}) or {}
+    language = _s(feed.get("language"))
     for raw in result.get("entries", []) or []:
-        entry, dropped = _feedparser_entry(raw, rule)
+        entry, dropped = _feedparser_entry(raw, rule, language, kind)
         if entry.link and not _is_http_url(entry.link):
             entry = dataclasses.replace(entry, link=urljoin(url, entry.link))
         bad += dropped
         entries.append(entry)
     bozo = bool(result.get("bozo"))
     reason = result.get("bozo_exception")
-    feed = result.get("feed", {}) or {}
     return ParsedFeed(
         url=url,
         kind=kind,
-        title=_s(feed.get("title")),
+        title=plain_title(feed.get("title")),
         entries=tuple(entries),
         bozo=bozo,
         bozo_reason=f"{type(reason).__name__}: {reason}"[:300] if bozo and reason else None,
@@ -383,20 +440,66 @@ def _parse_with_feedparser(body: bytes, url: str, headers: dict | None, rule: _D
     )
 
 
-def _feedparser_entry(raw: Any, rule: _DateRule) -> tuple[FeedEntry, bool]:
+_PAGE_TYPES = frozenset({"", "text/html", "application/xhtml+xml"})
+#: Tags that separate words (the rest, inline markup such as <b> or <em>, just go).
+_BREAKING_TAG = re.compile(r"<\s*/?\s*(?:br|p|div|li|h[1-6]|tr|td|th)\b[^<>]*>", re.IGNORECASE)
+_TAG = re.compile(r"<\s*/?\s*[A-Za-z][^<>]*>")
+
+
+def plain_title(value: Any) -> str | None:
+    """A title as feeds carry it (HTML for feedparser: ``Fish &amp; chips``, ``Mayor <b>says</b>``)
+    -> plain text on one line: tags removed, entities unescaped, white space collapsed."""
+    text = _s(value)
+    if not text:
+        return None
+    text = _TAG.sub("", _BREAKING_TAG.sub(" ", text))
+    return " ".join(html.unescape(text).split()) or None
+
+
+def _same_language(hreflang: Any, language: str | None) -> bool:
+    hreflang = _s(hreflang)
+    if not hreflang or not language:
+        return False
+    return re.split(r"[-_]", hreflang.lower())[0] == re.split(r"[-_]", language.lower())[0]
+
+
+def _entry_link(raw: Any, language: str | None, kind: str = "rss") -> str | None:
+    """The entry's page: its first rel=alternate link of an HTML type (the one in the feed's
+    language when several are), else its first alternate of any type, else an RSS guid that
+    is a permalink. feedparser keeps the *last* alternate and offers an Atom entry's id
+    (``tag:...``) as its link when it has none; neither is the page."""
+    alternates = [
+        c for c in raw.get("links", []) or [] if (c.get("rel") or "alternate") == "alternate" and _s(c.get("href"))
+    ]
+    pages = [c for c in alternates if (_s(c.get("type")) or "").lower() in _PAGE_TYPES] or alternates
+    chosen = next((c for c in pages if _same_language(c.get("hreflang"), language)), pages[0] if pages else None)
+    if chosen is not None:
+        return _s(chosen.get("href"))
     link = _s(raw.get("link"))
-    if not link:
-        for candidate in raw.get("links", []) or []:
-            if candidate.get("rel", "alternate") == "alternate" and _s(candidate.get("href")):
-                link = _s(candidate.get("href"))
-                break
-    if not link and raw.get("guidislink"):
-        link = _s(raw.get("id"))
+    if link and link == _s(raw.get("id")) and not _is_http_url(link):
+        # an id offered as the link: only an RSS permalink guid may be relative (joined with
+        # the feed URL later); tag:, urn: or an Atom id that is no http(s) URL is not a page
+        try:
+            scheme = urlsplit(link).scheme
+        except ValueError:
+            return None
+        if scheme or kind != "rss":
+            return None
+    return link
+
+
+def _feedparser_entry(
+    raw: Any, rule: _DateRule, language: str | None = None, kind: str = "rss"
+) -> tuple[FeedEntry, bool]:
+    link = _entry_link(raw, _s(raw.get("language")) or language, kind)
     published, dropped = None, False
     for key in ("published", "updated", "created"):
         if not raw.get(key):
             continue
-        parsed = _from_struct(raw.get(f"{key}_parsed")) or _lenient_date(_s(raw.get(key)))
+        text = _s(raw.get(key)) or ""
+        named, parsed = _named_zone_date(text)
+        if not named:
+            parsed = _from_struct(raw.get(f"{key}_parsed")) or _lenient_date(text)
         value, _ = rule.check(parsed)
         if value is not None:
             published, dropped = value, False
@@ -416,7 +519,7 @@ def _feedparser_entry(raw: Any, rule: _DateRule) -> tuple[FeedEntry, bool]:
         FeedEntry(
             link=link,
             id=_s(raw.get("id")),
-            title=_s(raw.get("title")),
+            title=plain_title(raw.get("title")),
             published=published,
             categories=tuple(categories),
             author=author,
@@ -461,7 +564,7 @@ def _parse_json_feed(body: bytes, url: str, rule: _DateRule) -> ParsedFeed:
             FeedEntry(
                 link=link,
                 id=_s(item.get("id")),
-                title=_s(item.get("title")),
+                title=plain_title(item.get("title")),
                 published=published,
                 categories=tuple(dict.fromkeys(t for t in (_s(t) for t in tags) if t)),
                 author=", ".join(authors) if authors else None,
@@ -471,7 +574,7 @@ def _parse_json_feed(body: bytes, url: str, rule: _DateRule) -> ParsedFeed:
     return ParsedFeed(
         url=url,
         kind="jsonfeed",
-        title=_s(data.get("title")),
+        title=plain_title(data.get("title")),
         entries=tuple(entries),
         bozo=bozo_reason is not None,
         bozo_reason=bozo_reason,
@@ -549,7 +652,7 @@ def _parse_sitemap(body: bytes, url: str, rule: _DateRule) -> ParsedFeed:
         entries.append(
             FeedEntry(
                 link=loc,
-                title=_child_text(node, "news", "title"),
+                title=plain_title(_child_text(node, "news", "title")),
                 published=published,
                 categories=tuple(dict.fromkeys(k.strip() for k in keywords.split(",") if k.strip())),
             )
@@ -690,7 +793,8 @@ def _dedupe(specs: Iterable[FeedSpec]) -> list[FeedSpec]:
 
 
 def resolve_inputs(inputs: Sequence[str]) -> list[FeedSpec]:
-    """``--input`` values -> feed specs: http(s) URLs are feeds, anything else a feed list."""
+    """``--input`` values -> feed specs: http(s) URLs are feeds, anything else a feed list.
+    Raises ``ValueError`` when they list no feed at all (an empty file, ``feeds: []``)."""
     specs: list[FeedSpec] = []
     for value in inputs:
         value = value.strip()
@@ -698,6 +802,8 @@ def resolve_inputs(inputs: Sequence[str]) -> list[FeedSpec]:
             specs.append(FeedSpec(url=value))
         else:
             specs.extend(load_feed_list(value))
+    if not specs:
+        raise ValueError(f"no feeds listed in {', '.join(inputs) or 'the inputs'}")
     return _dedupe(specs)
 
 
@@ -732,11 +838,16 @@ def entry_keys(entry: FeedEntry, feed_url: str) -> tuple[str, ...]:
 
 @dataclass
 class FeedCache:
-    """What we remember of one feed to recognise it unchanged."""
+    """What we remember of one feed to recognise it unchanged, and its failure streak."""
 
     etag: str | None = None
     last_modified: str | None = None
     body_hash: str | None = None
+    # "stage/reason" of the failure the feed has had since ``failing_since`` (unix time)
+    failing: str | None = None
+    failing_since: float | None = None
+    # a sitemap index: the child sitemaps it listed, polled again while it stays unchanged
+    children: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -757,7 +868,10 @@ class FeedState:
         return {
             "version": 1,
             "seen": self.seen,
-            "feeds": {url: vars(cache) for url, cache in sorted(self.feeds.items())},
+            "feeds": {
+                url: {k: list(v) if isinstance(v, tuple) else v for k, v in vars(cache).items()}
+                for url, cache in sorted(self.feeds.items())
+            },
         }
 
     @classmethod
@@ -768,12 +882,42 @@ class FeedState:
         feeds = {}
         for url, value in (data.get("feeds") or {}).items():
             if isinstance(value, dict):
+                since = value.get("failing_since")
                 feeds[str(url)] = FeedCache(
                     etag=_s(value.get("etag")),
                     last_modified=_s(value.get("last_modified")),
                     body_hash=_s(value.get("body_hash")),
+                    failing=_s(value.get("failing")),
+                    failing_since=float(since) if isinstance(since, (int, float)) else None,
+                    children=_children(value.get("children")),
                 )
         return cls(seen=seen, feeds=feeds)
+
+
+def _children(value: Any) -> tuple[str, ...] | None:
+    if not isinstance(value, list):
+        return None
+    return tuple(url for url in (_s(v) for v in value) if url)
+
+
+def state_path_of(settings: FeedSettings, output_root: str | None) -> str | None:
+    """Where the seen state lives: ``feeds.state_path``, else ``<output>/_state/feeds.json``."""
+    if settings.state_path:
+        return settings.state_path
+    return posixpath.join(output_root.rstrip("/"), STATE_FILE) if output_root else None
+
+
+def seen_keys_of_rows(rows: Iterable[Document | Failure | Any]) -> list[str]:
+    """Seen-state keys of committed output rows (articles, failures) whose outcome is final:
+    the canonical-URL key of each row's URL (an entry's link; transient failures are left
+    out, to be tried again). What a streaming run saves after each commit."""
+    keys = []
+    for row in rows:
+        if isinstance(row, Failure) and is_transient(row):
+            continue
+        if getattr(row, "url", None):
+            keys.extend(entry_keys(FeedEntry(link=row.url), ""))
+    return keys
 
 
 def load_state(path: str | None) -> FeedState:
@@ -838,6 +982,9 @@ class PollResult:
     items: list[FeedItem] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     stats: Counter = field(default_factory=Counter)
+    # seen-state keys of entries settled by the poll itself (no link: reported once, then
+    # seen like a fetched entry); the keys of ``items`` are settled by their page fetch
+    settled: list[tuple[str, ...]] = field(default_factory=list)
 
 
 def _failure(url: str, stage: str, reason: str, detail: str) -> Failure:
@@ -852,16 +999,22 @@ def read_feed(
     now: datetime,
 ) -> tuple[ParsedFeed | None, Failure | None, str]:
     """Fetch and parse one feed with conditional GET -> (feed or None, failure, status) where
-    status is ``new``, ``not_modified`` (304) or ``unchanged`` (same body hash)."""
+    status is ``new``, ``not_modified`` (304) or ``unchanged`` (same body hash). An unchanged
+    sitemap index comes back as its remembered child sitemaps: their URLs are usually stable
+    while their contents change, so they are polled (with their own validators) every time."""
     cache = state.feeds.get(spec.url) or FeedCache()
     response = fetch(spec.url, accept=FEED_TYPES, etag=cache.etag, last_modified=cache.last_modified)
     if isinstance(response, Failure):
         return None, response, "failed"
-    if response.status == 304:
-        return None, None, "not_modified"
     body_hash = response.body_hash
-    if cache.body_hash == body_hash:
-        return None, None, "unchanged"
+    if response.status == 304 or cache.body_hash == body_hash:
+        if cache.failing:  # read as before: the failure streak is over
+            state.feeds[spec.url] = dataclasses.replace(cache, failing=None, failing_since=None)
+        status = "not_modified" if response.status == 304 else "unchanged"
+        if cache.children is None:
+            return None, None, status
+        children = tuple(FeedEntry(link=url) for url in cache.children)
+        return ParsedFeed(spec.url, "sitemap_index", entries=children), None, status
     parsed = parse_feed(
         response.body,
         spec.url,
@@ -873,19 +1026,50 @@ def read_feed(
     if not parsed.usable:
         detail = parsed.bozo_reason or f"no entries in a {parsed.kind} document"
         return parsed, _failure(spec.url, PARSE_STAGE, "bad_feed", detail), "failed"
+    children = None
+    if parsed.kind == "sitemap_index":
+        children = tuple(e.link for e in parsed.entries[: settings.max_child_sitemaps] if e.link)
     state.feeds[spec.url] = FeedCache(
         etag=_s(response.headers.get("etag")),
         last_modified=_s(response.headers.get("last-modified")),
         body_hash=body_hash,
+        children=children,
     )
     return parsed, None, "new"
 
 
-def _newest_first(entries: Sequence[FeedEntry], cap: int) -> list[FeedEntry]:
+def feed_failure(url: str, failure: Failure, state: FeedState, when: float) -> Failure:
+    """A feed-level failure as this run reports it: the failure itself when the feed starts
+    failing (or fails in a new way), which starts a streak in ``state``; a filter row
+    ``feed_still_failing`` when it fails as it did before (already counted in that run)."""
+    code = f"{failure.stage}/{failure.reason}"
+    cache = state.feeds.get(url) or FeedCache()
+    if cache.failing == code:
+        since = datetime.fromtimestamp(cache.failing_since or when, UTC).isoformat(timespec="seconds")
+        return _failure(url, FILTER_STAGE, STILL_FAILING, f"{code} since {since}: {failure.detail}")
+    state.feeds[url] = dataclasses.replace(cache, failing=code, failing_since=when)
+    return failure
+
+
+def _newest_first(entries: Sequence[tuple[FeedEntry, Any]], cap: int) -> list[tuple[FeedEntry, Any]]:
+    """(entry, keys) pairs -> at most ``cap`` of them, newest first (feed order when all fit)."""
     if len(entries) <= cap:
         return list(entries)
     floor = datetime.min.replace(tzinfo=UTC)
-    return sorted(entries, key=lambda e: e.published or floor, reverse=True)[:cap]
+    return sorted(entries, key=lambda pair: pair[0].published or floor, reverse=True)[:cap]
+
+
+def _unseen(entries: Iterable[FeedEntry], feed_url: str, state: FeedState) -> tuple[list, int]:
+    """-> ([(entry, keys)] not seen before, in feed order, each once; number already seen)."""
+    fresh, taken, seen = [], set(), 0
+    for entry in entries:
+        keys = entry_keys(entry, feed_url)
+        if state.is_seen(keys) or taken.intersection(keys):
+            seen += 1
+            continue
+        taken.update(keys)
+        fresh.append((entry, keys))
+    return fresh, seen
 
 
 def poll_feeds(
@@ -921,6 +1105,8 @@ def poll_feeds(
             if failure is not None:
                 if (spec.url, failure.reason) not in reported:
                     reported.add((spec.url, failure.reason))
+                    failure = feed_failure(spec.url, failure, state, when)
+                    result.stats["feeds_still_failing"] += failure.reason == STILL_FAILING
                     result.failures.append(failure)
                 continue
             if parsed is None:
@@ -932,16 +1118,22 @@ def poll_feeds(
                     for entry in parsed.entries[: settings.max_child_sitemaps]:
                         children.append(FeedSpec(url=entry.link, name=spec.name, topic=spec.topic))
                 continue
-            entries = _newest_first(parsed.entries, settings.max_entries_per_feed)
-            result.stats["feeds_entries_capped"] += len(parsed.entries) - len(entries)
-            for entry in entries:
-                keys = entry_keys(entry, spec.url)
-                if state.is_seen(keys):
-                    result.stats["feeds_entries_seen"] += 1
-                    continue
+            fresh, seen = _unseen(parsed.entries, spec.url, state)
+            result.stats["feeds_entries_seen"] += seen
+            entries = _newest_first(fresh, settings.max_entries_per_feed)
+            if len(entries) < len(fresh):
+                # The rest wait for the next poll (or run), which must read the feed again
+                # even if it has not changed: no validators are kept until none are left.
+                waiting = len(fresh) - len(entries)
+                result.stats["feeds_entries_capped"] += waiting
+                cache = state.feeds.get(spec.url) or FeedCache()
+                state.feeds[spec.url] = dataclasses.replace(cache, etag=None, last_modified=None, body_hash=None)
+                LOG.info("%s: %d new entries over max_entries_per_feed wait for the next poll", spec.url, waiting)
+            for entry, keys in entries:
                 state.mark(keys, when)
                 result.stats["feeds_entries_new"] += 1
                 if not entry.link:
+                    result.settled.append(keys)
                     result.failures.append(
                         _failure(
                             spec.url,
@@ -1079,6 +1271,8 @@ class _PollFeeds(beam.DoFn):
                 for failure in out.failures:
                     _count(failure.stage, failure.reason)
                     yield beam.pvalue.TaggedOutput(records.FAILED, failure)
+                for keys in out.settled:
+                    yield beam.pvalue.TaggedOutput(_STATE_TAG, ("seen", keys))
                 yield from out.items
         yield beam.pvalue.TaggedOutput(_STATE_TAG, ("feeds", state.feeds))
 
@@ -1183,9 +1377,7 @@ class ReadFeeds(beam.PTransform):
         self._fetch, self._feeds = fetch, feeds
         self._interval = poll_interval_s
         self._polls = stop_after or 1
-        self._state_path = feeds.state_path or (
-            posixpath.join(output_root.rstrip("/"), STATE_FILE) if output_root else None
-        )
+        self._state_path = state_path_of(feeds, output_root)
         self._commit_token = commit_token
         #: with ``commit_token``: PCollection of (pending, final) state files for the sink
         self.staged_state = None
@@ -1243,4 +1435,6 @@ __all__ = [
     "poll_feeds",
     "resolve_inputs",
     "save_state",
+    "seen_keys_of_rows",
+    "state_path_of",
 ]

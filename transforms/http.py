@@ -14,8 +14,9 @@ server can do, and never takes longer than a bounded time:
   at the deadline. DNS runs in a helper thread with the connect timeout.
 * **Bounded size.** ``max_bytes`` caps the body as sent and after each decoding step
   (gzip/deflate/br, stacked encodings), so a decompression bomb stops at the cap.
-* **Politeness.** robots.txt per host (RFC 9309: 4xx allows all, 5xx or unreachable disallows
-  until the cached answer expires), at most ``per_host_concurrency`` requests in flight per
+* **Politeness.** robots.txt per host (RFC 9309: 4xx allows all, 5xx disallows until the
+  cached answer expires: ``robots_unavailable``; a host whose robots.txt cannot be reached at
+  all fails its pages with that network reason, e.g. ``connection_error``), at most ``per_host_concurrency`` requests in flight per
   host and ``per_host_min_delay_s`` (or the robots Crawl-delay, capped) between request starts
   within a process; ``transforms.feeds`` keys page fetches by host so that one worker at a
   time serves a host.
@@ -24,9 +25,10 @@ server can do, and never takes longer than a bounded time:
   asks give up at once: the server asked us to stay away).
 
 Failures are values: ``Failure(url, 'fetch', reason, detail, at)`` with reason codes
-``bad_url``, ``blocked_address``, ``dns_error``, ``robots_disallowed``, ``timeout``,
-``connection_error``, ``too_large``, ``too_many_redirects``, ``http_<code>``, ``not_html``,
-``bad_encoding``, ``empty_body``.
+``bad_url``, ``blocked_address``, ``dns_error``, ``robots_disallowed``, ``robots_unavailable``, ``timeout``,
+``connection_error``, ``too_large``, ``too_many_redirects``, ``http_<code>``, ``not_html``
+(a page request refused for its type; ``not_feed`` for a feed request), ``bad_encoding``,
+``empty_body``.
 """
 
 from __future__ import annotations
@@ -64,8 +66,12 @@ FETCH_STAGE = "fetch"
 
 #: Content types accepted for article pages (fnmatch patterns on the bare MIME type).
 HTML_TYPES: tuple[str, ...] = ("text/html", "application/xhtml+xml")
+#: Labels of a gzip *file* (``sitemap.xml.gz``), as opposed to a gzip Content-Encoding.
+GZIP_TYPES: tuple[str, ...] = ("application/gzip", "application/x-gzip")
 #: Content types accepted for feeds: publishers serve feeds under many labels, so anything
-#: textual or XML/JSON-like goes to the parser, which decides.
+#: textual or XML/JSON-like goes to the parser, which decides. Feed requests (see
+#: ``is_feed_request``) also unwrap a gzip file body (``.xml.gz`` sitemaps, served as
+#: application/x-gzip or application/octet-stream), capped at ``max_bytes`` once unwrapped.
 FEED_TYPES: tuple[str, ...] = (
     "application/rss+xml",
     "application/atom+xml",
@@ -77,7 +83,11 @@ FEED_TYPES: tuple[str, ...] = (
     "application/*xml",
     "application/*json",
     "application/octet-stream",
+    *GZIP_TYPES,
 )
+#: MIME types only a feed request accepts: a request listing one of them asks for a feed.
+_FEED_MARKERS = frozenset({"application/rss+xml", "application/atom+xml", "application/feed+json"})
+_GZIP_MAGIC = b"\x1f\x8b"
 #: ``accept=ANY_TYPE`` disables the content-type check (robots.txt).
 ANY_TYPE: tuple[str, ...] = ()
 
@@ -88,8 +98,13 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _ROBOTS_MAX_BYTES = 500 * 1024
 #: robots.txt unreachable or 5xx: disallow, but ask again after this long (or sooner).
 _ROBOTS_ERROR_CACHE_S = 300.0
-#: Marks robots_disallowed failures that come from an unreadable robots.txt (retry later).
+#: Detail of a fetch refused because robots.txt could not be fetched (retry later).
 ROBOTS_UNREACHABLE = "robots.txt unreachable"
+#: robots.txt answered 5xx/429 (or could not be read): RFC 9309 disallows all for now.
+ROBOTS_UNAVAILABLE = "robots_unavailable"
+#: Failures of a robots.txt fetch that say the host cannot be reached at all: a page of that
+#: host is refused with the same reason (it would have failed the same way).
+_UNREACHABLE_REASONS = frozenset({"connection_error", "dns_error", "timeout", "tls_error", "blocked_address"})
 #: How long a request may wait for a free per-host slot before it gives up (``timeout``).
 _SLOT_WAIT_FACTOR = 4.0
 
@@ -268,6 +283,9 @@ class RobotsRules:
     crawl_delay_s: float | None = None
     disallow_all: bool = False  # robots.txt unreachable / 5xx: stay away for now
     note: str = ""
+    # reason code of a fetch these rules refuse: robots_disallowed; with disallow_all, the
+    # network error that kept robots.txt from us (the host is down) or robots_unavailable
+    reason: str = "robots_disallowed"
 
     def allows(self, path: str) -> bool:
         if self.disallow_all:
@@ -698,6 +716,12 @@ BINARY_MAGIC = (
 )
 
 
+def is_feed_request(accept: tuple[str, ...]) -> bool:
+    """Does a request with these accepted types ask for a feed (``FEED_TYPES``)? Its refusals
+    are ``not_feed`` (``not_html`` for pages) and gzip file bodies are unwrapped."""
+    return any(pattern in _FEED_MARKERS for pattern in accept)
+
+
 def _type_ok(mime: str, body: bytes, accept: tuple[str, ...]) -> bool:
     if not accept:
         return True
@@ -784,7 +808,11 @@ class SafeFetcher:
         if code.startswith("http_4") and code != "http_429":
             return RobotsRules(note=f"{code}: allow all"), ttl  # RFC 9309 2.3.1.3
         # 5xx, 429, unreachable: RFC 9309 2.3.1.4 - assume complete disallow, ask again soon
-        return RobotsRules(disallow_all=True, note=f"{ROBOTS_UNREACHABLE} ({code})"), min(ttl, _ROBOTS_ERROR_CACHE_S)
+        ttl = min(ttl, _ROBOTS_ERROR_CACHE_S)
+        if code in _UNREACHABLE_REASONS:
+            return RobotsRules(disallow_all=True, note=f"{ROBOTS_UNREACHABLE} ({code})", reason=code), ttl
+        note = f"robots.txt unavailable ({code}): everything disallowed for now (RFC 9309)"
+        return RobotsRules(disallow_all=True, note=note, reason=ROBOTS_UNAVAILABLE), ttl
 
     def _check_target(self, url: str) -> _Target | Failure:
         """Parse, resolve once and check every address of ``url``'s host."""
@@ -851,7 +879,7 @@ class SafeFetcher:
                 rules = self.robots_for(target.scheme, target.netloc)
                 if not rules.allows(_robots_path(target.path)):
                     detail = rules.note or "disallowed by robots.txt"
-                    return _fail(url, "robots_disallowed", f"{current}: {detail}")
+                    return _fail(url, rules.reason, f"{current}: {detail}")
                 if rules.crawl_delay_s is not None:
                     capped = min(rules.crawl_delay_s, self.settings.max_crawl_delay_s)
                     delay = max(delay, capped)
@@ -971,8 +999,10 @@ class SafeFetcher:
         if not truncate and length.isdigit() and int(length) > cap:
             raise _Attempt("too_large", f"Content-Length {length} > max_bytes {cap}")
         mime, charset = parse_content_type(headers.get("content-type"))
+        feed = is_feed_request(accept)
+        refused = "not_feed" if feed else "not_html"
         if accept and mime and not any(fnmatch.fnmatchcase(mime, p) for p in accept):
-            raise _Attempt("not_html", f"content type {mime!r} not accepted")
+            raise _Attempt(refused, f"content type {mime!r} not accepted")
         chunks, size = [], 0
         while True:
             chunk = resp.read1(65536) if hasattr(resp, "read1") else resp.read(65536)
@@ -993,9 +1023,16 @@ class SafeFetcher:
             body = b""
         except ValueError as err:
             raise _Attempt("bad_encoding", str(err)) from None
+        if feed and body.startswith(_GZIP_MAGIC):  # a gzip file: sitemap.xml.gz
+            try:
+                body = _inflate(body, cap, 16 + zlib.MAX_WBITS)
+            except TooLarge as err:
+                raise _Attempt("too_large", f"gzip file: {err}") from None
+            except _CODEC_ERRORS as err:
+                raise _Attempt("bad_encoding", f"corrupt gzip file: {err}") from None
         if accept and not _type_ok(mime, body, accept):
             raise _Attempt(
-                "not_html",
+                refused,
                 f"body of type {mime or 'unknown'!r} is not an accepted document",
             )
         if accept and not body.strip():
@@ -1042,8 +1079,10 @@ class _Outcome:
 
 __all__ = [
     "ANY_TYPE",
+    "ROBOTS_UNAVAILABLE",
     "ROBOTS_UNREACHABLE",
     "FEED_TYPES",
+    "GZIP_TYPES",
     "HTML_TYPES",
     "FetchSettings",
     "HostGate",
@@ -1053,5 +1092,6 @@ __all__ = [
     "address_problem",
     "decode_text",
     "decompress",
+    "is_feed_request",
     "parse_robots",
 ]

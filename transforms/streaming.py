@@ -29,6 +29,7 @@ Output layout (same as batch, see CONTRACT.md):
     failures/part-<run>-<seq>-<shard>.parquet
     summary.json                        counts of this run + per-window summaries, per commit
     _state/stream.json                  checkpoint: stories, written ids, files being committed
+    _state/feeds.json                   seen feed entries (shared with batch runs), after each commit
     _tmp/<run>/<seq>/...                files being written (readers ignore ``_`` paths)
 
 Restart safety: a commit writes its files under ``_tmp``, then the checkpoint (which lists
@@ -157,19 +158,34 @@ def window_expiry(event_s: float, window_s: float, lateness_s: float) -> float:
     return window_bounds(event_s, window_s)[1] + lateness_s
 
 
-def late_failure(article: Article, window_s: float, lateness_s: float, closed_at: float) -> Failure:
+def late_failure(
+    article: Article, window_s: float, lateness_s: float, closed_at: float, *, read_late: bool = False
+) -> Failure:
+    """The row of an article dropped as late (counted as filtered: dropped by policy).
+    ``closed_at``: the watermark that closed the window, or with ``read_late`` its expiry."""
     start, end = window_bounds(article.event_time.timestamp(), window_s)
+    closed = (
+        f"closed at {_ts(closed_at).isoformat()}" if read_late else f"closed at watermark {_ts(closed_at).isoformat()}"
+    )
+    read = f", before the article was read at {article.fetched_at.isoformat()}" if read_late else ""
     return Failure(
         url=article.url,
         stage=LATE_STAGE,
         reason=DROPPED_LATE,
         detail=(
             f"event time {article.event_time.isoformat()} in window {_ts(start).isoformat()}"
-            f"..{_ts(end).isoformat()}, closed at watermark {_ts(closed_at).isoformat()} "
-            f"(allowed lateness {lateness_s / 3600:g} h)"
+            f"..{_ts(end).isoformat()}, {closed} (allowed lateness {lateness_s / 3600:g} h){read}"
         ),
         at=article.fetched_at,
     )
+
+
+def is_read_late(article: Article, window_s: float, lateness_s: float) -> bool:
+    """Was the article read after its window stopped taking late articles? The watermark
+    follows the poll ticks, i.e. the wall clock, so such an article (an old entry on a
+    feed's first poll) is behind the watermark already: the grouping would drop it without
+    a trace, before any timer of the gate has fired for its window."""
+    return window_expiry(article.event_time.timestamp(), window_s, lateness_s) <= article.fetched_at.timestamp()
 
 
 class _LateGateFn(beam.DoFn):
@@ -178,7 +194,8 @@ class _LateGateFn(beam.DoFn):
     Beam drops data behind an expired window silently inside the grouping; this gate makes
     the decision first, in the open, with one event-time timer per key at the earliest
     pending window expiry. When it fires the watermark has passed that expiry, and every
-    later article of that window (or an earlier one) is dropped_late."""
+    later article of that window (or an earlier one) is dropped_late. So is an article read
+    after its window's expiry (``is_read_late``), which no timer of this key may cover yet."""
 
     CLOSED = ReadModifyWriteStateSpec("closed_before", PickleCoder())
     PENDING = ReadModifyWriteStateSpec("pending_expiries", PickleCoder())
@@ -197,12 +214,14 @@ class _LateGateFn(beam.DoFn):
         _, article = element
         expiry = window_expiry(article.event_time.timestamp(), self._window_s, self._lateness_s)
         closed_before = closed.read()
-        if closed_before is not None and expiry <= closed_before:
+        late = None
+        if is_read_late(article, self._window_s, self._lateness_s):
+            late = late_failure(article, self._window_s, self._lateness_s, expiry, read_late=True)
+        elif closed_before is not None and expiry <= closed_before:
+            late = late_failure(article, self._window_s, self._lateness_s, closed_before)
+        if late is not None:
             _counter(f"{LATE_STAGE}_{DROPPED_LATE}").inc()
-            yield beam.pvalue.TaggedOutput(
-                records.FAILED,
-                late_failure(article, self._window_s, self._lateness_s, closed_before),
-            )
+            yield beam.pvalue.TaggedOutput(records.FAILED, late)
             return
         waiting = set(pending.read() or ())
         if expiry not in waiting:
@@ -437,7 +456,9 @@ def count_rows(state: StreamState, plan: PanePlan, pane: ClusterPane | None) -> 
         if article.duplicate_of:
             counts["duplicates"] = counts.get("duplicates", 0) + 1
     for failure in plan.failures:
-        kind = "filtered" if failure.stage == FILTER_STAGE else "failed"
+        # a late article is dropped by policy, not failed: it does not count toward
+        # run.max_failure_ratio (a first poll of feeds with old entries is not an error)
+        kind = "filtered" if failure.stage in (FILTER_STAGE, LATE_STAGE) else "failed"
         counts[kind] = counts.get(kind, 0) + 1
         reason = f"{failure.stage}/{failure.reason}"
         state.reasons[reason] = state.reasons.get(reason, 0) + 1
@@ -622,12 +643,26 @@ class _CommitFn(beam.DoFn):
         stories: StorySettings,
         settings: StreamingSettings,
         fingerprint: FingerprintSettings | None = None,
+        feed_state: tuple[str, float] | None = None,
     ):
         self._root, self._run_id, self._sink = root, run_id, sink
         self._stories, self._settings, self._fingerprint = stories, settings, fingerprint
+        self._feed_state = feed_state
 
     def setup(self):
         self._files = StreamFiles(self._root, self._run_id, self._sink)
+
+    def _save_feed_state(self, plan: PanePlan, now: float) -> None:
+        """Entries whose rows this commit published are seen for later runs too (the feeds'
+        ``_state/feeds.json``, shared with batch runs): saved after the files are in place,
+        so an entry is never marked seen before its row is committed."""
+        from transforms.feeds import load_state, merge_state, save_state, seen_keys_of_rows
+
+        keys = seen_keys_of_rows([*plan.articles, *plan.failures])
+        if self._feed_state is None or not keys:
+            return
+        path, max_age_s = self._feed_state
+        save_state(path, merge_state(load_state(path), keys, {}, [], now=now, max_age_s=max_age_s))
 
     def _state(self, cell) -> StreamState:
         state = cell.read()
@@ -651,6 +686,8 @@ class _CommitFn(beam.DoFn):
     ) -> Iterator[dict]:
         _, (kind, value) = element
         end.set(GlobalWindow().max_timestamp())
+        if kind == "tick":  # a poll: a run that finds nothing new still ends with a summary
+            return
         if kind == "input":
             inputs.add(1)
             return
@@ -693,6 +730,7 @@ class _CommitFn(beam.DoFn):
         moves = self._files.stage(state.seq, plan, pane)
         self._files.save_checkpoint(state.to_json(moves))
         self._files.publish(moves)
+        self._save_feed_state(plan, now)
         summary = summary_of(state, inputs.read() or 0, self._settings.window_summaries)
         self._files.write_summary(summary)
         cell.write(state)
@@ -716,8 +754,10 @@ class _CommitFn(beam.DoFn):
 
 class CommitStream(beam.PTransform):
     """{'panes': PCollection[ClusterPane], 'failures': PCollection[Failure], 'inputs':
-    PCollection[Any]} (global window) -> PCollection[dict]: the summary after each commit
-    (also written to ``summary.json``)."""
+    PCollection[Any], optional 'ticks': PCollection[Tick]} (global window) -> PCollection[dict]:
+    the summary after each commit (also written to ``summary.json``; with ticks, a bounded
+    run that read nothing new writes one too). ``feed_state``: (path of the feeds' seen
+    state, max age in seconds) to add the URLs of each commit's rows to."""
 
     def __init__(
         self,
@@ -727,9 +767,10 @@ class CommitStream(beam.PTransform):
         stories: StorySettings,
         settings: StreamingSettings,
         fingerprint: FingerprintSettings | None = None,
+        feed_state: tuple[str, float] | None = None,
     ):
         super().__init__()
-        self._args = (root, run_id, sink, stories, settings, fingerprint)
+        self._args = (root, run_id, sink, stories, settings, fingerprint, feed_state)
 
     def expand(self, pcolls: dict[str, beam.PCollection]):
         tagged = (
@@ -739,6 +780,11 @@ class CommitStream(beam.PTransform):
             pcolls["inputs"]
             | "TagInputs" >> beam.Map(lambda _: (_COMMIT_KEY, ("input", None))).with_output_types(KeyedAny),
         )
+        if "ticks" in pcolls:
+            tagged += (
+                pcolls["ticks"]
+                | "TagTicks" >> beam.Map(lambda _: (_COMMIT_KEY, ("tick", None))).with_output_types(KeyedAny),
+            )
         return (
             tagged
             | "ToCommit" >> beam.Flatten()
@@ -823,17 +869,20 @@ class PollTicks(beam.PTransform):
 
 class _PollFeedFn(beam.DoFn):
     """(feed url, (Tick, FeedSpec)) -> FeedItem | tagged Failure. One key per feed: its seen
-    entries live in Beam state and are forgotten after ``feeds.state_max_age_days``."""
+    entries live in Beam state and are forgotten after ``feeds.state_max_age_days``; the
+    entries earlier runs saw (``state_path``, read once per worker) count as seen too."""
 
     SEEN = ReadModifyWriteStateSpec("feed_state", PickleCoder())
 
-    def __init__(self, fetch, feeds):
-        self._fetch_settings, self._settings = fetch, feeds
+    def __init__(self, fetch, feeds, state_path: str | None = None):
+        self._fetch_settings, self._settings, self._state_path = fetch, feeds, state_path
 
     def setup(self):
-        from transforms.feeds import shared_fetcher
+        from transforms.feeds import load_state, shared_fetcher
 
         self._fetcher = shared_fetcher(self._fetch_settings)
+        # read-only: never copied into Beam state, which holds what this job saw
+        self._saved_seen = load_state(self._state_path).seen
 
     def process(self, element, cell=beam.DoFn.StateParam(SEEN)):
         from transforms.feeds import FeedState
@@ -846,15 +895,19 @@ class _PollFeedFn(beam.DoFn):
         yield from self._poll(spec, saved, now, cell) if due else ()
 
     def _poll(self, spec, saved, now, cell):
-        from transforms.feeds import poll_feeds
+        from collections import ChainMap
+
+        from transforms.feeds import FeedState, poll_feeds
 
         state = saved["state"]
         max_age = self._settings.state_max_age_days * 86_400
         state.seen = {k: t for k, t in state.seen.items() if now - t <= max_age}
+        # new marks go to the first map (this job's state); lookups also see earlier runs'
+        working = FeedState(seen=ChainMap(state.seen, self._saved_seen), feeds=state.feeds)
         out = poll_feeds(
             [spec],
             self._fetcher.fetch,
-            state,
+            working,
             self._settings,
             now=_ts(now),
             reported=saved["reported"],
@@ -894,12 +947,13 @@ class PollFeedsStream(beam.PTransform):
     """PCollection[Tick] -> ``.ok``: PCollection[Document], ``.failed``: PCollection[Failure].
 
     Every tick polls every feed (``transforms.feeds.poll_feeds``, the batch per-poll logic)
-    and fetches the pages of entries it has not seen; politeness per host is the fetcher's
-    (per worker process)."""
+    and fetches the pages of entries it has not seen (in this job, or by the runs that saved
+    ``state_path``); politeness per host is the fetcher's (per worker process)."""
 
-    def __init__(self, specs: Sequence[Any], fetch, feeds):
+    def __init__(self, specs: Sequence[Any], fetch, feeds, state_path: str | None = None):
         super().__init__()
         self._specs, self._fetch, self._feeds = tuple(specs), fetch, feeds
+        self._state_path = state_path
 
     def expand(self, ticks):
         items = (
@@ -907,7 +961,7 @@ class PollFeedsStream(beam.PTransform):
             | "PerFeed"
             >> beam.FlatMap(lambda t, specs=self._specs: [(s.url, (t, s)) for s in specs]).with_output_types(KeyedAny)
             | "PollFeed"
-            >> beam.ParDo(_PollFeedFn(self._fetch, self._feeds))
+            >> beam.ParDo(_PollFeedFn(self._fetch, self._feeds, self._state_path))
             .with_input_types(KeyedAny)
             .with_outputs(records.FAILED, main="items")
         )
@@ -918,15 +972,17 @@ class PollFeedsStream(beam.PTransform):
             items[records.FAILED],
             pages[records.FAILED],
         ) | "PollFailures" >> beam.Flatten()
-        return _Outputs(pages.ok, failed)
+        return _Outputs(pages.ok, failed, ticks)
 
 
 @dataclass
 class _Outputs:
-    """``.ok`` / ``.failed``, like the result of ``ParDo(...).with_outputs``."""
+    """``.ok`` / ``.failed``, like the result of ``ParDo(...).with_outputs``; ``.ticks``: the
+    polls."""
 
     ok: Any
     failed: Any
+    ticks: Any = None
 
 
 __all__ = [
@@ -940,6 +996,7 @@ __all__ = [
     "StreamingSettings",
     "Tick",
     "WindowStories",
+    "is_read_late",
     "late_failure",
     "plan_pane",
     "story_windowing",
