@@ -368,7 +368,7 @@ def detect_language(tokens: Sequence[str], languages: tuple[str, ...]) -> str:
     return _language_vote(tokens, languages)[0]
 
 
-#: a detected language is stated in the output (``sure_language``) when its 60 most frequent
+#: a detected language is stated in the output (``detect_languages``) when its 60 most frequent
 #: words make at least this share of the text's first 400 tokens...
 SURE_LANGUAGE_SHARE = 0.15
 #: ...and at least this many times the runner-up's share (Dutch and German, Spanish and
@@ -376,16 +376,16 @@ SURE_LANGUAGE_SHARE = 0.15
 SURE_LANGUAGE_MARGIN = 2.0
 
 
-def sure_language(tokens: Sequence[str], languages: tuple[str, ...]) -> str | None:
-    """``detect_language`` when the text leaves no doubt (``SURE_LANGUAGE_SHARE``,
-    ``SURE_LANGUAGE_MARGIN``), else None: a text in a language without word lists here
-    (Czech, Greek) must not be labelled with the nearest one."""
+def detect_languages(tokens: Sequence[str], languages: tuple[str, ...]) -> tuple[str, str | None]:
+    """(``detect_language``, the same when the text leaves no doubt about it, else None).
+    Sure means ``SURE_LANGUAGE_SHARE`` and ``SURE_LANGUAGE_MARGIN``: a text in a language
+    without word lists here (Czech, Greek) must not be labelled with the nearest one."""
     language, votes = _language_vote(tokens, languages)
     if not votes:
-        return None
+        return language, None
     best, runner_up = [n for _, n in votes.most_common(2)] + [0] * (2 - min(len(votes), 2))
     enough = best >= SURE_LANGUAGE_SHARE * min(len(tokens), 400)
-    return language if enough and best >= SURE_LANGUAGE_MARGIN * runner_up else None
+    return language, (language if enough and best >= SURE_LANGUAGE_MARGIN * runner_up else None)
 
 
 def _language_vote(tokens: Sequence[str], languages: tuple[str, ...]) -> tuple[str, Counter]:
@@ -510,7 +510,7 @@ class TextProfile:
     #: key (terms are stems of words that are not all digits, and hold no "." or ",")
     numbers: dict[str, float] = field(default_factory=dict)
     #: the language found in the text of an article that stated none, when the text leaves
-    #: no doubt (``sure_language``): it goes into the article's ``language`` column
+    #: no doubt (``detect_languages``): it goes into the article's ``language`` column
     detected: str | None = None
 
 
@@ -539,10 +539,10 @@ def compute_text_profile(article: Article, languages: tuple[str, ...] = DEFAULT_
     body_tokens = _tokens(article.text, text_words)
     language = (article.language or "").split("-")[0].lower()
     detected = None
-    if not language:
-        detected = sure_language(title_tokens + body_tokens[:400], languages or ("en",))
     if not language or (languages and language not in languages):
-        language = detected or detect_language(title_tokens + body_tokens[:400], languages or ("en",))
+        stated = language
+        language, sure = detect_languages(title_tokens + body_tokens[:400], languages or ("en",))
+        detected = None if stated else sure
     # Sorted by word: terms and prior list stems in that order, the same for the same text
     # (the similarity adds up term weights in it).
     # Counted by word, then summed by stem over the content words alone (the words are
