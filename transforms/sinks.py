@@ -379,7 +379,7 @@ def compact_stories(root: str, run_id: str, settings: SinkSettings) -> int:
 
     fs, base = fsspec.core.url_to_fs(root)
     folder = posixpath.join(base, "stories")
-    old = [p for p in fs.find(folder) if p.endswith(".parquet")] if fs.exists(folder) else []
+    old = _parquet_files(fs, folder)
     if not old:
         return 0
     dataset = ds.dataset(old, format="parquet", filesystem=fs)
@@ -415,10 +415,11 @@ def compact_stories(root: str, run_id: str, settings: SinkSettings) -> int:
     return len(stories)
 
 
-def _files_of_runs(fs, folder: str, runs: set[str]) -> list[str]:
+def _parquet_files(fs, folder: str, runs: set[str] | None = None) -> list[str]:
+    """The Parquet files under ``folder`` (of these batch runs only, when given)."""
     if not fs.exists(folder):
         return []
-    return [p for p in fs.find(folder) if p.endswith(".parquet") and _run_of(p) in runs]
+    return [p for p in fs.find(folder) if p.endswith(".parquet") and (runs is None or _run_of(p) in runs)]
 
 
 def runs_totals(root: str, runs: set[str]) -> dict[str, Any]:
@@ -427,13 +428,13 @@ def runs_totals(root: str, runs: set[str]) -> dict[str, Any]:
     import pyarrow.dataset as ds
 
     fs, base = fsspec.core.url_to_fs(root)
-    articles = _files_of_runs(fs, posixpath.join(base, "articles"), runs)
+    articles = _parquet_files(fs, posixpath.join(base, "articles"), runs)
     story_ids = set()
     if articles:
         table = ds.dataset(articles, format="parquet", filesystem=fs).to_table(columns=["story_id"])
         story_ids = set(table.column("story_id").to_pylist())
     reasons: dict[str, int] = {}
-    failures = _files_of_runs(fs, posixpath.join(base, "failures"), runs)
+    failures = _parquet_files(fs, posixpath.join(base, "failures"), runs)
     if failures:
         table = ds.dataset(failures, format="parquet", filesystem=fs).to_table(columns=["stage", "reason"])
         for stage, reason in zip(table.column("stage").to_pylist(), table.column("reason").to_pylist(), strict=True):
@@ -450,7 +451,7 @@ def output_totals(root: str) -> dict[str, int]:
     totals = {}
     for kind in ("articles", "stories"):
         folder = posixpath.join(base, kind)
-        paths = [p for p in fs.find(folder) if p.endswith(".parquet")] if fs.exists(folder) else []
+        paths = _parquet_files(fs, folder)
         totals[f"{kind}_in_output"] = ds.dataset(paths, format="parquet", filesystem=fs).count_rows() if paths else 0
     return totals
 
