@@ -13,10 +13,12 @@ import pytest
 from benchmarks.feeds import REAL_FEEDS
 from tests.servers import ROUTES, HostileServer, gzip_bomb
 from transforms.feeds import (
+    FeedItem,
     FeedSettings,
     FeedSpec,
     FeedState,
     entry_keys,
+    fetch_page,
     load_feed_list,
     load_state,
     merge_state,
@@ -161,6 +163,61 @@ def test_json_feed_is_parsed_by_us():
     assert feed.entries[1].id == "2" and feed.entries[1].author == "Orchard desk"
     assert feed.entries[1].published == datetime(2025, 3, 2, 9, tzinfo=UTC)
     assert feed.bozo  # the item that is not an object is reported, not fatal
+
+
+_FULL = "".join(f"<p>Paragraph {i} of the whole article, well past any teaser.</p>" for i in range(3))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # RSS 2.0: <description> is the teaser, <content:encoded> the article
+        b'<rss version="2.0" xmlns:content="http://purl.org/rss/1.0/modules/content/"><channel>'
+        b"<title>T</title><item><title>Ferry back</title><link>https://t.example/ferry</link>"
+        b"<description>Short teaser.</description><content:encoded><![CDATA[" + _FULL.encode() + b"]]>"
+        b"</content:encoded></item></channel></rss>",
+        # Atom: <summary> and <content type="html">
+        b'<feed xmlns="http://www.w3.org/2005/Atom"><title>T</title><id>urn:t</id>'
+        b'<entry><title>Ferry back</title><id>urn:1</id><link href="https://t.example/ferry"/>'
+        b'<summary>Short teaser.</summary><content type="html">'
+        + _FULL.replace("<", "&lt;").encode()
+        + b"</content></entry></feed>",
+        # JSON Feed: summary and content_html
+        json.dumps(
+            {
+                "version": "https://jsonfeed.org/version/1.1",
+                "title": "T",
+                "items": [
+                    {"id": "1", "url": "https://t.example/ferry", "title": "Ferry back", "summary": "Short teaser."}
+                    | {"content_html": _FULL}
+                ],
+            }
+        ).encode(),
+    ],
+    ids=["rss-content-encoded", "atom-content", "jsonfeed-content-html"],
+)
+def test_feed_content_is_the_page_when_articles_are_not_fetched(body):
+    """fetch_articles: false stands the entry in for its page: the full content the feed
+    carries (content:encoded, Atom content, content_html), not the teaser beside it."""
+    entry = parse_feed(body, "https://t.example/feed", now=NOW).entries[0]
+    item = FeedItem("https://t.example/feed", entry, entry_keys(entry, "https://t.example/feed"))
+    document = fetch_page(item, lambda url: pytest.fail(f"fetched {url}"), FeedSettings(fetch_articles=False))
+    page = document.html.decode()
+    assert "Paragraph 2 of the whole article" in page
+    assert entry.summary == "Short teaser."  # the teaser is still the entry's summary
+
+
+def test_json_feed_content_text_is_escaped_into_paragraphs():
+    body = json.dumps(
+        {
+            "version": "https://jsonfeed.org/version/1.1",
+            "items": [{"id": "1", "url": "https://t.example/a", "content_text": "Fish < chips & peas\n\nSecond part"}],
+        }
+    ).encode()
+    entry = parse_feed(body, "https://t.example/feed", now=NOW).entries[0]
+    item = FeedItem("https://t.example/feed", entry, ())
+    page = fetch_page(item, lambda url: pytest.fail(url), FeedSettings(fetch_articles=False)).html.decode()
+    assert "<p>Fish &lt; chips &amp; peas</p><p>Second part</p>" in page
 
 
 def test_news_sitemap_and_index():

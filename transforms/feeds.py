@@ -132,6 +132,9 @@ class FeedEntry:
     categories: tuple[str, ...] = ()
     author: str | None = None
     summary: str | None = None
+    # the entry's full content as HTML (RSS content:encoded, Atom content, JSON Feed
+    # content_html/content_text), when the feed carries more than its summary
+    content: str | None = None
 
 
 @dataclass(frozen=True)
@@ -511,10 +514,15 @@ def _feedparser_entry(
         if term and term not in categories:
             categories.append(term)
     author = _s(raw.get("author")) or _s((raw.get("author_detail") or {}).get("name"))
-    summary = _s(raw.get("summary"))
-    if not summary:
-        contents = raw.get("content") or []
-        summary = _s(contents[0].get("value")) if contents else None
+    content = next(
+        (
+            _as_html(c.get("value"), c.get("type"))
+            for c in raw.get("content") or []
+            if isinstance(c, dict) and _s(c.get("value"))
+        ),
+        None,
+    )
+    summary = _s(raw.get("summary")) or content
     return (
         FeedEntry(
             link=link,
@@ -524,9 +532,20 @@ def _feedparser_entry(
             categories=tuple(categories),
             author=author,
             summary=summary,
+            content=content,
         ),
         dropped,
     )
+
+
+def _as_html(value: Any, content_type: Any = "text/html") -> str | None:
+    """Entry content -> HTML: markup as it is, plain text (``text/plain``, JSON Feed's
+    ``content_text``) escaped, its blank-line-separated paragraphs as ``<p>``."""
+    text = _s(value)
+    if text is None or "html" in (_s(content_type) or "text/html").lower():
+        return text
+    paragraphs = (" ".join(p.split()) for p in re.split(r"\n\s*\n", text))
+    return "".join(f"<p>{html.escape(p)}</p>" for p in paragraphs if p)
 
 
 def _parse_json_feed(body: bytes, url: str, rule: _DateRule) -> ParsedFeed:
@@ -559,7 +578,8 @@ def _parse_json_feed(body: bytes, url: str, rule: _DateRule) -> ParsedFeed:
         bad += dropped
         tags = item.get("tags") if isinstance(item.get("tags"), list) else []
         authors = _json_authors(item) or feed_authors
-        summary = _s(item.get("summary")) or _s(item.get("content_html")) or _s(item.get("content_text"))
+        content = _s(item.get("content_html")) or _as_html(item.get("content_text"), "text/plain")
+        summary = _s(item.get("summary")) or content
         entries.append(
             FeedEntry(
                 link=link,
@@ -569,6 +589,7 @@ def _parse_json_feed(body: bytes, url: str, rule: _DateRule) -> ParsedFeed:
                 categories=tuple(dict.fromkeys(t for t in (_s(t) for t in tags) if t)),
                 author=", ".join(authors) if authors else None,
                 summary=summary,
+                content=content,
             )
         )
     return ParsedFeed(
@@ -1180,10 +1201,12 @@ def page_document(item: FeedItem, response: Response, fetched_at: datetime) -> D
 
 
 def summary_document(item: FeedItem, fetched_at: datetime) -> Document:
-    """``fetch_articles: false``: the entry's own summary stands in for the page."""
+    """``fetch_articles: false``: the entry's own content (else its summary) stands in for the
+    page; a feed's summary beside its content is a teaser."""
     entry = item.entry
     title = html.escape(entry.title or "")
-    page = f"<html><head><title>{title}</title></head><body><h1>{title}</h1>{entry.summary or ''}</body></html>"
+    body = entry.content or entry.summary or ""
+    page = f"<html><head><title>{title}</title></head><body><h1>{title}</h1>{body}</body></html>"
     return _entry_document(item, fetched_at, entry.link or item.feed_url, page.encode("utf-8"), "text/html", "utf-8")
 
 
