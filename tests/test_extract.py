@@ -421,6 +421,13 @@ def test_decoding_prefers_what_the_bytes_are():
     # Real legacy bytes follow the declaration.
     legacy = '<meta charset="windows-1250"><p>Fundację</p>'.encode("cp1250")
     assert "Fundację" in decode(legacy)
+    # Undeclared Western European bytes are windows-1252, not a Central European code page
+    # that a detector ranks level with it ("vńntar" for "väntar", "Ł5m" for "£5m").
+    for text in (
+        "Det är många människor som väntar på tåget i Göteborg, och förseningarna fortsätter.",
+        "The council’s new budget of £5m was approved on Tuesday – a “historic” day, said the mayor.",
+    ):
+        assert f"<p>{text}</p>" in decode(f"<html><body><p>{text}</p></body></html>".encode("cp1252"))
 
 
 def test_helpers():

@@ -51,6 +51,34 @@ def test_text_file_is_one_document(tmp_path):
     assert doc.fetched_at == NOW
 
 
+#: Legacy single-byte text (written for these tests) and the code page it was saved in: Western
+#: European text that a detector alone takes for cp1250/cp1257 (Ł for £, č for è), and texts in
+#: those code pages that must stay theirs.
+LEGACY_TEXTS = [
+    ("cp1252", "The council’s new budget of £5m was approved on Tuesday – a “historic” day, said the mayor."),
+    ("cp1252", "Le café où j'ai mangé était très animé à midi. Les élèves défilent à Noël près du théâtre."),
+    (
+        "latin-1",
+        "Les élus de la ville ont débattu du budget de l'année prochaine avant un vote très serré à la mairie.",
+    ),
+    ("latin-1", "Det är många människor som väntar på tåget i Göteborg, och förseningarna fortsätter."),
+    ("cp1252", "A população não está satisfeita com as decisões do governo, disse o presidente da associação."),
+    ("latin-1", "De gemeenteraad keurde de begroting goed. Geïnteresseerden zijn welkom bij de opening."),
+    ("cp1250", "Mieszkańcy miasta zażądali wyjaśnień w sprawie podwyżek cen biletów, a prezydent obiecał odpowiedź."),
+    ("cp1250", "A városi tanács hétfőn elfogadta a jövő évi költségvetést, és az új híd építése ősszel kezdődik."),
+    ("cp1251", "Городской совет утвердил бюджет на следующий год, а мэр заявил, что мост начнут строить осенью."),
+    ("cp1257", "Miesto taryba patvirtino kitų metų biudžetą, o meras pareiškė, kad tilto statyba prasidės rudenį."),
+]
+
+
+@pytest.mark.parametrize(("encoding", "text"), LEGACY_TEXTS, ids=[f"{e}-{i}" for i, (e, _) in enumerate(LEGACY_TEXTS)])
+def test_legacy_text_files_are_read_in_their_code_page(tmp_path, encoding, text):
+    path = tmp_path / "legacy.txt"
+    path.write_bytes(f"Town news\n\n{text}\n".encode(encoding))
+    (doc,) = read_text_file(str(path), SourceSettings(), NOW)
+    assert doc.text.strip() == text
+
+
 def test_text_files_are_read_decompressed_and_binary_ones_are_not_articles(tmp_path):
     import gzip
 

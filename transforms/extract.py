@@ -79,7 +79,7 @@ from urllib.parse import urlsplit
 from lxml import etree
 
 from transforms.fastxpath import compile_selector
-from transforms.http import BINARY_MAGIC, parse_content_type
+from transforms.http import BINARY_MAGIC, detect_charset, parse_content_type
 from transforms.records import Article, Document, Failure
 
 STAGE = "extract"
@@ -260,11 +260,9 @@ def decode_html(data: bytes, declared: str | None = None) -> str:
         if text is not None and text.count("\ufffd") <= max(len(text) // 1000, 3):
             return text
     try:
-        from charset_normalizer import from_bytes
-
-        best = from_bytes(data[:200_000]).best()
-        if best is not None:
-            text = _try_decode(data, best.encoding)
+        encoding = detect_charset(data)
+        if encoding is not None:
+            text = _try_decode(data, encoding)
             if text is not None:
                 return text
     except ImportError:  # pragma: no cover - charset_normalizer comes with trafilatura

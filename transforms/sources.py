@@ -26,7 +26,7 @@ import fsspec
 from apache_beam.metrics import Metrics
 
 from transforms.extract import source_host
-from transforms.http import TooLarge, codings, dechunk, decompress, parse_content_type
+from transforms.http import TooLarge, codings, dechunk, decompress, detect_charset, parse_content_type
 from transforms.records import FAILED, FILTER_STAGE, METRICS_NAMESPACE, UTC, Document, Failure, utcnow
 
 LOG = logging.getLogger(__name__)
@@ -187,12 +187,11 @@ def decode_text(data: bytes) -> str | None:
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError:
-            from charset_normalizer import from_bytes
-
-            best = from_bytes(data).best()
-            if best is None:
+            encoding = detect_charset(data)
+            if encoding is None:
                 return None
-            text = str(best)
+            # detected on the first 200 kB: a stray byte after them is replaced, not fatal
+            text = data.decode(encoding, errors="replace")
     if len(_CONTROL.findall(text)) * 100 > len(text):
         return None
     return text
