@@ -61,11 +61,19 @@ LEGACY_TEXTS = [
         "latin-1",
         "Les élus de la ville ont débattu du budget de l'année prochaine avant un vote très serré à la mairie.",
     ),
+    (
+        "latin-1",
+        "Le conseil municipal adopte le budget\n\n"
+        + "\n\n".join(
+            f"Les élus ont débattu du budget, séance {i}, avant un vote très serré à la mairie." for i in range(4)
+        ),
+    ),
     ("latin-1", "Det är många människor som väntar på tåget i Göteborg, och förseningarna fortsätter."),
     ("cp1252", "A população não está satisfeita com as decisões do governo, disse o presidente da associação."),
     ("latin-1", "De gemeenteraad keurde de begroting goed. Geïnteresseerden zijn welkom bij de opening."),
     ("cp1250", "Mieszkańcy miasta zażądali wyjaśnień w sprawie podwyżek cen biletów, a prezydent obiecał odpowiedź."),
     ("cp1250", "A városi tanács hétfőn elfogadta a jövő évi költségvetést, és az új híd építése ősszel kezdődik."),
+    ("cp1250", "Primăria oraşului a anunţat că străzile vor fi închise pentru lucrări timp de trei săptămâni."),
     ("cp1251", "Городской совет утвердил бюджет на следующий год, а мэр заявил, что мост начнут строить осенью."),
     ("cp1257", "Miesto taryba patvirtino kitų metų biudžetą, o meras pareiškė, kad tilto statyba prasidės rudenį."),
 ]
@@ -74,9 +82,9 @@ LEGACY_TEXTS = [
 @pytest.mark.parametrize(("encoding", "text"), LEGACY_TEXTS, ids=[f"{e}-{i}" for i, (e, _) in enumerate(LEGACY_TEXTS)])
 def test_legacy_text_files_are_read_in_their_code_page(tmp_path, encoding, text):
     path = tmp_path / "legacy.txt"
-    path.write_bytes(f"Town news\n\n{text}\n".encode(encoding))
+    path.write_bytes(f"{text}\n".encode(encoding))
     (doc,) = read_text_file(str(path), SourceSettings(), NOW)
-    assert doc.text.strip() == text
+    assert "\n\n".join(filter(None, [doc.title, doc.text.strip()])) == text
 
 
 def test_text_files_are_read_decompressed_and_binary_ones_are_not_articles(tmp_path):

@@ -425,22 +425,26 @@ def detect_charset(data: bytes) -> str | None:
     """Undeclared legacy bytes -> the most likely codec name, None when nothing fits.
 
     charset-normalizer alone often ties or mis-ranks the single-byte Latin code pages on
-    Western European text (an article of French or Swedish read as cp1250 or cp1257: "trčs"
-    for "très", "Ł5m" for "£5m"): their letters differ in a few bytes, and its measures see
-    the same words either way. When the text reads as a language that windows-1252 writes
-    and windows-1252 fits about as well as the winner, it is taken: it is the legacy default
-    of those languages (WHATWG's fallback for them). Text in Central European, Baltic or
-    Turkish code pages is recognised as its own language and keeps its code page."""
+    Western European text (French or Swedish read as cp1250 or cp1257: "trčs" for "très",
+    "Ł5m" for "£5m"): their letters differ in a few bytes, and its measures see the same words
+    either way (it may even name the language of the wrong reading Hungarian). So when the
+    text read as windows-1252 is in a language that windows-1252 writes and fits about as well
+    as the winner, windows-1252 is taken: the legacy default of those languages (WHATWG's
+    fallback for them). Text in Central European, Baltic or Turkish code pages reads as its
+    own language there too (Romanian, Hungarian...) or fits clearly worse, and keeps its code
+    page."""
     from charset_normalizer import from_bytes
+    from charset_normalizer.utils import is_multi_byte_encoding
 
     sample = data[:200_000]
     best = from_bytes(sample).best()
     if best is None or not best.encoding:
         return None
-    if best.encoding != "cp1252" and best.language in _CP1252_LANGUAGES:
+    if best.encoding != "cp1252" and not is_multi_byte_encoding(best.encoding):
         western = from_bytes(sample, cp_isolation=["cp1252"]).best()
         if (
             western is not None
+            and western.language in _CP1252_LANGUAGES
             and western.chaos <= best.chaos + _CP1252_SLACK
             and western.coherence >= best.coherence - _CP1252_SLACK
         ):
