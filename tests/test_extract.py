@@ -954,3 +954,25 @@ def test_record_with_html_and_text_falls_back_to_its_text_when_the_html_has_none
     )
     article = extract_document(doc, ExtractSettings(isolation="none"))
     assert isinstance(article, Article) and article.extractor == "text" and article.text == text.strip()
+
+
+def test_record_date_in_the_future_is_not_the_published_date():
+    """A record's own date (a JSON line's ``published``) obeys the same max-future rule as a
+    page's: an article dated 2099 would otherwise open a window, a partition and a story there."""
+    from transforms.extract import ExtractSettings, extract_document
+    from transforms.records import Article, Document
+
+    text = "The ferry to the island runs again from Monday after three weeks of repairs. " * 3
+    fetched = datetime(2026, 3, 1, tzinfo=UTC)
+    for published, want in ((datetime(2099, 1, 1, tzinfo=UTC), None), (fetched, fetched)):
+        for html in (None, f"<html><body><article><p>{text}</p></article></body></html>".encode()):
+            doc = Document(
+                url="https://port.example/ferry",
+                source_kind="jsonl",
+                fetched_at=fetched,
+                html=html,
+                text=None if html else text,
+                published_at=published,
+            )
+            article = extract_document(doc, ExtractSettings(isolation="none", metadata_heuristics=("title",)))
+            assert isinstance(article, Article) and article.published_at == want

@@ -127,6 +127,27 @@ def test_jsonl_bad_lines_become_failures(tmp_path):
     assert out[3].title == "Short title" and out[3].text == "Body text."
 
 
+def test_jsonl_empty_fields_do_not_hide_the_text(tmp_path):
+    """Dumps often write absent fields as "" (``"html": ""``, ``"title": ""``): the record's text
+    is still its article, and a record with both html and text keeps both (extraction falls
+    back to the text when the html has none)."""
+    path = tmp_path / "a.jsonl"
+    body = "Ferry runs again\n\nThe ferry to the island runs again from Monday."
+    lines = [
+        {"url": "https://a.example/1", "html": "", "text": body},
+        {"url": "https://a.example/2", "html": " ", "text": body, "title": ""},
+        {"url": "https://a.example/3", "html": "<p>hi</p>", "text": body},
+        {"url": " https://a.example/4\n", "text": body},
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = list(read_jsonl_file(str(path), SourceSettings(), NOW))
+    assert all(isinstance(doc, Document) for doc in out)
+    assert [doc.url for doc in out] == [f"https://a.example/{n}" for n in (1, 2, 3, 4)]
+    assert [doc.html for doc in out] == [None, None, b"<p>hi</p>", None]
+    for doc in out:
+        assert (doc.title, doc.text) == ("Ferry runs again", "The ferry to the island runs again from Monday.")
+
+
 def _warc(path, records):
     with open(path, "wb") as handle:
         writer = WARCWriter(handle, gzip=True)

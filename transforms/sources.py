@@ -225,32 +225,40 @@ def read_text_file(url: str, settings: SourceSettings, fetched_at: datetime) -> 
 # --------------------------------------------------------------------------- JSON lines
 
 
+def _field(obj: dict, key: str) -> str | None:
+    """A string field of a JSON line, None when absent, not a string or blank: dumps write
+    absent fields as "" as often as they leave them out."""
+    value = obj.get(key)
+    return value if isinstance(value, str) and value.strip() else None
+
+
 def document_from_json(obj: object, fetched_at: datetime) -> Document:
     """One JSON object with ``url`` and ``html`` or ``text`` (optional ``title``,
-    ``published``) -> Document. Raises ValueError naming what is wrong."""
+    ``published``) -> Document. A record with both keeps both (extraction reads the html and
+    falls back to the text); without a title, the text's first line is one when it reads like
+    one (``split_title``). Raises ValueError naming what is wrong."""
     if not isinstance(obj, dict):
         raise ValueError("line is not a JSON object")
-    url = obj.get("url")
-    if not isinstance(url, str) or not url:
+    url = _field(obj, "url")
+    if url is None:
         raise ValueError("missing 'url'")
-    html, text = obj.get("html"), obj.get("text")
-    if not isinstance(html, str) and not isinstance(text, str):
+    html, text, title = _field(obj, "html"), _field(obj, "text"), _field(obj, "title")
+    if html is None and text is None:
         raise ValueError("needs 'html' or 'text'")
-    title = obj.get("title") if isinstance(obj.get("title"), str) else None
-    if isinstance(text, str) and not isinstance(html, str) and title is None:
+    if text is not None and title is None:
         title, text = split_title(text)
     categories = obj.get("categories") or ()
     return Document(
-        url=url,
+        url=url.strip(),
         source_kind="jsonl",
         fetched_at=parse_datetime(obj.get("fetched")) or fetched_at,
-        html=html.encode("utf-8") if isinstance(html, str) else None,
-        charset="utf-8" if isinstance(html, str) else None,
-        text=text if not isinstance(html, str) else None,
+        html=html.encode("utf-8") if html is not None else None,
+        charset="utf-8" if html is not None else None,
+        text=text,
         title=title,
         published_at=parse_datetime(obj.get("published")),
-        language=obj.get("language") if isinstance(obj.get("language"), str) else None,
-        author=obj.get("author") if isinstance(obj.get("author"), str) else None,
+        language=_field(obj, "language"),
+        author=_field(obj, "author"),
         categories=tuple(str(c) for c in categories) if isinstance(categories, list) else (),
     )
 
