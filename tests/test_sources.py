@@ -17,6 +17,7 @@ from transforms.sources import (
     InputError,
     SourceSettings,
     WarcCounts,
+    document_from_json,
     expand_inputs,
     read_jsonl_file,
     read_text_file,
@@ -125,6 +126,24 @@ def test_jsonl_bad_lines_become_failures(tmp_path):
     assert out[0].html == b"<p>hi</p>"
     assert (out[1].reason, out[2].reason) == ("bad_json", "bad_record")
     assert out[3].title == "Short title" and out[3].text == "Body text."
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-03-05T10:00:00+01:00",
+        "2026-03-05 09:00:00Z",
+        "Thu, 05 Mar 2026 09:00:00 GMT",
+        1772701200,
+        1772701200.0,
+        "1772701200",
+        1772701200000,  # JavaScript's Date.now(): milliseconds
+        "1772701200000",
+    ],
+)
+def test_jsonl_published_in_the_usual_forms(value):
+    doc = document_from_json({"url": "https://a.example/1", "text": "Body.", "published": value}, NOW)
+    assert doc.published_at == datetime(2026, 3, 5, 9, tzinfo=timezone.utc)
 
 
 def test_jsonl_empty_fields_do_not_hide_the_text(tmp_path):

@@ -106,13 +106,22 @@ def expand_inputs(patterns: Iterable[str]) -> list[str]:
     return sorted(set(urls))
 
 
+#: Epoch numbers from this on are milliseconds (JavaScript's Date.now()): as seconds they would
+#: be after the year 5000
+_EPOCH_MS_FROM = 100_000_000_000
+
+
 def parse_datetime(value: object, *, strict: bool = False) -> datetime | None:
-    """ISO 8601 string, RFC 2822 string or epoch seconds -> aware UTC datetime, else None."""
+    """ISO 8601 string, RFC 2822 string or epoch seconds or milliseconds (a number or a
+    string of digits) -> aware UTC datetime, else None."""
     if value is None or value == "":
         return None
     try:
+        if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) >= 9:
+            value = int(value.strip())  # shorter digit strings are ISO basic dates (20260305)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return datetime.fromtimestamp(float(value), UTC)
+            seconds = float(value) / 1000 if abs(value) >= _EPOCH_MS_FROM else float(value)
+            return datetime.fromtimestamp(seconds, UTC)
         text = str(value).strip()
         try:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
