@@ -220,6 +220,54 @@ def test_json_feed_content_text_is_escaped_into_paragraphs():
     assert "<p>Fish &lt; chips &amp; peas</p><p>Second part</p>" in page
 
 
+@pytest.mark.parametrize(
+    ("body", "want"),
+    [
+        (
+            b'<rss version="2.0"><channel><title>T</title><language>fr-FR</language><item><title>Gare</title>'
+            b"<link>https://t.example/gare</link></item></channel></rss>",
+            "fr-FR",
+        ),
+        (
+            b'<feed xmlns="http://www.w3.org/2005/Atom" xml:lang="de"><title>T</title><id>urn:t</id>'
+            b'<entry xml:lang="nl"><title>Station</title><id>urn:1</id><link href="https://t.example/gare"/></entry>'
+            b"</feed>",
+            "nl",
+        ),
+        (
+            json.dumps(
+                {
+                    "version": "https://jsonfeed.org/version/1.1",
+                    "language": "es",
+                    "items": [{"id": "1", "url": "https://t.example/gare", "title": "Estación"}],
+                }
+            ).encode(),
+            "es",
+        ),
+        (
+            b'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9" '
+            b'xmlns:news="http://www.google.com/schemas/sitemap-news/0.9"><url><loc>https://t.example/gare</loc>'
+            b"<news:news><news:publication><news:name>T</news:name><news:language>pt</news:language>"
+            b"</news:publication><news:title>Estacao</news:title></news:news></url></urlset>",
+            "pt",
+        ),
+    ],
+    ids=["rss", "atom", "jsonfeed", "news-sitemap"],
+)
+def test_the_language_a_feed_states_reaches_the_document(body, want):
+    """README: ``language`` is what the page, feed or record states; a page that states none
+    takes its feed's (RSS <language>, Atom xml:lang, JSON Feed language, news:language)."""
+    entry = parse_feed(body, "https://t.example/feed", now=NOW).entries[0]
+    assert entry.language == want
+    item = FeedItem("https://t.example/feed", entry, ())
+    page = Response(
+        url="https://t.example/gare", status=200, headers={}, body=b"<html></html>", content_type="text/html"
+    )
+    fetched = fetch_page(item, lambda url: page, FeedSettings())
+    summary = fetch_page(item, lambda url: pytest.fail(url), FeedSettings(fetch_articles=False))
+    assert fetched.language == summary.language == want
+
+
 def test_news_sitemap_and_index():
     sitemap = parse("sitemap-news.xml")
     assert sitemap.kind == "sitemap"

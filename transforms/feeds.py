@@ -135,6 +135,9 @@ class FeedEntry:
     # the entry's full content as HTML (RSS content:encoded, Atom content, JSON Feed
     # content_html/content_text), when the feed carries more than its summary
     content: str | None = None
+    # the language the feed states for the entry (xml:lang, the feed's <language>, JSON Feed
+    # language, news:language); the page's own statement wins over it
+    language: str | None = None
 
 
 @dataclass(frozen=True)
@@ -494,7 +497,8 @@ def _entry_link(raw: Any, language: str | None, kind: str = "rss") -> str | None
 def _feedparser_entry(
     raw: Any, rule: _DateRule, language: str | None = None, kind: str = "rss"
 ) -> tuple[FeedEntry, bool]:
-    link = _entry_link(raw, _s(raw.get("language")) or language, kind)
+    language = _s(raw.get("language")) or _s((raw.get("title_detail") or {}).get("language")) or language
+    link = _entry_link(raw, language, kind)
     published, dropped = None, False
     for key in ("published", "updated", "created"):
         if not raw.get(key):
@@ -533,6 +537,7 @@ def _feedparser_entry(
             author=author,
             summary=summary,
             content=content,
+            language=language,
         ),
         dropped,
     )
@@ -561,6 +566,7 @@ def _parse_json_feed(body: bytes, url: str, rule: _DateRule) -> ParsedFeed:
         bozo_reason = f"unexpected JSON Feed version {version!r}"
     base = _s(data.get("home_page_url")) or _s(data.get("feed_url")) or url
     feed_authors = _json_authors(data)
+    feed_language = _s(data.get("language"))
     entries, bad = [], 0
     for item in data["items"]:
         if not isinstance(item, dict):
@@ -590,6 +596,7 @@ def _parse_json_feed(body: bytes, url: str, rule: _DateRule) -> ParsedFeed:
                 author=", ".join(authors) if authors else None,
                 summary=summary,
                 content=content,
+                language=_s(item.get("language")) or feed_language,
             )
         )
     return ParsedFeed(
@@ -676,6 +683,7 @@ def _parse_sitemap(body: bytes, url: str, rule: _DateRule) -> ParsedFeed:
                 title=plain_title(_child_text(node, "news", "title")),
                 published=published,
                 categories=tuple(dict.fromkeys(k.strip() for k in keywords.split(",") if k.strip())),
+                language=_child_text(node, "news", "publication", "language"),
             )
         )
     return ParsedFeed(
@@ -1186,6 +1194,7 @@ def _entry_document(item: FeedItem, fetched_at: datetime, url: str, body: bytes,
         charset=charset,
         title=entry.title,
         published_at=entry.published,
+        language=entry.language,
         author=entry.author,
         categories=entry.categories,
         feed_url=item.feed_url,
