@@ -38,6 +38,12 @@ def test_split_title_reads_a_short_first_line_as_title():
     )
 
 
+@pytest.mark.parametrize("headline", ["Who will pay for the new bridge?", "Ferry back at last!", "„Nie wieder“?"])
+def test_split_title_reads_a_question_or_exclamation_as_title(headline):
+    """CONTRACT: a title has no closing *full stop*; headlines often end with ? or !."""
+    assert split_title(f"{headline}\n\nThe council met on Tuesday.") == (headline, "The council met on Tuesday.")
+
+
 def test_split_title_keeps_a_sentence_as_first_paragraph():
     text = "The bridge was closed on Tuesday.\nMore text."
     assert split_title(text) == (None, text)

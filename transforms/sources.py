@@ -144,7 +144,10 @@ def _failure(url: str, stage: str, reason: str, detail: str) -> Failure:
 
 # --------------------------------------------------------------------------- text files
 
-_SENTENCE_END = re.compile(r"[.!?…]['\"”’)]?$")
+#: A closing full stop (or ellipsis), perhaps inside a closing quote or bracket. Question and
+#: exclamation marks end headlines as often as sentences ("Who pays for the bridge?"), so they
+#: do not make a line a sentence (CONTRACT: a title is short, with no closing full stop).
+_SENTENCE_END = re.compile(r"[.…]['\"”’“)]?$")
 
 
 def looks_like_title(line: str) -> bool:
