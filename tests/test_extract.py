@@ -421,6 +421,13 @@ def test_decoding_prefers_what_the_bytes_are():
     # Real legacy bytes follow the declaration.
     legacy = '<meta charset="windows-1250"><p>Fundację</p>'.encode("cp1250")
     assert "Fundację" in decode(legacy)
+    # Undeclared Western European bytes are windows-1252, not a Central European code page
+    # that a detector ranks level with it ("vńntar" for "väntar", "Ł5m" for "£5m").
+    for text in (
+        "Det är många människor som väntar på tåget i Göteborg, och förseningarna fortsätter.",
+        "The council’s new budget of £5m was approved on Tuesday – a “historic” day, said the mayor.",
+    ):
+        assert f"<p>{text}</p>" in decode(f"<html><body><p>{text}</p></body></html>".encode("cp1252"))
 
 
 def test_helpers():
@@ -947,3 +954,25 @@ def test_record_with_html_and_text_falls_back_to_its_text_when_the_html_has_none
     )
     article = extract_document(doc, ExtractSettings(isolation="none"))
     assert isinstance(article, Article) and article.extractor == "text" and article.text == text.strip()
+
+
+def test_record_date_in_the_future_is_not_the_published_date():
+    """A record's own date (a JSON line's ``published``) obeys the same max-future rule as a
+    page's: an article dated 2099 would otherwise open a window, a partition and a story there."""
+    from transforms.extract import ExtractSettings, extract_document
+    from transforms.records import Article, Document
+
+    text = "The ferry to the island runs again from Monday after three weeks of repairs. " * 3
+    fetched = datetime(2026, 3, 1, tzinfo=UTC)
+    for published, want in ((datetime(2099, 1, 1, tzinfo=UTC), None), (fetched, fetched)):
+        for html in (None, f"<html><body><article><p>{text}</p></article></body></html>".encode()):
+            doc = Document(
+                url="https://port.example/ferry",
+                source_kind="jsonl",
+                fetched_at=fetched,
+                html=html,
+                text=None if html else text,
+                published_at=published,
+            )
+            article = extract_document(doc, ExtractSettings(isolation="none", metadata_heuristics=("title",)))
+            assert isinstance(article, Article) and article.published_at == want

@@ -13,10 +13,12 @@ import pytest
 from benchmarks.feeds import REAL_FEEDS
 from tests.servers import ROUTES, HostileServer, gzip_bomb
 from transforms.feeds import (
+    FeedItem,
     FeedSettings,
     FeedSpec,
     FeedState,
     entry_keys,
+    fetch_page,
     load_feed_list,
     load_state,
     merge_state,
@@ -161,6 +163,109 @@ def test_json_feed_is_parsed_by_us():
     assert feed.entries[1].id == "2" and feed.entries[1].author == "Orchard desk"
     assert feed.entries[1].published == datetime(2025, 3, 2, 9, tzinfo=UTC)
     assert feed.bozo  # the item that is not an object is reported, not fatal
+
+
+_FULL = "".join(f"<p>Paragraph {i} of the whole article, well past any teaser.</p>" for i in range(3))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # RSS 2.0: <description> is the teaser, <content:encoded> the article
+        b'<rss version="2.0" xmlns:content="http://purl.org/rss/1.0/modules/content/"><channel>'
+        b"<title>T</title><item><title>Ferry back</title><link>https://t.example/ferry</link>"
+        b"<description>Short teaser.</description><content:encoded><![CDATA[" + _FULL.encode() + b"]]>"
+        b"</content:encoded></item></channel></rss>",
+        # Atom: <summary> and <content type="html">
+        b'<feed xmlns="http://www.w3.org/2005/Atom"><title>T</title><id>urn:t</id>'
+        b'<entry><title>Ferry back</title><id>urn:1</id><link href="https://t.example/ferry"/>'
+        b'<summary>Short teaser.</summary><content type="html">'
+        + _FULL.replace("<", "&lt;").encode()
+        + b"</content></entry></feed>",
+        # JSON Feed: summary and content_html
+        json.dumps(
+            {
+                "version": "https://jsonfeed.org/version/1.1",
+                "title": "T",
+                "items": [
+                    {"id": "1", "url": "https://t.example/ferry", "title": "Ferry back", "summary": "Short teaser."}
+                    | {"content_html": _FULL}
+                ],
+            }
+        ).encode(),
+    ],
+    ids=["rss-content-encoded", "atom-content", "jsonfeed-content-html"],
+)
+def test_feed_content_is_the_page_when_articles_are_not_fetched(body):
+    """fetch_articles: false stands the entry in for its page: the full content the feed
+    carries (content:encoded, Atom content, content_html), not the teaser beside it."""
+    entry = parse_feed(body, "https://t.example/feed", now=NOW).entries[0]
+    item = FeedItem("https://t.example/feed", entry, entry_keys(entry, "https://t.example/feed"))
+    document = fetch_page(item, lambda url: pytest.fail(f"fetched {url}"), FeedSettings(fetch_articles=False))
+    page = document.html.decode()
+    assert "Paragraph 2 of the whole article" in page
+    assert entry.summary == "Short teaser."  # the teaser is still the entry's summary
+
+
+def test_json_feed_content_text_is_escaped_into_paragraphs():
+    body = json.dumps(
+        {
+            "version": "https://jsonfeed.org/version/1.1",
+            "items": [{"id": "1", "url": "https://t.example/a", "content_text": "Fish < chips & peas\n\nSecond part"}],
+        }
+    ).encode()
+    entry = parse_feed(body, "https://t.example/feed", now=NOW).entries[0]
+    item = FeedItem("https://t.example/feed", entry, ())
+    page = fetch_page(item, lambda url: pytest.fail(url), FeedSettings(fetch_articles=False)).html.decode()
+    assert "<p>Fish &lt; chips &amp; peas</p><p>Second part</p>" in page
+
+
+@pytest.mark.parametrize(
+    ("body", "want"),
+    [
+        (
+            b'<rss version="2.0"><channel><title>T</title><language>fr-FR</language><item><title>Gare</title>'
+            b"<link>https://t.example/gare</link></item></channel></rss>",
+            "fr-FR",
+        ),
+        (
+            b'<feed xmlns="http://www.w3.org/2005/Atom" xml:lang="de"><title>T</title><id>urn:t</id>'
+            b'<entry xml:lang="nl"><title>Station</title><id>urn:1</id><link href="https://t.example/gare"/></entry>'
+            b"</feed>",
+            "nl",
+        ),
+        (
+            json.dumps(
+                {
+                    "version": "https://jsonfeed.org/version/1.1",
+                    "language": "es",
+                    "items": [{"id": "1", "url": "https://t.example/gare", "title": "Estación"}],
+                }
+            ).encode(),
+            "es",
+        ),
+        (
+            b'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9" '
+            b'xmlns:news="http://www.google.com/schemas/sitemap-news/0.9"><url><loc>https://t.example/gare</loc>'
+            b"<news:news><news:publication><news:name>T</news:name><news:language>pt</news:language>"
+            b"</news:publication><news:title>Estacao</news:title></news:news></url></urlset>",
+            "pt",
+        ),
+    ],
+    ids=["rss", "atom", "jsonfeed", "news-sitemap"],
+)
+def test_the_language_a_feed_states_reaches_the_document(body, want):
+    """README: ``language`` is what the page, feed or record states; a page that states none
+    takes its feed's (RSS <language>, Atom xml:lang, JSON Feed language, news:language)."""
+    entry = parse_feed(body, "https://t.example/feed", now=NOW).entries[0]
+    assert entry.language == want
+    item = FeedItem("https://t.example/feed", entry, ())
+    page = Response(
+        url="https://t.example/gare", status=200, headers={}, body=b"<html></html>", content_type="text/html"
+    )
+    fetched = fetch_page(item, lambda url: page, FeedSettings())
+    summary = fetch_page(item, lambda url: pytest.fail(url), FeedSettings(fetch_articles=False))
+    assert fetched.language == summary.language == want
 
 
 def test_news_sitemap_and_index():

@@ -357,6 +357,8 @@ def test_decode_text_order_bom_header_meta_detection():
     detected = ("<p>" + CYRILLIC_TEXT * 20 + "</p>").encode("cp1251")
     assert CYRILLIC_TEXT in decode_text(detected, None)[0]
     assert decode_text(b"plain", "no-such-charset") == ("plain", "utf-8")
+    swedish = "<p>Det är många människor som väntar på tåget i Göteborg, och förseningarna fortsätter.</p>"
+    assert decode_text(swedish.encode("latin-1"), None) == (swedish, "cp1252")
 
 
 def test_decompress_stacked_and_corrupt():

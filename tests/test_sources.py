@@ -17,6 +17,7 @@ from transforms.sources import (
     InputError,
     SourceSettings,
     WarcCounts,
+    document_from_json,
     expand_inputs,
     read_jsonl_file,
     read_text_file,
@@ -37,6 +38,12 @@ def test_split_title_reads_a_short_first_line_as_title():
     )
 
 
+@pytest.mark.parametrize("headline", ["Who will pay for the new bridge?", "Ferry back at last!", "„Nie wieder“?"])
+def test_split_title_reads_a_question_or_exclamation_as_title(headline):
+    """CONTRACT: a title has no closing *full stop*; headlines often end with ? or !."""
+    assert split_title(f"{headline}\n\nThe council met on Tuesday.") == (headline, "The council met on Tuesday.")
+
+
 def test_split_title_keeps_a_sentence_as_first_paragraph():
     text = "The bridge was closed on Tuesday.\nMore text."
     assert split_title(text) == (None, text)
@@ -49,6 +56,42 @@ def test_text_file_is_one_document(tmp_path):
     assert isinstance(doc, Document)
     assert doc.title == "Harbour news today" and doc.text.strip() == "First paragraph here."
     assert doc.fetched_at == NOW
+
+
+#: Legacy single-byte text (written for these tests) and the code page it was saved in: Western
+#: European text that a detector alone takes for cp1250/cp1257 (Ł for £, č for è), and texts in
+#: those code pages that must stay theirs.
+LEGACY_TEXTS = [
+    ("cp1252", "The council’s new budget of £5m was approved on Tuesday – a “historic” day, said the mayor."),
+    ("cp1252", "Le café où j'ai mangé était très animé à midi. Les élèves défilent à Noël près du théâtre."),
+    (
+        "latin-1",
+        "Les élus de la ville ont débattu du budget de l'année prochaine avant un vote très serré à la mairie.",
+    ),
+    (
+        "latin-1",
+        "Le conseil municipal adopte le budget\n\n"
+        + "\n\n".join(
+            f"Les élus ont débattu du budget, séance {i}, avant un vote très serré à la mairie." for i in range(4)
+        ),
+    ),
+    ("latin-1", "Det är många människor som väntar på tåget i Göteborg, och förseningarna fortsätter."),
+    ("cp1252", "A população não está satisfeita com as decisões do governo, disse o presidente da associação."),
+    ("latin-1", "De gemeenteraad keurde de begroting goed. Geïnteresseerden zijn welkom bij de opening."),
+    ("cp1250", "Mieszkańcy miasta zażądali wyjaśnień w sprawie podwyżek cen biletów, a prezydent obiecał odpowiedź."),
+    ("cp1250", "A városi tanács hétfőn elfogadta a jövő évi költségvetést, és az új híd építése ősszel kezdődik."),
+    ("cp1250", "Primăria oraşului a anunţat că străzile vor fi închise pentru lucrări timp de trei săptămâni."),
+    ("cp1251", "Городской совет утвердил бюджет на следующий год, а мэр заявил, что мост начнут строить осенью."),
+    ("cp1257", "Miesto taryba patvirtino kitų metų biudžetą, o meras pareiškė, kad tilto statyba prasidės rudenį."),
+]
+
+
+@pytest.mark.parametrize(("encoding", "text"), LEGACY_TEXTS, ids=[f"{e}-{i}" for i, (e, _) in enumerate(LEGACY_TEXTS)])
+def test_legacy_text_files_are_read_in_their_code_page(tmp_path, encoding, text):
+    path = tmp_path / "legacy.txt"
+    path.write_bytes(f"{text}\n".encode(encoding))
+    (doc,) = read_text_file(str(path), SourceSettings(), NOW)
+    assert "\n\n".join(filter(None, [doc.title, doc.text.strip()])) == text
 
 
 def test_text_files_are_read_decompressed_and_binary_ones_are_not_articles(tmp_path):
@@ -89,6 +132,45 @@ def test_jsonl_bad_lines_become_failures(tmp_path):
     assert out[0].html == b"<p>hi</p>"
     assert (out[1].reason, out[2].reason) == ("bad_json", "bad_record")
     assert out[3].title == "Short title" and out[3].text == "Body text."
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-03-05T10:00:00+01:00",
+        "2026-03-05 09:00:00Z",
+        "Thu, 05 Mar 2026 09:00:00 GMT",
+        1772701200,
+        1772701200.0,
+        "1772701200",
+        1772701200000,  # JavaScript's Date.now(): milliseconds
+        "1772701200000",
+    ],
+)
+def test_jsonl_published_in_the_usual_forms(value):
+    doc = document_from_json({"url": "https://a.example/1", "text": "Body.", "published": value}, NOW)
+    assert doc.published_at == datetime(2026, 3, 5, 9, tzinfo=timezone.utc)
+
+
+def test_jsonl_empty_fields_do_not_hide_the_text(tmp_path):
+    """Dumps often write absent fields as "" (``"html": ""``, ``"title": ""``): the record's text
+    is still its article, and a record with both html and text keeps both (extraction falls
+    back to the text when the html has none)."""
+    path = tmp_path / "a.jsonl"
+    body = "Ferry runs again\n\nThe ferry to the island runs again from Monday."
+    lines = [
+        {"url": "https://a.example/1", "html": "", "text": body},
+        {"url": "https://a.example/2", "html": " ", "text": body, "title": ""},
+        {"url": "https://a.example/3", "html": "<p>hi</p>", "text": body},
+        {"url": " https://a.example/4\n", "text": body},
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = list(read_jsonl_file(str(path), SourceSettings(), NOW))
+    assert all(isinstance(doc, Document) for doc in out)
+    assert [doc.url for doc in out] == [f"https://a.example/{n}" for n in (1, 2, 3, 4)]
+    assert [doc.html for doc in out] == [None, None, b"<p>hi</p>", None]
+    for doc in out:
+        assert (doc.title, doc.text) == ("Ferry runs again", "The ferry to the island runs again from Monday.")
 
 
 def _warc(path, records):

@@ -79,7 +79,7 @@ from urllib.parse import urlsplit
 from lxml import etree
 
 from transforms.fastxpath import compile_selector
-from transforms.http import BINARY_MAGIC, parse_content_type
+from transforms.http import BINARY_MAGIC, detect_charset, parse_content_type
 from transforms.records import Article, Document, Failure
 
 STAGE = "extract"
@@ -137,7 +137,8 @@ class ExtractSettings:
     max_memory_mb: int = 2048
     # A page date later than the fetch time (the WARC-Date for archives) + this many seconds
     # is wrong (a template's expiry, a typo): it is ignored and the feed's or the record's own
-    # date is used. One day, as feeds.max_future_s: time zones put honest dates up to ~14 h ahead.
+    # date is used, if that one is not as far ahead too (a JSON line's "published": 2099).
+    # One day, as feeds.max_future_s: time zones put honest dates up to ~14 h ahead.
     max_future_s: float = 86_400.0
 
     def __post_init__(self) -> None:
@@ -260,11 +261,9 @@ def decode_html(data: bytes, declared: str | None = None) -> str:
         if text is not None and text.count("\ufffd") <= max(len(text) // 1000, 3):
             return text
     try:
-        from charset_normalizer import from_bytes
-
-        best = from_bytes(data[:200_000]).best()
-        if best is not None:
-            text = _try_decode(data, best.encoding)
+        encoding = detect_charset(data)
+        if encoding is not None:
+            text = _try_decode(data, encoding)
             if text is not None:
                 return text
     except ImportError:  # pragma: no cover - charset_normalizer comes with trafilatura
@@ -437,7 +436,8 @@ def parse_datetime(value: str | None) -> datetime | None:
 
 
 def _not_future(value: datetime | None, fetched_at: datetime | None, max_future_s: float) -> datetime | None:
-    """A page date, or None when it lies more than ``max_future_s`` after the fetch."""
+    """A page's or record's date, or None when it lies more than ``max_future_s`` after the
+    fetch (a clock or template error; the article would open a window and a partition there)."""
     if value is None or fetched_at is None:
         return value
     if fetched_at.tzinfo is None:
@@ -1572,7 +1572,7 @@ def _text_article(doc: Document, settings: ExtractSettings, base: dict) -> Artic
     return Article(
         text=text,
         title=doc.title,
-        published_at=doc.published_at,
+        published_at=_not_future(doc.published_at, doc.fetched_at, settings.max_future_s),
         language=language_code(doc.language),
         author=doc.author,
         extractor="text",
@@ -1613,7 +1613,7 @@ def _extract_html_document(
         return _failure(doc, "no_text", f"{len(text)} characters of main text")
     published = (
         _not_future(parse_datetime(found["published"]), doc.fetched_at, settings.max_future_s)
-        or doc.published_at
+        or _not_future(doc.published_at, doc.fetched_at, settings.max_future_s)
         or _not_future(parse_datetime(found["date_heuristic"]), doc.fetched_at, settings.max_future_s)
     )
     categories = tuple(dict.fromkeys([*doc.categories, *found["categories"]]))

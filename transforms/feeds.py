@@ -132,6 +132,12 @@ class FeedEntry:
     categories: tuple[str, ...] = ()
     author: str | None = None
     summary: str | None = None
+    # the entry's full content as HTML (RSS content:encoded, Atom content, JSON Feed
+    # content_html/content_text), when the feed carries more than its summary
+    content: str | None = None
+    # the language the feed states for the entry (xml:lang, the feed's <language>, JSON Feed
+    # language, news:language); the page's own statement wins over it
+    language: str | None = None
 
 
 @dataclass(frozen=True)
@@ -491,7 +497,8 @@ def _entry_link(raw: Any, language: str | None, kind: str = "rss") -> str | None
 def _feedparser_entry(
     raw: Any, rule: _DateRule, language: str | None = None, kind: str = "rss"
 ) -> tuple[FeedEntry, bool]:
-    link = _entry_link(raw, _s(raw.get("language")) or language, kind)
+    language = _s(raw.get("language")) or _s((raw.get("title_detail") or {}).get("language")) or language
+    link = _entry_link(raw, language, kind)
     published, dropped = None, False
     for key in ("published", "updated", "created"):
         if not raw.get(key):
@@ -511,10 +518,15 @@ def _feedparser_entry(
         if term and term not in categories:
             categories.append(term)
     author = _s(raw.get("author")) or _s((raw.get("author_detail") or {}).get("name"))
-    summary = _s(raw.get("summary"))
-    if not summary:
-        contents = raw.get("content") or []
-        summary = _s(contents[0].get("value")) if contents else None
+    content = next(
+        (
+            _as_html(c.get("value"), c.get("type"))
+            for c in raw.get("content") or []
+            if isinstance(c, dict) and _s(c.get("value"))
+        ),
+        None,
+    )
+    summary = _s(raw.get("summary")) or content
     return (
         FeedEntry(
             link=link,
@@ -524,9 +536,21 @@ def _feedparser_entry(
             categories=tuple(categories),
             author=author,
             summary=summary,
+            content=content,
+            language=language,
         ),
         dropped,
     )
+
+
+def _as_html(value: Any, content_type: Any = "text/html") -> str | None:
+    """Entry content -> HTML: markup as it is, plain text (``text/plain``, JSON Feed's
+    ``content_text``) escaped, its blank-line-separated paragraphs as ``<p>``."""
+    text = _s(value)
+    if text is None or "html" in (_s(content_type) or "text/html").lower():
+        return text
+    paragraphs = (" ".join(p.split()) for p in re.split(r"\n\s*\n", text))
+    return "".join(f"<p>{html.escape(p)}</p>" for p in paragraphs if p)
 
 
 def _parse_json_feed(body: bytes, url: str, rule: _DateRule) -> ParsedFeed:
@@ -542,6 +566,7 @@ def _parse_json_feed(body: bytes, url: str, rule: _DateRule) -> ParsedFeed:
         bozo_reason = f"unexpected JSON Feed version {version!r}"
     base = _s(data.get("home_page_url")) or _s(data.get("feed_url")) or url
     feed_authors = _json_authors(data)
+    feed_language = _s(data.get("language"))
     entries, bad = [], 0
     for item in data["items"]:
         if not isinstance(item, dict):
@@ -559,7 +584,8 @@ def _parse_json_feed(body: bytes, url: str, rule: _DateRule) -> ParsedFeed:
         bad += dropped
         tags = item.get("tags") if isinstance(item.get("tags"), list) else []
         authors = _json_authors(item) or feed_authors
-        summary = _s(item.get("summary")) or _s(item.get("content_html")) or _s(item.get("content_text"))
+        content = _s(item.get("content_html")) or _as_html(item.get("content_text"), "text/plain")
+        summary = _s(item.get("summary")) or content
         entries.append(
             FeedEntry(
                 link=link,
@@ -569,6 +595,8 @@ def _parse_json_feed(body: bytes, url: str, rule: _DateRule) -> ParsedFeed:
                 categories=tuple(dict.fromkeys(t for t in (_s(t) for t in tags) if t)),
                 author=", ".join(authors) if authors else None,
                 summary=summary,
+                content=content,
+                language=_s(item.get("language")) or feed_language,
             )
         )
     return ParsedFeed(
@@ -655,6 +683,7 @@ def _parse_sitemap(body: bytes, url: str, rule: _DateRule) -> ParsedFeed:
                 title=plain_title(_child_text(node, "news", "title")),
                 published=published,
                 categories=tuple(dict.fromkeys(k.strip() for k in keywords.split(",") if k.strip())),
+                language=_child_text(node, "news", "publication", "language"),
             )
         )
     return ParsedFeed(
@@ -1165,6 +1194,7 @@ def _entry_document(item: FeedItem, fetched_at: datetime, url: str, body: bytes,
         charset=charset,
         title=entry.title,
         published_at=entry.published,
+        language=entry.language,
         author=entry.author,
         categories=entry.categories,
         feed_url=item.feed_url,
@@ -1180,10 +1210,12 @@ def page_document(item: FeedItem, response: Response, fetched_at: datetime) -> D
 
 
 def summary_document(item: FeedItem, fetched_at: datetime) -> Document:
-    """``fetch_articles: false``: the entry's own summary stands in for the page."""
+    """``fetch_articles: false``: the entry's own content (else its summary) stands in for the
+    page; a feed's summary beside its content is a teaser."""
     entry = item.entry
     title = html.escape(entry.title or "")
-    page = f"<html><head><title>{title}</title></head><body><h1>{title}</h1>{entry.summary or ''}</body></html>"
+    body = entry.content or entry.summary or ""
+    page = f"<html><head><title>{title}</title></head><body><h1>{title}</h1>{body}</body></html>"
     return _entry_document(item, fetched_at, entry.link or item.feed_url, page.encode("utf-8"), "text/html", "utf-8")
 
 

@@ -412,6 +412,46 @@ def decode_text(body: bytes, header_charset: str | None = None) -> tuple[str, st
         return body.decode("utf-8", errors="replace"), "utf-8"
 
 
+#: Languages that windows-1252 writes in full (charset-normalizer's names)
+_CP1252_LANGUAGES = frozenset(
+    {"English", "French", "German", "Spanish", "Portuguese", "Italian", "Dutch", "Swedish", "Danish", "Norwegian"}
+    | {"Finnish", "Indonesian"}
+)
+#: How much worse (chaos up, coherence down; both 0-1) windows-1252 may fit and still be taken
+_CP1252_SLACK = 0.05
+
+
+def detect_charset(data: bytes) -> str | None:
+    """Undeclared legacy bytes -> the most likely codec name, None when nothing fits.
+
+    charset-normalizer alone often ties or mis-ranks the single-byte Latin code pages on
+    Western European text (French or Swedish read as cp1250 or cp1257: "trčs" for "très",
+    "Ł5m" for "£5m"): their letters differ in a few bytes, and its measures see the same words
+    either way (it may even name the language of the wrong reading Hungarian). So when the
+    text read as windows-1252 is in a language that windows-1252 writes and fits about as well
+    as the winner, windows-1252 is taken: the legacy default of those languages (WHATWG's
+    fallback for them). Text in Central European, Baltic or Turkish code pages reads as its
+    own language there too (Romanian, Hungarian...) or fits clearly worse, and keeps its code
+    page."""
+    from charset_normalizer import from_bytes
+    from charset_normalizer.utils import is_multi_byte_encoding
+
+    sample = data[:200_000]
+    best = from_bytes(sample).best()
+    if best is None or not best.encoding:
+        return None
+    if best.encoding != "cp1252" and not is_multi_byte_encoding(best.encoding):
+        western = from_bytes(sample, cp_isolation=["cp1252"]).best()
+        if (
+            western is not None
+            and western.language in _CP1252_LANGUAGES
+            and western.chaos <= best.chaos + _CP1252_SLACK
+            and western.coherence >= best.coherence - _CP1252_SLACK
+        ):
+            return "cp1252"
+    return best.encoding
+
+
 def _detect(body: bytes) -> str:
     try:
         body.decode("utf-8")
@@ -419,11 +459,9 @@ def _detect(body: bytes) -> str:
     except UnicodeDecodeError:
         pass
     try:
-        from charset_normalizer import from_bytes
-
-        best = from_bytes(body[:200_000]).best()
-        if best is not None and best.encoding:
-            return _codec(best.encoding) or "utf-8"
+        found = detect_charset(body)
+        if found:
+            return _codec(found) or "utf-8"
     except Exception:  # noqa: BLE001, S110 - detection is best effort
         pass
     return "utf-8"

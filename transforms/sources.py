@@ -26,7 +26,7 @@ import fsspec
 from apache_beam.metrics import Metrics
 
 from transforms.extract import source_host
-from transforms.http import TooLarge, codings, dechunk, decompress, parse_content_type
+from transforms.http import TooLarge, codings, dechunk, decompress, detect_charset, parse_content_type
 from transforms.records import FAILED, FILTER_STAGE, METRICS_NAMESPACE, UTC, Document, Failure, utcnow
 
 LOG = logging.getLogger(__name__)
@@ -106,13 +106,22 @@ def expand_inputs(patterns: Iterable[str]) -> list[str]:
     return sorted(set(urls))
 
 
+#: Epoch numbers from this on are milliseconds (JavaScript's Date.now()): as seconds they would
+#: be after the year 5000
+_EPOCH_MS_FROM = 100_000_000_000
+
+
 def parse_datetime(value: object, *, strict: bool = False) -> datetime | None:
-    """ISO 8601 string, RFC 2822 string or epoch seconds -> aware UTC datetime, else None."""
+    """ISO 8601 string, RFC 2822 string or epoch seconds or milliseconds (a number or a
+    string of digits) -> aware UTC datetime, else None."""
     if value is None or value == "":
         return None
     try:
+        if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) >= 9:
+            value = int(value.strip())  # shorter digit strings are ISO basic dates (20260305)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return datetime.fromtimestamp(float(value), UTC)
+            seconds = float(value) / 1000 if abs(value) >= _EPOCH_MS_FROM else float(value)
+            return datetime.fromtimestamp(seconds, UTC)
         text = str(value).strip()
         try:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -135,7 +144,10 @@ def _failure(url: str, stage: str, reason: str, detail: str) -> Failure:
 
 # --------------------------------------------------------------------------- text files
 
-_SENTENCE_END = re.compile(r"[.!?…]['\"”’)]?$")
+#: A closing full stop (or ellipsis), perhaps inside a closing quote or bracket. Question and
+#: exclamation marks end headlines as often as sentences ("Who pays for the bridge?"), so they
+#: do not make a line a sentence (CONTRACT: a title is short, with no closing full stop).
+_SENTENCE_END = re.compile(r"[.…]['\"”’“)]?$")
 
 
 def looks_like_title(line: str) -> bool:
@@ -187,12 +199,11 @@ def decode_text(data: bytes) -> str | None:
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError:
-            from charset_normalizer import from_bytes
-
-            best = from_bytes(data).best()
-            if best is None:
+            encoding = detect_charset(data)
+            if encoding is None:
                 return None
-            text = str(best)
+            # detected on the first 200 kB: a stray byte after them is replaced, not fatal
+            text = data.decode(encoding, errors="replace")
     if len(_CONTROL.findall(text)) * 100 > len(text):
         return None
     return text
@@ -226,32 +237,40 @@ def read_text_file(url: str, settings: SourceSettings, fetched_at: datetime) -> 
 # --------------------------------------------------------------------------- JSON lines
 
 
+def _field(obj: dict, key: str) -> str | None:
+    """A string field of a JSON line, None when absent, not a string or blank: dumps write
+    absent fields as "" as often as they leave them out."""
+    value = obj.get(key)
+    return value if isinstance(value, str) and value.strip() else None
+
+
 def document_from_json(obj: object, fetched_at: datetime) -> Document:
     """One JSON object with ``url`` and ``html`` or ``text`` (optional ``title``,
-    ``published``) -> Document. Raises ValueError naming what is wrong."""
+    ``published``) -> Document. A record with both keeps both (extraction reads the html and
+    falls back to the text); without a title, the text's first line is one when it reads like
+    one (``split_title``). Raises ValueError naming what is wrong."""
     if not isinstance(obj, dict):
         raise ValueError("line is not a JSON object")
-    url = obj.get("url")
-    if not isinstance(url, str) or not url:
+    url = _field(obj, "url")
+    if url is None:
         raise ValueError("missing 'url'")
-    html, text = obj.get("html"), obj.get("text")
-    if not isinstance(html, str) and not isinstance(text, str):
+    html, text, title = _field(obj, "html"), _field(obj, "text"), _field(obj, "title")
+    if html is None and text is None:
         raise ValueError("needs 'html' or 'text'")
-    title = obj.get("title") if isinstance(obj.get("title"), str) else None
-    if isinstance(text, str) and not isinstance(html, str) and title is None:
+    if text is not None and title is None:
         title, text = split_title(text)
     categories = obj.get("categories") or ()
     return Document(
-        url=url,
+        url=url.strip(),
         source_kind="jsonl",
         fetched_at=parse_datetime(obj.get("fetched")) or fetched_at,
-        html=html.encode("utf-8") if isinstance(html, str) else None,
-        charset="utf-8" if isinstance(html, str) else None,
-        text=text if not isinstance(html, str) else None,
+        html=html.encode("utf-8") if html is not None else None,
+        charset="utf-8" if html is not None else None,
+        text=text,
         title=title,
         published_at=parse_datetime(obj.get("published")),
-        language=obj.get("language") if isinstance(obj.get("language"), str) else None,
-        author=obj.get("author") if isinstance(obj.get("author"), str) else None,
+        language=_field(obj, "language"),
+        author=_field(obj, "author"),
         categories=tuple(str(c) for c in categories) if isinstance(categories, list) else (),
     )
 
