@@ -304,6 +304,38 @@ def test_warc_records_without_http_are_read_by_their_own_type(tmp_path):
     assert out[0].stage == "filter" and out[1].html == HTML
 
 
+def test_warc_generic_content_type_defers_to_the_archives_identified_type(tmp_path):
+    """A server that labels a page application/octet-stream: Common Crawl's own detection
+    (WARC-Identified-Payload-Type) decides; without it, or when it says otherwise, not_html."""
+    path = tmp_path / "id.warc"
+
+    def record(uri: str, ctype: str, identified: str | None) -> bytes:
+        payload = f"HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\n\r\n".encode() + HTML
+        raw = _raw_record(uri, "response", "application/http; msgtype=response", payload)
+        if identified:
+            raw = raw.replace(
+                b"Content-Length:", f"WARC-Identified-Payload-Type: {identified}\r\nContent-Length:".encode(), 1
+            )
+        return raw
+
+    path.write_bytes(
+        record("https://a.example/octet", "application/octet-stream", "text/html")
+        + record("https://a.example/xhtml", "binary/octet-stream", "application/xhtml+xml")
+        + record("https://a.example/bare-octet", "application/octet-stream", None)
+        + record("https://a.example/zip", "application/octet-stream", "application/zip")
+        + record("https://a.example/pdf", "application/pdf", "text/html")  # a stated type is kept
+    )
+    out = list(read_warc_file(str(path), SourceSettings()))
+    assert [(x.url, getattr(x, "reason", None)) for x in out] == [
+        ("https://a.example/octet", None),
+        ("https://a.example/xhtml", None),
+        ("https://a.example/bare-octet", "not_html"),
+        ("https://a.example/zip", "not_html"),
+        ("https://a.example/pdf", "not_html"),
+    ]
+    assert out[0].html == HTML and out[0].content_type == "text/html"
+
+
 def test_warc_payloads_that_do_not_decode_are_failures(tmp_path):
     import gzip
 

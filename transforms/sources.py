@@ -26,13 +26,16 @@ import fsspec
 from apache_beam.metrics import Metrics
 
 from transforms.extract import source_host
-from transforms.http import TooLarge, codings, dechunk, decompress, detect_charset, parse_content_type
+from transforms.http import HTML_TYPES, TooLarge, codings, dechunk, decompress, detect_charset, parse_content_type
 from transforms.records import FAILED, FILTER_STAGE, METRICS_NAMESPACE, UTC, Document, Failure, utcnow
 
 LOG = logging.getLogger(__name__)
 
 SOURCE_KINDS = ("feeds", "warc", "jsonl", "text")
-HTML_TYPES = ("text/html", "application/xhtml+xml")
+#: Content types that say nothing about the payload: a response labelled so is taken as HTML
+#: when the archive's own detection (``WARC-Identified-Payload-Type``, written by Common Crawl
+#: and Heritrix-based crawlers) says it is
+GENERIC_TYPES = frozenset({"application/octet-stream", "binary/octet-stream", "application/unknown", "unknown/unknown"})
 
 
 class InputError(ValueError):
@@ -893,6 +896,9 @@ def _document_from_record(record, target: str, date: datetime | None, settings: 
         return _failure(target, stage, f"http_{status}", "archived HTTP status")
     if http is not None:  # an HTTP response without a Content-Type is given to extraction to judge
         content_type = (record.http_content_type or "").lower() or None
+        if content_type in GENERIC_TYPES:  # the server did not say: what the archiver found in it
+            identified = parse_content_type(record.headers.get("WARC-Identified-Payload-Type"))[0]
+            content_type = identified if identified in HTML_TYPES else content_type
         if content_type and content_type not in HTML_TYPES:
             return _failure(target, FILTER_STAGE, "not_html", content_type)
     else:  # no HTTP message (a crawler's dns: record, a resource): the record's own type decides
