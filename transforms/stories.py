@@ -1957,14 +1957,16 @@ class _LinkFn(beam.DoFn):
         url: str | None,
         known_stories: Mapping[str, str],
         fingerprint: FingerprintSettings,
+        continue_state: bool = True,
     ) -> None:
         self._settings = settings
         self._url = url
         self._known_stories = known_stories
         self._fingerprint = fingerprint
+        self._continue_state = continue_state
 
     def process(self, summaries):
-        previous = read_state(self._url)
+        previous = read_state(self._url) if self._continue_state else []
         firsts, first_cluster = first_readings(summaries)
         linked = link_clusters(firsts, previous, self._settings, self._known_stories, self._fingerprint)
         yield (*linked, first_cluster)
@@ -2066,7 +2068,9 @@ class GroupStories(beam.PTransform):
     ``content_hash``) are marked across windows (``marked_copy``, from small marks grouped by
     text), pointing to the article an earlier run wrote when ``known_hashes`` (content_hash ->
     article_id) has it; such a copy joins that article's story (``known_stories``: article id
-    -> story id, see ``link_clusters``)."""
+    -> story id, see ``link_clusters``). With ``continue_state`` false the state is not read
+    (a run that replaces the output: the articles its stories hold are removed) and the run's
+    own stories replace it."""
 
     def __init__(
         self,
@@ -2076,8 +2080,10 @@ class GroupStories(beam.PTransform):
         commit_token: str | None = None,
         known_hashes: Mapping[str, str] | None = None,
         known_stories: Mapping[str, str] | None = None,
+        continue_state: bool = True,
     ) -> None:
         super().__init__()
+        self._continue_state = continue_state
         self.settings = settings or StorySettings()
         self._known_hashes = dict(known_hashes or {})
         self._known_stories = dict(known_stories or {})
@@ -2121,7 +2127,10 @@ class GroupStories(beam.PTransform):
             clusters
             | "Summaries" >> beam.Map(lambda c: c.summary)
             | "AllClusters" >> beam.combiners.ToList()
-            | "LinkStories" >> beam.ParDo(_LinkFn(self.settings, self.state_url, self._known_stories, self.fingerprint))
+            | "LinkStories"
+            >> beam.ParDo(
+                _LinkFn(self.settings, self.state_url, self._known_stories, self.fingerprint, self._continue_state)
+            )
         )
         out = clusters | "SetStoryIds" >> beam.FlatMap(
             _emit_articles, routing=beam.pvalue.AsSingleton(linked | "Routing" >> beam.Map(_routing))
