@@ -1572,7 +1572,7 @@ def _text_article(doc: Document, settings: ExtractSettings, base: dict) -> Artic
     return Article(
         text=text,
         title=doc.title,
-        published_at=doc.published_at,
+        published_at=_not_future(doc.published_at, doc.fetched_at, settings.max_future_s),
         language=language_code(doc.language),
         author=doc.author,
         extractor="text",
@@ -1613,7 +1613,7 @@ def _extract_html_document(
         return _failure(doc, "no_text", f"{len(text)} characters of main text")
     published = (
         _not_future(parse_datetime(found["published"]), doc.fetched_at, settings.max_future_s)
-        or doc.published_at
+        or _not_future(doc.published_at, doc.fetched_at, settings.max_future_s)
         or _not_future(parse_datetime(found["date_heuristic"]), doc.fetched_at, settings.max_future_s)
     )
     categories = tuple(dict.fromkeys([*doc.categories, *found["categories"]]))
