@@ -412,6 +412,9 @@ def compact_stories(root: str, run_id: str, settings: SinkSettings) -> int:
     move(fs, tmp, posixpath.join(folder, name))
     for path in old:
         fs.rm(path)
+    staging = posixpath.join(base, "_tmp", run_id)  # its commit removed it once; made again above
+    if fs.exists(staging):
+        fs.rm(staging, recursive=True)
     return len(stories)
 
 
