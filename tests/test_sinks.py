@@ -236,3 +236,19 @@ def test_merging_story_rows_leaves_one_row_per_story_and_no_temporary_folder(tmp
     assert row["article_ids"] == ["a", "b"] and row["size"] == 2
     assert (row["first_published"].hour, row["last_published"].hour) == (9, 11)
     assert not list((tmp_path / "out").glob("_tmp/*"))
+
+
+def test_merged_story_row_takes_the_first_headline_when_the_earliest_row_has_none(tmp_path):
+    # A story started by untitled articles (plain text, a JSON line without a headline) and
+    # continued by a titled one in a later run has that headline, as one run over both gives.
+    from transforms.records import Story
+    from transforms.sinks import compact_stories
+
+    fs, base = fsspec.core.url_to_fs(str(tmp_path / "out"))
+    for run, title, ids, hour in (("run1", "", ("a",), 9), ("run2", "Bridge closed", ("a", "b"), 11)):
+        at = T.replace(hour=hour)
+        row = Story("s1", "politics", title, ids, len(ids), at, at, at, at.replace(hour=hour + 1))
+        write_table(fs, posixpath.join(base, "stories", f"part-{run}-00000.parquet"), "stories", [row], "zstd")
+    compact_stories(str(tmp_path / "out"), "run2", SinkSettings())
+    (row,) = ds.dataset(str(tmp_path / "out" / "stories"), format="parquet").to_table().to_pylist()
+    assert row["title"] == "Bridge closed" and row["article_ids"] == ["a", "b"]
