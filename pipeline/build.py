@@ -108,6 +108,10 @@ def build_pipeline(p: beam.Pipeline, plan: RunPlan):
         commit_token=plan.run_id,
         known_hashes=plan.known_hashes,
         known_stories=plan.known_stories,
+        # A run that replaces the output removes the articles of the stories kept in the
+        # output's own state: linking to them would leave story rows and duplicate_of pointing
+        # at articles that are gone. A state_path set apart is shared on purpose and kept.
+        continue_state=cfg.sink.mode == "append" or bool(cfg.stories.state_path),
     )
     grouped = with_topics | "GroupStories" >> grouping
 

@@ -14,9 +14,13 @@ import sys
 import time
 import uuid
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from pipeline.config import Config, ConfigError, load_config
 from pipeline.options import CliArgs, UsageError, parse_args
+
+if TYPE_CHECKING:
+    from transforms.sinks import SinkSettings
 
 LOG = logging.getLogger("storybeam")
 
@@ -283,17 +287,18 @@ def merge_summaries(parts: list[dict]) -> dict:
 _BATCH_SUFFIX = re.compile(r"-b\d{4}$")
 
 
-def invocation_summary(output: str, parts: list[dict], skipped: int = 0) -> dict:
+def invocation_summary(output: str, parts: list[dict], skipped: int = 0, sink: SinkSettings | None = None) -> dict:
     """summary.json of an invocation made of several committed runs (batches, or a run that
     appends), written after each of them: the invocation's counts so far (``stories``: the
     distinct stories of its articles), the whole output's rows (``articles_in_output``,
-    ``stories_in_output``), with the story rows of several runs merged first."""
+    ``stories_in_output``), with the story rows of several runs merged first (written as
+    ``sink``, the run's ``SinkSettings``, says: its compression)."""
     from transforms.sinks import SinkSettings, compact_stories, output_totals, runs_totals, write_summary
 
     total = merge_summaries(parts)
     runs = set(total["batches"])
     total["stories"] = runs_totals(output, runs)["stories"]
-    compact_stories(output, parts[-1]["run_id"], SinkSettings())
+    compact_stories(output, parts[-1]["run_id"], sink or SinkSettings())
     total.update(output_totals(output))
     total["skipped_inputs"] = skipped
     total["run_id"] = parts[-1]["run_id"]
@@ -301,7 +306,7 @@ def invocation_summary(output: str, parts: list[dict], skipped: int = 0) -> dict
     return total
 
 
-def finish_interrupted(output: str) -> None:
+def finish_interrupted(output: str, sink: SinkSettings | None = None) -> None:
     """--resume: finish the last invocation when it was killed after a commit and before its
     summary (summary.json names an older run, or one batch's own counts): its story rows are
     merged and its summary is made again from the manifest and its runs' files."""
@@ -317,7 +322,7 @@ def finish_interrupted(output: str) -> None:
     except (OSError, ValueError):  # missing or cut short
         summary = {}
     if summary.get("run_id") == last and ("batches" in summary or prefix == last):
-        compact_stories(output, last, SinkSettings())  # an appending run killed before merging
+        compact_stories(output, last, sink or SinkSettings())  # an appending run killed before merging
         return
     mine = [e for e in entries if _BATCH_SUFFIX.sub("", e["run_id"]) == prefix]
     parts = []
@@ -325,7 +330,7 @@ def finish_interrupted(output: str) -> None:
         totals = runs_totals(output, {entry["run_id"]})
         parts.append({**entry["counts"], "failures_by_reason": totals["failures_by_reason"], "run_id": entry["run_id"]})
     LOG.info("resume: finishing run %s (%d committed batch(es)): story rows merged, summary written", prefix, len(mine))
-    invocation_summary(output, parts)
+    invocation_summary(output, parts, sink=sink)
 
 
 def execute(plan, options, standard) -> dict | None:
@@ -347,7 +352,7 @@ def execute(plan, options, standard) -> dict | None:
         removed = remove_orphans(plan.output, runs)
         if removed:
             LOG.info("resume: removed %d file(s) of an interrupted commit", len(removed))
-        finish_interrupted(plan.output)
+        finish_interrupted(plan.output, plan.config.sink)
         files, skipped = remaining_inputs(plan.files, done)
         LOG.info("resume: %d input file(s) already processed, %d input(s) to go", skipped, len(files))
         if not files:
@@ -385,7 +390,7 @@ def execute(plan, options, standard) -> dict | None:
             story_of = {**new_stories, **story_of}
         parts.append(summary)
         if several:  # readers between batches see one row per story and the counts so far
-            summary = invocation_summary(plan.output, parts, skipped)
+            summary = invocation_summary(plan.output, parts, skipped, cfg.sink)
     return summary
 
 

@@ -247,10 +247,10 @@ def test_resume_finishes_a_run_killed_after_its_last_commit(archives, tmp_path, 
     # invocation's summary was written: summary.json holds the last batch's counts alone
     original = main.invocation_summary
 
-    def killed_after_last_commit(output, parts, skipped=0):
+    def killed_after_last_commit(output, parts, skipped=0, sink=None):
         if len(parts) == 3:
             raise SystemExit("killed")
-        return original(output, parts, skipped)
+        return original(output, parts, skipped, sink)
 
     out = tmp_path / "killed"
     monkeypatch.setattr(main, "invocation_summary", killed_after_last_commit)
@@ -267,3 +267,27 @@ def test_resume_finishes_a_run_killed_after_its_last_commit(archives, tmp_path, 
     stories = ds.dataset(str(out / "stories"), format="parquet").to_table().to_pylist()
     assert len(stories) == len({s["story_id"] for s in stories}) == expected["stories_in_output"]
     assert ids(out) == ids(full)
+
+
+def test_merged_story_rows_are_written_with_the_configured_compression(tmp_path):
+    """The story rows of several batches are merged into one file after each batch: that file
+    is written with sink.compression, as every other file (a reader may lack zstd)."""
+    import fsspec
+    import pyarrow.parquet as pq
+
+    from pipeline.main import invocation_summary
+    from transforms.records import Story
+    from transforms.sinks import write_table
+
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    fs, base = fsspec.core.url_to_fs(str(tmp_path / "out"))
+    for batch in range(2):  # enough rows that the columns are compressed (not written plain)
+        rows = [Story(f"{i:016x}", "general", "T", (f"{batch}{i:015x}",), 1, at, at, at, at) for i in range(200)]
+        write_table(fs, f"{base}/stories/part-r-b000{batch}-00000.parquet", "stories", rows, "snappy")
+    parts = [{"run_id": f"r-b000{b}", "inputs": 200, "articles": 200} for b in range(2)]
+    invocation_summary(str(tmp_path / "out"), parts, sink=SinkSettings(compression="snappy"))
+    (merged,) = (tmp_path / "out" / "stories").glob("*.parquet")
+    meta = pq.ParquetFile(merged).metadata
+    assert meta.num_rows == 200
+    codecs = {meta.row_group(0).column(i).compression for i in range(meta.num_columns)}
+    assert "ZSTD" not in codecs and "SNAPPY" in codecs

@@ -128,6 +128,22 @@ def test_page_date_in_the_future_gives_way_to_the_feed_date(page_date, feed_date
     assert art.published_at == want
 
 
+@pytest.mark.parametrize("html", [None, True])
+def test_a_record_date_in_the_future_is_ignored_as_a_page_date_is(html):
+    """A JSON line or feed entry dated far after it was read (2099 read in 2024) has no date
+    rather than a wrong one: one such article would otherwise push every story out of the
+    story state (kept for state_retention_days before the newest event time)."""
+    body = f"<html><head><title>Ferry timetable changes</title></head><body><article>{_BODY}</article></body></html>"
+    doc = Document(
+        url="https://port.example/ferry", source_kind="jsonl", fetched_at=T0,
+        html=body.encode() if html else None, text=None if html else "Body line one.\nBody line two.",
+        published_at=datetime(2099, 1, 1, tzinfo=UTC),
+    )  # fmt: skip
+    art = extract_document(doc, ExtractSettings(metadata_heuristics=("title",)))
+    assert isinstance(art, Article)
+    assert art.published_at is None
+
+
 def test_plain_text_passes_through():
     doc = Document(
         url="https://example.org/t", source_kind="text", fetched_at=T0,

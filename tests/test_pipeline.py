@@ -173,3 +173,24 @@ def test_bad_config_exits_2_naming_the_key(tmp_path, capsys):
 
 def test_bad_flag_exits_2(capsys):
     assert run(["--source", "carrier-pigeon"]) == EXIT_USAGE
+
+
+def test_a_replacing_rerun_leaves_no_link_to_the_articles_it_removed(sample_run, tmp_path):
+    """A re-run in the default replace mode removes the earlier run's articles, so its own
+    rows must not point at them: no duplicate_of, no story row listing an article that is gone."""
+    out = tmp_path / "out"
+    shutil.copytree(sample_run, out)
+    original = next(a for a in read(out, "articles") if a["source"] == "harbourgazette.example")
+    copy = {"url": "https://mirror.example/bridge", "text": original["text"], "title": original["title"]}
+    copy["published"] = original["published_at"].isoformat()
+    (tmp_path / "copy.jsonl").write_text(json.dumps(copy) + "\n")
+    assert run(["--source", "jsonl", "--input", str(tmp_path / "copy.jsonl"), "--output", str(out)]) == 0
+
+    articles = read(out, "articles")
+    assert [a["url"] for a in articles] == ["https://mirror.example/bridge"]
+    assert articles[0]["duplicate_of"] is None
+    (story,) = read(out, "stories")
+    assert story["story_id"] == articles[0]["story_id"]
+    assert story["article_ids"] == [articles[0]["article_id"]] and story["size"] == 1
+    s = summary(out)
+    assert s["articles"] == 1 and s["duplicates"] == 0 and s["stories"] == 1

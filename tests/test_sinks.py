@@ -217,3 +217,38 @@ def test_write_outputs_counts_articles_from_marks_or_from_the_articles_alike(tmp
     # 13 articles over two dates at 4 rows per file: 7 -> 2 files, 6 -> 2 files
     assert sum(name.startswith("articles/") for name in marked) == 4
     assert {"stories/part-run1-00000.parquet", "failures/part-run1-00000.parquet"} <= set(marked)
+
+
+def test_merging_story_rows_leaves_one_row_per_story_and_no_temporary_folder(tmp_path):
+    from transforms.records import Story
+    from transforms.sinks import compact_stories
+
+    def story(run: str, ids: tuple[str, ...], hours: int) -> None:
+        at = T.replace(hour=hours)
+        row = Story("s1", "politics", "Title", ids, len(ids), at, at, at, at.replace(hour=hours + 1))
+        fs, base = fsspec.core.url_to_fs(str(tmp_path / "out"))
+        write_table(fs, posixpath.join(base, "stories", f"part-{run}-00000.parquet"), "stories", [row], "zstd")
+
+    story("run1", ("a",), 9)
+    story("run2", ("b",), 11)
+    assert compact_stories(str(tmp_path / "out"), "run2", SinkSettings()) == 1
+    (row,) = ds.dataset(str(tmp_path / "out" / "stories"), format="parquet").to_table().to_pylist()
+    assert row["article_ids"] == ["a", "b"] and row["size"] == 2
+    assert (row["first_published"].hour, row["last_published"].hour) == (9, 11)
+    assert not list((tmp_path / "out").glob("_tmp/*"))
+
+
+def test_merged_story_row_takes_the_first_headline_when_the_earliest_row_has_none(tmp_path):
+    # A story started by untitled articles (plain text, a JSON line without a headline) and
+    # continued by a titled one in a later run has that headline, as one run over both gives.
+    from transforms.records import Story
+    from transforms.sinks import compact_stories
+
+    fs, base = fsspec.core.url_to_fs(str(tmp_path / "out"))
+    for run, title, ids, hour in (("run1", "", ("a",), 9), ("run2", "Bridge closed", ("a", "b"), 11)):
+        at = T.replace(hour=hour)
+        row = Story("s1", "politics", title, ids, len(ids), at, at, at, at.replace(hour=hour + 1))
+        write_table(fs, posixpath.join(base, "stories", f"part-{run}-00000.parquet"), "stories", [row], "zstd")
+    compact_stories(str(tmp_path / "out"), "run2", SinkSettings())
+    (row,) = ds.dataset(str(tmp_path / "out" / "stories"), format="parquet").to_table().to_pylist()
+    assert row["title"] == "Bridge closed" and row["article_ids"] == ["a", "b"]

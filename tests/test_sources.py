@@ -395,6 +395,29 @@ def test_warc_filters_skip_by_date_and_host(tmp_path):
     assert counts.skipped == 2
 
 
+def test_record_dates_in_no_plausible_year_are_taken_as_absent(tmp_path):
+    """A record dated year 1 or 9999 (a typo, a sentinel) would put its article in an
+    event-time window the run cannot compute and stop the whole run: such a date counts as
+    none (published: none; fetched / WARC-Date: the run's time), as for page dates."""
+    lines = [
+        {"url": "https://a.example/1", "text": "Words.", "published": "0001-01-01T00:00:00Z"},
+        {"url": "https://a.example/2", "text": "Words.", "published": "9999-12-31T23:59:59Z", "fetched": "9999-12-31"},
+        {"url": "https://a.example/3", "text": "Words.", "published": "2025-10-25T10:00:00Z"},
+    ]
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    docs = list(read_jsonl_file(str(path), SourceSettings(), NOW))
+    assert [d.published_at for d in docs] == [None, None, datetime(2025, 10, 25, 10, tzinfo=timezone.utc)]
+    assert [d.fetched_at for d in docs] == [NOW, NOW, NOW]
+
+    warc = tmp_path / "far.warc.gz"
+    write_warc(
+        str(warc), [("https://far.example/a", HTML, datetime(9999, 12, 31, 12, tzinfo=timezone.utc), "text/html")]
+    )
+    (doc,) = read_warc_file(str(warc), SourceSettings(), WarcCounts())
+    assert doc.fetched_at.year < 9999
+
+
 def test_missing_input_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="matches no file"):
         expand_inputs([str(tmp_path / "nothing-*.warc.gz")])

@@ -573,6 +573,30 @@ def test_group_stories_pipeline_is_stable_across_windows_runs_and_order(seeds, t
     assert sorted(second["stories"], key=lambda s: s.story_id) == sorted(first["stories"], key=lambda s: s.story_id)
 
 
+@pytest.mark.slow
+def test_a_text_read_under_a_dropped_reading_of_a_url_is_nobodys_copy(topics) -> None:
+    # One URL read twice with two texts: the later reading (a different article) is dropped as
+    # duplicate_url. Articles with that reading's text must not point at the URL's article,
+    # whose row holds the other text: neither within the window (near duplicates) nor
+    # across windows (exact copies).
+    first = make("https://city.example/bikes", *BIKE_LANES)
+    reused = make(first.url, *TOKYO_VISIT, hours=30)
+    same_window = make("https://wire.example/tokyo", *TOKYO_VISIT, hours=31)
+    next_window = make("https://mirror.example/tokyo", *TOKYO_VISIT, hours=55)
+    articles = [first, reused, same_window, next_window]
+    articles = [a.__class__(**{**_fields(a), "topic": assign_topic(a, topics)[0]}) for a in articles]
+
+    out = _run_group_stories(articles, "memory://storybeam-dropped-reading")
+    by_id = {a.article_id: a for a in out["articles"]}
+    assert [f.url for f in out["failed"]] == [reused.url]
+    assert by_id[first.article_id].text == BIKE_LANES[1] and by_id[first.article_id].duplicate_of is None
+    assert by_id[same_window.article_id].duplicate_of is None
+    assert by_id[next_window.article_id].duplicate_of == same_window.article_id
+    assert by_id[next_window.article_id].story_id == by_id[same_window.article_id].story_id
+    story_of_first = next(s for s in out["stories"] if s.story_id == by_id[first.article_id].story_id)
+    assert story_of_first.article_ids == (first.article_id,)
+
+
 # --- similarity building blocks -----------------------------------------------------------
 
 

@@ -370,8 +370,9 @@ class SkipKnownArticles(beam.PTransform):
 
 def compact_stories(root: str, run_id: str, settings: SinkSettings) -> int:
     """Merge story rows that several runs wrote for the same story_id into one row per story
-    (union of article ids, earliest/latest dates, the earliest row's title) and replace the
-    stories/ files with the result; returns the number of stories. Used after each batch of
+    (union of article ids, earliest/latest dates, the earliest row's title, or the first
+    headline of a later row when it has none) and replace the stories/ files with the result;
+    returns the number of stories. Used after each batch of
     batched, appending or resumed runs, and by ``--resume`` to finish a run killed after its
     last commit. Nothing is rewritten when every story has one row already. A kill midway
     leaves rows twice (the merged file is moved in before the old ones go), never fewer."""
@@ -394,6 +395,7 @@ def compact_stories(root: str, run_id: str, settings: SinkSettings) -> int:
             merged[row["story_id"]] = dict(row, article_ids=list(row["article_ids"] or []))
             continue
         cur["article_ids"] = sorted(set(cur["article_ids"]) | set(row["article_ids"] or []))
+        cur["title"] = cur["title"] or row["title"]  # as link_clusters: the first headline
         for key, pick in (
             ("first_published", min),
             ("window_start", min),
@@ -412,6 +414,9 @@ def compact_stories(root: str, run_id: str, settings: SinkSettings) -> int:
     move(fs, tmp, posixpath.join(folder, name))
     for path in old:
         fs.rm(path)
+    staging = posixpath.join(base, "_tmp", run_id)  # its commit removed it once; made again above
+    if fs.exists(staging):
+        fs.rm(staging, recursive=True)
     return len(stories)
 
 

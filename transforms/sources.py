@@ -141,6 +141,21 @@ def parse_datetime(value: object, *, strict: bool = False) -> datetime | None:
         return None
 
 
+#: Years a record's own date (JSON lines ``published`` / ``fetched``, WARC-Date) may fall in, as
+#: for page dates (``extract.parse_datetime``): outside, it is a typo or a sentinel (0001, 9999)
+#: and counts as no date; such a year would put the article in an event-time window that cannot
+#: be computed, and stop the run.
+RECORD_YEARS = (1990, 2100)
+
+
+def record_datetime(value: object) -> datetime | None:
+    """``parse_datetime`` of a record's date, None when it is in no plausible year."""
+    parsed = value if isinstance(value, datetime) else parse_datetime(value)
+    if parsed is None or not RECORD_YEARS[0] <= parsed.year <= RECORD_YEARS[1]:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
 def _failure(url: str, stage: str, reason: str, detail: str) -> Failure:
     return Failure(url=url, stage=stage, reason=reason, detail=detail[:500], at=utcnow())
 
@@ -266,12 +281,12 @@ def document_from_json(obj: object, fetched_at: datetime) -> Document:
     return Document(
         url=url.strip(),
         source_kind="jsonl",
-        fetched_at=parse_datetime(obj.get("fetched")) or fetched_at,
+        fetched_at=record_datetime(obj.get("fetched")) or fetched_at,
         html=html.encode("utf-8") if html is not None else None,
         charset="utf-8" if html is not None else None,
         text=text,
         title=title,
-        published_at=parse_datetime(obj.get("published")),
+        published_at=record_datetime(obj.get("published")),
         language=_field(obj, "language"),
         author=_field(obj, "author"),
         categories=tuple(str(c) for c in categories) if isinstance(categories, list) else (),
@@ -831,7 +846,9 @@ def read_warc_file(
         if not selected:
             counts.skipped += 1
             return _Held(offset, target, [], False)
-        return _Held(offset, target, [_document_from_record(record, target, date, settings)] if read else [], True)
+        # a date in no plausible year selects as it reads, and the record is read as undated
+        read_as = [_document_from_record(record, target, record_datetime(date), settings)] if read else []
+        return _Held(offset, target, read_as, True)
 
     position = start
     check = None

@@ -1792,10 +1792,7 @@ def cluster_window(
     unique: dict[str, Article] = {}
     dropped: list[Article] = []
 
-    def order(a):
-        return (*representative_key(a), a.fetched_at, a.content_hash, a.url)
-
-    for article in sorted(articles, key=order):
+    for article in sorted(articles, key=reading_key):
         if article.article_id in unique:
             dropped.append(article)
         else:
@@ -1957,14 +1954,16 @@ class _LinkFn(beam.DoFn):
         url: str | None,
         known_stories: Mapping[str, str],
         fingerprint: FingerprintSettings,
+        continue_state: bool = True,
     ) -> None:
         self._settings = settings
         self._url = url
         self._known_stories = known_stories
         self._fingerprint = fingerprint
+        self._continue_state = continue_state
 
     def process(self, summaries):
-        previous = read_state(self._url)
+        previous = read_state(self._url) if self._continue_state else []
         firsts, first_cluster = first_readings(summaries)
         linked = link_clusters(firsts, previous, self._settings, self._known_stories, self._fingerprint)
         yield (*linked, first_cluster)
@@ -2039,6 +2038,28 @@ def _emit_articles(cluster: _WindowCluster, routing):
         yield beam.pvalue.TaggedOutput(records.FAILED, _duplicate_url(article))
 
 
+def reading_key(article: Article) -> tuple:
+    """Order of the readings of one article id (one URL read twice): the first is kept, as
+    ``cluster_window`` keeps the first of a window."""
+    return (*representative_key(article), article.fetched_at, article.content_hash, article.url)
+
+
+def first_reading(article_id: str, keys: Iterable[tuple]) -> Iterator[tuple[str, tuple]]:
+    """``reading_key``s of one article id -> (id, key of the reading kept) when it was read in
+    more than one way (nothing for the usual single reading)."""
+    keys = set(keys)
+    if len(keys) > 1:
+        yield article_id, min(keys)
+
+
+def _later_reading_dropped(article: Article, first: Mapping[str, tuple]):
+    kept = first.get(article.article_id)
+    if kept is None or reading_key(article) == kept:
+        yield article
+    else:
+        yield beam.pvalue.TaggedOutput(records.FAILED, _duplicate_url(article))
+
+
 def _duplicate_url(article: Article) -> records.Failure:
     beam.metrics.Metrics.counter(records.METRICS_NAMESPACE, "filter_duplicate_url").inc()
     return records.Failure(
@@ -2066,7 +2087,9 @@ class GroupStories(beam.PTransform):
     ``content_hash``) are marked across windows (``marked_copy``, from small marks grouped by
     text), pointing to the article an earlier run wrote when ``known_hashes`` (content_hash ->
     article_id) has it; such a copy joins that article's story (``known_stories``: article id
-    -> story id, see ``link_clusters``)."""
+    -> story id, see ``link_clusters``). With ``continue_state`` false the state is not read
+    (a run that replaces the output: the articles its stories hold are removed) and the run's
+    own stories replace it."""
 
     def __init__(
         self,
@@ -2076,8 +2099,10 @@ class GroupStories(beam.PTransform):
         commit_token: str | None = None,
         known_hashes: Mapping[str, str] | None = None,
         known_stories: Mapping[str, str] | None = None,
+        continue_state: bool = True,
     ) -> None:
         super().__init__()
+        self._continue_state = continue_state
         self.settings = settings or StorySettings()
         self._known_hashes = dict(known_hashes or {})
         self._known_stories = dict(known_stories or {})
@@ -2087,6 +2112,19 @@ class GroupStories(beam.PTransform):
 
     def expand(self, articles):
         window_s = self.settings.window_hours * 3600
+        # One reading per article id, decided before copies are looked for: a text read only
+        # under a reading that is dropped must not make its copies point at an article whose
+        # row holds another text. Decided from small marks, like the copies below.
+        kept_readings = (
+            articles
+            | "MarkReadings" >> beam.Map(lambda a: (a.article_id, reading_key(a)))
+            | "GroupReadings" >> beam.GroupByKey()
+            | "FirstReadings" >> beam.FlatMapTuple(first_reading)
+        )
+        readings = articles | "DropLaterReadings" >> beam.FlatMap(
+            _later_reading_dropped, first=beam.pvalue.AsDict(kept_readings)
+        ).with_outputs(records.FAILED, main="kept")
+        articles = readings.kept
         # Exact copies are found across all windows of the run by grouping small marks, not
         # the articles: the articles travel through one shuffle only, the one by topic.
         representatives = (
@@ -2121,7 +2159,10 @@ class GroupStories(beam.PTransform):
             clusters
             | "Summaries" >> beam.Map(lambda c: c.summary)
             | "AllClusters" >> beam.combiners.ToList()
-            | "LinkStories" >> beam.ParDo(_LinkFn(self.settings, self.state_url, self._known_stories, self.fingerprint))
+            | "LinkStories"
+            >> beam.ParDo(
+                _LinkFn(self.settings, self.state_url, self._known_stories, self.fingerprint, self._continue_state)
+            )
         )
         out = clusters | "SetStoryIds" >> beam.FlatMap(
             _emit_articles, routing=beam.pvalue.AsSingleton(linked | "Routing" >> beam.Map(_routing))
@@ -2130,7 +2171,7 @@ class GroupStories(beam.PTransform):
         result = {
             "articles": out.articles,
             "stories": stories,
-            "failed": out[records.FAILED],
+            "failed": (readings[records.FAILED], out[records.FAILED]) | "RepeatedReadings" >> beam.Flatten(),
         }
         if self._commit_token is None:
             _ = linked | "WriteStoryState" >> beam.Map(self._save)
