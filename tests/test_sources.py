@@ -134,6 +134,31 @@ def test_jsonl_bad_lines_become_failures(tmp_path):
     assert out[3].title == "Short title" and out[3].text == "Body text."
 
 
+def test_a_json_array_or_a_pretty_printed_record_is_read_as_records(tmp_path):
+    """What ``json.dump(records, f, indent=2)`` writes is read as its records, not as one
+    bad_json row per line of its layout; a record that is wrong is named by its position."""
+    records = [
+        {"url": "https://a.example/1", "text": "Ferry runs again\n\nThe ferry runs again."},
+        {"url": "https://a.example/2"},
+        {"url": "https://a.example/3", "html": "<p>hi</p>"},
+    ]
+    (tmp_path / "array.json").write_text(json.dumps(records, indent=2))
+    out = list(read_jsonl_file(str(tmp_path / "array.json"), SourceSettings(), NOW))
+    assert [type(x).__name__ for x in out] == ["Document", "Failure", "Document"]
+    assert out[0].title == "Ferry runs again" and out[2].html == b"<p>hi</p>"
+    assert (out[1].url, out[1].reason) == (f"{tmp_path / 'array.json'}#2", "bad_record")
+    (tmp_path / "one.json").write_text("\n" + json.dumps(records[0], indent=2))
+    (doc,) = read_jsonl_file(str(tmp_path / "one.json"), SourceSettings(), NOW)
+    assert doc.url == "https://a.example/1"
+    (tmp_path / "cut.json").write_text(json.dumps(records, indent=2)[:-20])
+    (failure,) = read_jsonl_file(str(tmp_path / "cut.json"), SourceSettings(), NOW)
+    assert (failure.url, failure.reason) == (str(tmp_path / "cut.json"), "bad_json")
+    (failure,) = read_jsonl_file(str(tmp_path / "array.json"), SourceSettings(max_record_bytes=10), NOW)
+    assert failure.reason == "too_large"
+    (tmp_path / "blank.jsonl").write_text("\n\n")
+    assert list(read_jsonl_file(str(tmp_path / "blank.jsonl"), SourceSettings(), NOW)) == []
+
+
 @pytest.mark.parametrize(
     "value",
     [

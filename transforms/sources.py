@@ -20,6 +20,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import chain
 
 import apache_beam as beam
 import fsspec
@@ -293,10 +294,30 @@ def document_from_json(obj: object, fetched_at: datetime) -> Document:
     )
 
 
+#: A file of one JSON value (an array of records, or one pretty-printed record) is read whole,
+#: up to this many times ``max_record_bytes``; larger ones should be written as JSON lines
+JSON_FILE_RECORDS = 20
+
+
 def read_jsonl_file(url: str, settings: SourceSettings, fetched_at: datetime) -> Iterator[Document | Failure]:
+    """One JSON lines file -> a Document or Failure per non-blank line (``<url>#L<line>``).
+
+    A file whose first line opens a JSON array, or a pretty-printed object that the line alone
+    does not close (what ``json.dump`` writes), is read as one JSON value instead
+    (``_read_json_value``): its records are ``<url>#<n>`` (1-based), not one ``bad_json`` row
+    per line of the layout."""
     try:
         with fsspec.open(url, "rb", compression="infer") as handle:
-            for lineno, raw in enumerate(handle, start=1):
+            lines = enumerate(handle, start=1)
+            opening = next(((n, raw) for n, raw in lines if raw.strip()), None)
+            if opening is None:
+                return
+            first = opening[1]
+            if _opens_json_value(first):
+                cap = JSON_FILE_RECORDS * settings.max_record_bytes
+                yield from _read_json_value(url, first + handle.read(cap + 1 - len(first)), cap, fetched_at)
+                return
+            for lineno, raw in chain([opening], lines):
                 if not raw.strip():
                     continue
                 where = f"{url}#L{lineno}"
@@ -309,8 +330,39 @@ def read_jsonl_file(url: str, settings: SourceSettings, fetched_at: datetime) ->
                     yield _failure(where, "read", "bad_json", str(err))
                 except ValueError as err:
                     yield _failure(where, "read", "bad_record", str(err))
-    except (OSError, EOFError) as err:
+    except (OSError, EOFError, zlib.error) as err:
         yield _failure(url, "read", "unreadable", repr(err))
+
+
+def _opens_json_value(line: bytes) -> bool:
+    """Whether the first line of a file starts a JSON value that spans lines: an array, or an
+    object that is not complete on its own line."""
+    head = line.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith(b"["):
+        return True
+    if not head.startswith(b"{"):
+        return False
+    try:
+        json.loads(line)
+    except ValueError:
+        return True
+    return False
+
+
+def _read_json_value(url: str, data: bytes, cap: int, fetched_at: datetime) -> Iterator[Document | Failure]:
+    if len(data) > cap:
+        yield _failure(url, "read", "too_large", f"a JSON file of more than {cap} bytes: write JSON lines instead")
+        return
+    try:
+        value = json.loads(data)
+    except ValueError as err:  # JSONDecodeError, or bytes that are not UTF-8/16/32
+        yield _failure(url, "read", "bad_json", str(err))
+        return
+    for n, record in enumerate(value if isinstance(value, list) else [value], start=1):
+        try:
+            yield document_from_json(record, fetched_at)
+        except ValueError as err:
+            yield _failure(f"{url}#{n}", "read", "bad_record", str(err))
 
 
 # --------------------------------------------------------------------------- WARC
