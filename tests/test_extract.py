@@ -955,6 +955,19 @@ def test_cleaned_backup_made_when_read_changes_no_result(monkeypatch, page):
         assert built  # the backup was read (short text: the jusText check; the forum path)
 
 
+def test_a_text_record_too_short_for_an_article_is_filtered_not_failed():
+    """A text record is read as it is: when it is empty or shorter than min_text_chars nothing
+    went wrong, and it must not count towards max_failure_ratio (like the cleaning stage's
+    empty_text / too_short rows)."""
+    settings = ExtractSettings(min_text_chars=20)
+    rows = []
+    for text in ("", "Just a headline"):
+        doc = Document(url="https://example.org/t", source_kind="text", fetched_at=T0, text=text, title="Title")
+        rows.append(extract_document(doc, settings))
+    assert [(r.stage, r.reason) for r in rows] == [("filter", "empty_text"), ("filter", "too_short")]
+    assert "15 characters" in rows[1].detail
+
+
 def test_record_with_html_and_text_falls_back_to_its_text_when_the_html_has_none():
     from transforms.extract import ExtractSettings, extract_document
     from transforms.records import Article, Document

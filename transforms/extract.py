@@ -80,7 +80,7 @@ from lxml import etree
 
 from transforms.fastxpath import compile_selector
 from transforms.http import BINARY_MAGIC, detect_charset, parse_content_type
-from transforms.records import Article, Document, Failure
+from transforms.records import FILTER_STAGE, Article, Document, Failure
 
 STAGE = "extract"
 _ISOLATION_MODES = ("auto", "signal", "thread", "process", "none")
@@ -1568,7 +1568,11 @@ def extract_document(
 def _text_article(doc: Document, settings: ExtractSettings, base: dict) -> Article | Failure:
     text = doc.text.strip()
     if _too_short(text, settings):
-        return _failure(doc, "no_text", f"{len(text)} characters of text")
+        # nothing went wrong: the record is read, and too short to be an article (as the
+        # cleaning stage's own test on what is left)
+        reason = "too_short" if text else "empty_text"
+        detail = f"{len(text)} characters of text < extract.min_text_chars {settings.min_text_chars}"
+        return Failure(doc.url, FILTER_STAGE, reason, detail, doc.fetched_at)
     return Article(
         text=text,
         title=doc.title,
