@@ -155,6 +155,24 @@ def test_exact_and_near_copies_point_to_the_earliest_article() -> None:
     assert find_duplicates(articles[::-1], FingerprintSettings()) == groups
 
 
+def test_copies_published_at_the_same_time_are_represented_by_the_first_fetched() -> None:
+    """A tie on the published time goes to the first fetched copy, then to the smaller id: the
+    same choice a backfill in batches makes, where the copy an earlier batch wrote stays."""
+    import dataclasses
+
+    published = T0 - timedelta(days=1)
+    copies = [
+        dataclasses.replace(_article(f"https://paper-{c}.example/water", WIRE, hours=h), published_at=published)
+        for c, h in (("a", 3), ("b", 1), ("c", 2))
+    ]
+    first = copies[1]
+    groups = find_duplicates(copies, FingerprintSettings())
+    assert groups == {c.article_id: first.article_id for c in copies if c is not first}
+    same_fetch = [dataclasses.replace(c, fetched_at=T0) for c in copies]
+    smallest = min(c.article_id for c in same_fetch)
+    assert set(find_duplicates(same_fetch, FingerprintSettings()).values()) == {smallest}
+
+
 def test_union_find_root_is_the_first_item_by_key_in_any_join_order() -> None:
     import itertools
 

@@ -456,8 +456,10 @@ def signature_matches(
 
 
 def representative_key(article: Article) -> tuple:
-    """Order in which articles become representatives: earliest published, then smallest id."""
-    return (article.event_time, article.article_id)
+    """Order in which articles become representatives: earliest published, then first fetched
+    (so that a run over the whole archive and one in batches, which keeps what an earlier
+    batch wrote, agree on copies published at the same time), then smallest id."""
+    return (article.event_time, article.fetched_at, article.article_id)
 
 
 def _similar(a: frozenset[str], b: frozenset[str], settings: FingerprintSettings) -> bool:
@@ -503,8 +505,8 @@ def find_duplicates(articles: list[Article], settings: FingerprintSettings) -> d
     Exact duplicates share ``content_hash``; near duplicates are LSH candidates (any band of
     ``signature`` equal) whose actual shingle similarity passes ``near_dup_jaccard`` or
     ``near_dup_containment``. Groups are the connected components of these links; the
-    representative is the earliest published member, then the smallest article_id, so the
-    result does not depend on input order. Representatives are not keys of the result.
+    representative is the first member by ``representative_key`` (earliest published, first
+    fetched, smallest article_id), so the result does not depend on input order. Representatives are not keys of the result.
     Articles repeating an article_id are counted once.
     """
     unique: dict[str, Article] = {}

@@ -1385,7 +1385,8 @@ class ClusterSummary:
     #: a copy's story is its representative's (``link_clusters``)
     copies_of: tuple[str, ...] = ()
     #: its articles that are nobody's copy, for near duplicates across windows and runs: JSON
-    #: of [article id, event time (Unix s), distinct shingles, packed signature], in
+    #: of [article id, event time (Unix s), fetch time (Unix s), distinct shingles, packed
+    #: signature], in
     #: representative order (one string, as ``profile_json``)
     originals_json: str = "[]"
 
@@ -1475,7 +1476,8 @@ def link_clusters(
     (``ClusterSummary.originals_json``) are compared with those of the story it joins
     (``StoryState.originals`` and earlier clusters of the run) by ``signatures_match``. A near
     copy's group has one representative: an article an earlier run wrote (it is written
-    already), else the earliest published, then smallest id, as inside a window.
+    already), else the earliest published, then first fetched, then smallest id, as inside a
+    window (``representative_key``).
 
     Returns (cluster key -> story id, stories touched in this run, full new state, article id
     -> representative for this run's near copies found across clusters; their own copies
@@ -1646,7 +1648,7 @@ class _NearCopies:
         self._written = {entry[0] for originals in self._state.values() for entry in originals}
 
     def _rank_of(self, article_id: str) -> tuple:
-        return self._rank.get(article_id) or (0, 0.0, article_id)
+        return self._rank.get(article_id) or (0, 0.0, 0.0, article_id)
 
     def _pool(self, story_id: str) -> _Pool:
         pool = self._pools.get(story_id)
@@ -1660,10 +1662,10 @@ class _NearCopies:
         pool = self._pool(story_id)
         signatures, counts = pool.matrix()  # the story before this cluster
         fresh = []
-        for article_id, event_s, count, packed in json.loads(cluster.originals_json):
+        for article_id, event_s, fetched_s, count, packed in json.loads(cluster.originals_json):
             if article_id in self._rank or article_id in self._written:  # re-read: known already
                 continue
-            self._rank[article_id] = (1, event_s, article_id)
+            self._rank[article_id] = (1, event_s, fetched_s, article_id)  # as ``representative_key``
             signature = unpack_signature(packed)
             for row in np.flatnonzero(signature_matches(signature, count, signatures, counts, self._fingerprint)):
                 self._groups.union(article_id, pool.ids[row])
@@ -1831,7 +1833,13 @@ def cluster_window(
             copies_of=tuple(sorted({a.duplicate_of for a in everyone if a.duplicate_of})),
             originals_json=json.dumps(
                 [
-                    [a.article_id, a.event_time.timestamp(), a.shingle_count, pack_signature(a.signature)]
+                    [
+                        a.article_id,
+                        a.event_time.timestamp(),
+                        a.fetched_at.timestamp(),
+                        a.shingle_count,
+                        pack_signature(a.signature),
+                    ]
                     for a in everyone
                     if not a.duplicate_of and len(a.signature) == fingerprint.num_perm
                 ]
@@ -1856,7 +1864,7 @@ def copy_mark(article: Article) -> tuple[str, tuple]:
 
 def copy_representative(key: str, marks: Iterable[tuple]) -> Iterator[tuple[str, str]]:
     """``copy_mark``s of one content key -> (key, representative id) when more than one article
-    id has that text: the earliest published, then smallest id. Nothing for a text read under
+    id has that text: the first by ``representative_key``. Nothing for a text read under
     one id only (repeated reads of one id are not copies; ``cluster_window`` drops them)."""
     marks = list(marks)
     if len({article_id for _, article_id in marks}) > 1:
