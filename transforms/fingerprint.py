@@ -506,8 +506,9 @@ def find_duplicates(articles: list[Article], settings: FingerprintSettings) -> d
     ``signature`` equal) whose actual shingle similarity passes ``near_dup_jaccard`` or
     ``near_dup_containment``. Groups are the connected components of these links; the
     representative is the first member by ``representative_key`` (earliest published, first
-    fetched, smallest article_id), so the result does not depend on input order. Representatives are not keys of the result.
-    Articles repeating an article_id are counted once.
+    fetched, smallest article_id), so the result does not depend on input order.
+    Representatives are not keys of the result. Articles repeating an article_id are counted
+    once.
     """
     unique: dict[str, Article] = {}
     for article in sorted(articles, key=representative_key):

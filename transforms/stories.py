@@ -1386,8 +1386,7 @@ class ClusterSummary:
     copies_of: tuple[str, ...] = ()
     #: its articles that are nobody's copy, for near duplicates across windows and runs: JSON
     #: of [article id, event time (Unix s), fetch time (Unix s), distinct shingles, packed
-    #: signature], in
-    #: representative order (one string, as ``profile_json``)
+    #: signature], in representative order (one string, as ``profile_json``)
     originals_json: str = "[]"
 
     @property
@@ -2048,8 +2047,9 @@ def _emit_articles(cluster: _WindowCluster, routing):
 
 def reading_key(article: Article) -> tuple:
     """Order of the readings of one article id (one URL read twice): the first is kept, as
-    ``cluster_window`` keeps the first of a window."""
-    return (*representative_key(article), article.fetched_at, article.content_hash, article.url)
+    ``cluster_window`` keeps the first of a window. ``representative_key`` orders by fetch
+    time already; the text and URL break what ties remain."""
+    return (*representative_key(article), article.content_hash, article.url)
 
 
 def first_reading(article_id: str, keys: Iterable[tuple]) -> Iterator[tuple[str, tuple]]:
