@@ -9,7 +9,7 @@ Every stage hands documents it cannot handle to a ``failed`` side output; all of
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -44,7 +44,7 @@ class RunPlan:
     poll_interval_s: float | None = None
     stop_after: int | None = None
     # article ids already in the output (appending runs); those articles are filtered
-    known_ids: frozenset[str] = frozenset()
+    known_ids: Set[str] = frozenset()  # a knownindex.HexSet when many
     # content_hash -> article_id of articles in the output (appending runs): a later exact copy
     # is marked duplicate_of that article
     known_hashes: Mapping[str, str] = dataclasses.field(default_factory=dict)

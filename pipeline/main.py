@@ -340,6 +340,7 @@ def execute(plan, options, standard) -> dict | None:
     import dataclasses
 
     from pipeline.streaming import wants_streaming
+    from transforms.knownindex import HexMap, HexSet
     from transforms.sinks import existing_articles, read_manifest, remove_orphans
 
     if wants_streaming(plan, bool(standard.streaming)):  # its sink commits and summarises per pane
@@ -363,7 +364,7 @@ def execute(plan, options, standard) -> dict | None:
     summary = None
     # Article ids already in the output: read whole once, then only each new batch's files.
     appending = plan.resume or cfg.sink.mode == "append"
-    known, hashes, story_of = existing_articles(plan.output) if appending else (frozenset(), {}, {})
+    known, hashes, story_of = existing_articles(plan.output) if appending else (HexSet(), HexMap(), HexMap())
     # one run that replaces the output: its own summary is the invocation's
     several = len(batches) > 1 or appending
     for i, batch in enumerate(batches):
@@ -379,6 +380,8 @@ def execute(plan, options, standard) -> dict | None:
             known_stories=story_of if mode == "append" else {},
             config=cfg.replace("sink", mode=mode),
         )
+        if mode == "append" and len(known):
+            step = _with_stored_known(step)
         if len(batches) > 1:
             LOG.info("batch %d/%d: %d input(s): %s ... %s", i + 1, len(batches), len(batch), batch[0], batch[-1])
         summary = run_once(step, options, standard)
@@ -386,12 +389,29 @@ def execute(plan, options, standard) -> dict | None:
             return None
         if i + 1 < len(batches):
             ids, new_hashes, new_stories = existing_articles(plan.output, {run_id})
-            known, hashes = known | ids, {**new_hashes, **hashes}  # the earlier run's article stays first
-            story_of = {**new_stories, **story_of}
+            known, hashes = known | ids, hashes.first_wins(new_hashes)  # the earlier run's article stays
+            story_of = story_of.first_wins(new_stories)
         parts.append(summary)
         if several:  # readers between batches see one row per story and the counts so far
             summary = invocation_summary(plan.output, parts, skipped, cfg.sink)
     return summary
+
+
+def _with_stored_known(step):
+    """The step with its known articles written under ``<output>/_tmp/<run>/known/`` (removed
+    by its commit, or by ``--resume`` as an orphan) and pickled as those files' URLs: the DoFns
+    that carry them then stay small (``knownindex.store``)."""
+    import dataclasses
+
+    from transforms.knownindex import store
+
+    folder = f"{step.output.rstrip('/')}/_tmp/{step.run_id}/known"
+    return dataclasses.replace(
+        step,
+        known_ids=store(f"{folder}/ids.npz", step.known_ids),
+        known_hashes=store(f"{folder}/hashes.npz", step.known_hashes),
+        known_stories=store(f"{folder}/stories.npz", step.known_stories),
+    )
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -181,6 +181,7 @@ def test_a_copy_in_a_later_batch_is_a_duplicate_of_the_article_already_written(t
     assert reprint["story_id"] == original["story_id"]  # linked to the story of the first batch
     assert by_host["portaldinesport.example"]["duplicate_of"] is None
     assert json.loads((out / "summary.json").read_text())["duplicates"] == 1
+    assert not list(out.glob("_tmp/*"))  # the second batch's stored known articles went with its commit
 
 
 def test_a_later_batchs_copy_joins_the_story_of_its_original_after_the_state_forgot_it(tmp_path):

@@ -25,7 +25,7 @@ import os
 import posixpath
 import re
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from transforms.fsutil import commit_staged, move
+from transforms.knownindex import HexMap, HexSet, known_from_table
 from transforms.records import FAILED, FILTER_STAGE, SCHEMAS, Article, Failure, Story, to_table, utcnow
 
 LOG = logging.getLogger(__name__)
@@ -309,36 +310,30 @@ def remove_orphans(root: str, committed_runs: set[str]) -> list[str]:
     return removed
 
 
-def existing_articles(root: str, runs: set[str] | None = None) -> tuple[frozenset[str], dict[str, str], dict[str, str]]:
+def existing_articles(root: str, runs: set[str] | None = None) -> tuple[HexSet, HexMap, HexMap]:
     """What the output under root already holds (empty when nothing): every committed
     article_id; content_hash -> article_id of the articles that are no duplicate (the
     smallest id when several are); and article_id -> story_id of those articles (a later
-    exact copy joins that story). With ``runs``, only of the files those batch runs wrote."""
+    exact copy joins that story). With ``runs``, only of the files those batch runs wrote.
+    Kept as sorted 64-bit integers (``transforms.knownindex``): the DoFns of an appending run
+    carry them to every bundle."""
     fs, base = fsspec.core.url_to_fs(root)
     folder = posixpath.join(base, "articles")
     if not fs.exists(folder):
-        return frozenset(), {}, {}
+        return HexSet(), HexMap(), HexMap()
     import pyarrow.dataset as ds
 
     source: str | list[str] = folder
     if runs is not None:
         source = [p for p in fs.find(folder) if _run_of(p) in runs]
         if not source:
-            return frozenset(), {}, {}
+            return HexSet(), HexMap(), HexMap()
     dataset = ds.dataset(source, format="parquet", partitioning="hive", filesystem=fs)
-    table = dataset.to_table(columns=["article_id", "content_hash", "duplicate_of", "story_id"]).to_pydict()
-    hashes: dict[str, str] = {}
-    for article_id, content_hash, duplicate_of in zip(
-        table["article_id"], table["content_hash"], table["duplicate_of"], strict=True
-    ):
-        if content_hash and duplicate_of is None and article_id < hashes.get(content_hash, "\uffff"):
-            hashes[content_hash] = article_id
-    story_of = dict(zip(table["article_id"], table["story_id"], strict=True))
-    return frozenset(table["article_id"]), hashes, {a: story_of[a] for a in hashes.values() if story_of[a]}
+    return known_from_table(dataset.to_table(columns=["article_id", "content_hash", "duplicate_of", "story_id"]))
 
 
 class _SkipKnown(beam.DoFn):
-    def __init__(self, known: frozenset[str]):
+    def __init__(self, known: Set[str]):
         self._known = known
 
     def process(self, article: Article):
@@ -360,7 +355,7 @@ class SkipKnownArticles(beam.PTransform):
     (stage filter, reason already_ingested). Appending runs use it so that an article seen by an
     earlier run (the same URL in two archives) is not written twice."""
 
-    def __init__(self, known: frozenset[str]):
+    def __init__(self, known: Set[str]):
         super().__init__()
         self._known = known
 

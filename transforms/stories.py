@@ -2112,8 +2112,9 @@ class GroupStories(beam.PTransform):
         super().__init__()
         self._continue_state = continue_state
         self.settings = settings or StorySettings()
-        self._known_hashes = dict(known_hashes or {})
-        self._known_stories = dict(known_stories or {})
+        # kept as given: a HexMap of many known articles pickles as two arrays, a dict would not
+        self._known_hashes = known_hashes if known_hashes is not None else {}
+        self._known_stories = known_stories if known_stories is not None else {}
         self.fingerprint = fingerprint or FingerprintSettings()
         self.state_url = state_url(self.settings, output_root)
         self._commit_token = commit_token
