@@ -252,3 +252,45 @@ def test_merged_story_row_takes_the_first_headline_when_the_earliest_row_has_non
     compact_stories(str(tmp_path / "out"), "run2", SinkSettings())
     (row,) = ds.dataset(str(tmp_path / "out" / "stories"), format="parquet").to_table().to_pylist()
     assert row["title"] == "Bridge closed" and row["article_ids"] == ["a", "b"]
+
+
+def test_merging_keeps_single_rows_as_they_are_and_merges_repeated_ones_as_all_rows_merged(tmp_path):
+    # compact_stories merges in Python only the stories with several rows; the result equals
+    # merging every row (the rule, ``_merged_story_rows``), with untitled and undated rows.
+    import dataclasses
+    import random
+    from datetime import timedelta
+
+    from transforms.records import Story
+    from transforms.sinks import _merged_story_rows, compact_stories
+
+    rng = random.Random(5)
+    fs, base = fsspec.core.url_to_fs(str(tmp_path / "out"))
+    every = []
+    for run in ("run1", "run2", "run3"):
+        rows = {}
+        for _ in range(60):
+            sid = f"{rng.randrange(120):016x}"
+            at = None if rng.random() < 0.1 else T + timedelta(hours=rng.randrange(100))
+            ids = tuple(sorted({f"{rng.randrange(500):016x}" for _ in range(rng.randrange(1, 4))}))
+            title = rng.choice(["", "Bridge closed", f"Headline {sid[-3:]}"])
+            end = None if at is None else at + timedelta(hours=1)
+            rows[sid] = Story(sid, "politics", title, ids, len(ids), at, at, at, end)
+        every.extend(rows.values())
+        write_table(
+            fs, posixpath.join(base, "stories", f"part-{run}-00000.parquet"), "stories", list(rows.values()), "zstd"
+        )
+    expected = sorted(
+        _merged_story_rows([dataclasses.asdict(s) | {"article_ids": list(s.article_ids)} for s in every]),
+        key=lambda s: s.story_id,
+    )
+    assert compact_stories(str(tmp_path / "out"), "run3", SinkSettings()) == len(expected)
+    got = ds.dataset(str(tmp_path / "out" / "stories"), format="parquet").to_table().to_pylist()
+    assert [r["story_id"] for r in got] == [s.story_id for s in expected]
+    for row, story in zip(got, expected, strict=True):
+        assert row == dict(dataclasses.asdict(story), article_ids=list(story.article_ids)), story.story_id
+    assert len(fs.find(posixpath.join(base, "stories"))) == 1
+    # nothing repeated, one file: left as it is
+    before = fs.info(fs.find(posixpath.join(base, "stories"))[0])["mtime"]
+    assert compact_stories(str(tmp_path / "out"), "run4", SinkSettings()) == len(expected)
+    assert fs.info(fs.find(posixpath.join(base, "stories"))[0])["mtime"] == before

@@ -117,7 +117,11 @@ PLAIN_COLUMN_BYTES = 1024
 def write_table(fs, path: str, kind: str, records: list[Any], compression: str) -> None:
     """Write one Parquet file (rows sorted by id, so equal inputs give equal files)."""
     rows = sorted(records, key=lambda r: _sort_key(kind, r))
-    table = to_table(rows, SCHEMAS[kind])
+    write_arrow(fs, path, to_table(rows, SCHEMAS[kind]), compression)
+
+
+def write_arrow(fs, path: str, table, compression: str) -> None:
+    """Write a pyarrow table as one Parquet file (small column chunks plain)."""
     encoded = [name for name in table.column_names if table.column(name).nbytes >= PLAIN_COLUMN_BYTES]
     fs.makedirs(posixpath.dirname(path), exist_ok=True)
     with fs.open(path, "wb") as handle:
@@ -370,7 +374,11 @@ def compact_stories(root: str, run_id: str, settings: SinkSettings) -> int:
     returns the number of stories. Used after each batch of
     batched, appending or resumed runs, and by ``--resume`` to finish a run killed after its
     last commit. Nothing is rewritten when every story has one row already. A kill midway
-    leaves rows twice (the merged file is moved in before the old ones go), never fewer."""
+    leaves rows twice (the merged file is moved in before the old ones go), never fewer.
+    Rows of stories written once stay Arrow rows; only the repeated stories (those a batch
+    continued) are merged in Python: a backfill's story table grows with every batch."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
     fs, base = fsspec.core.url_to_fs(root)
@@ -378,11 +386,29 @@ def compact_stories(root: str, run_id: str, settings: SinkSettings) -> int:
     old = _parquet_files(fs, folder)
     if not old:
         return 0
-    dataset = ds.dataset(old, format="parquet", filesystem=fs)
-    ids = dataset.to_table(columns=["story_id"]).column("story_id").to_pylist()
-    if len(ids) == len(set(ids)) and len(old) == 1:
-        return len(ids)
-    rows = dataset.to_table().to_pylist()
+    schema = SCHEMAS["stories"]
+    table = ds.dataset(old, format="parquet", filesystem=fs).to_table().select(schema.names).cast(schema)
+    counts = pc.value_counts(table["story_id"])
+    repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+    if not len(repeated) and len(old) == 1:
+        return table.num_rows
+    several = pc.is_in(table["story_id"], value_set=repeated)
+    merged = to_table(_merged_story_rows(table.filter(several).to_pylist()), schema)
+    table = pa.concat_tables([table.filter(pc.invert(several)), merged]).sort_by("story_id")
+    name = f"part-{run_id}-c0000.parquet"  # run id of a committed run: not an orphan
+    tmp = posixpath.join(base, "_tmp", run_id, "stories", name)
+    write_arrow(fs, tmp, table, settings.compression)
+    move(fs, tmp, posixpath.join(folder, name))
+    for path in old:
+        fs.rm(path)
+    staging = posixpath.join(base, "_tmp", run_id)  # its commit removed it once; made again above
+    if fs.exists(staging):
+        fs.rm(staging, recursive=True)
+    return table.num_rows
+
+
+def _merged_story_rows(rows: list[dict]) -> list[Story]:
+    """One Story per story_id of ``rows`` (story rows as dicts), as ``compact_stories`` merges."""
     merged: dict[str, dict] = {}
     for row in sorted(rows, key=lambda r: (r["story_id"], r["first_published"] is None, r["first_published"] or 0)):
         cur = merged.get(row["story_id"])
@@ -403,16 +429,7 @@ def compact_stories(root: str, run_id: str, settings: SinkSettings) -> int:
     for row in merged.values():
         ids = tuple(sorted(row["article_ids"]))
         stories.append(Story(**dict(row, article_ids=ids, size=len(ids))))
-    name = f"part-{run_id}-c0000.parquet"  # run id of a committed run: not an orphan
-    tmp = posixpath.join(base, "_tmp", run_id, "stories", name)
-    write_table(fs, tmp, "stories", stories, settings.compression)
-    move(fs, tmp, posixpath.join(folder, name))
-    for path in old:
-        fs.rm(path)
-    staging = posixpath.join(base, "_tmp", run_id)  # its commit removed it once; made again above
-    if fs.exists(staging):
-        fs.rm(staging, recursive=True)
-    return len(stories)
+    return stories
 
 
 def _parquet_files(fs, folder: str, runs: set[str] | None = None) -> list[str]:
@@ -425,22 +442,23 @@ def _parquet_files(fs, folder: str, runs: set[str] | None = None) -> list[str]:
 def runs_totals(root: str, runs: set[str]) -> dict[str, Any]:
     """What the data files of these (committed, batch) runs hold: ``stories``, the distinct
     stories their articles belong to, and ``failures_by_reason`` ("stage/reason" -> rows)."""
+    import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
     fs, base = fsspec.core.url_to_fs(root)
     articles = _parquet_files(fs, posixpath.join(base, "articles"), runs)
-    story_ids = set()
-    if articles:
+    stories = 0
+    if articles:  # counted in Arrow: the invocation's articles grow with every batch
         table = ds.dataset(articles, format="parquet", filesystem=fs).to_table(columns=["story_id"])
-        story_ids = set(table.column("story_id").to_pylist())
+        stories = pc.count_distinct(table.column("story_id"), mode="all").as_py()
     reasons: dict[str, int] = {}
     failures = _parquet_files(fs, posixpath.join(base, "failures"), runs)
     if failures:
         table = ds.dataset(failures, format="parquet", filesystem=fs).to_table(columns=["stage", "reason"])
-        for stage, reason in zip(table.column("stage").to_pylist(), table.column("reason").to_pylist(), strict=True):
-            key = f"{stage}/{reason}"
-            reasons[key] = reasons.get(key, 0) + 1
-    return {"stories": len(story_ids), "failures_by_reason": dict(sorted(reasons.items()))}
+        keys = pc.binary_join_element_wise(table.column("stage"), table.column("reason"), "/")
+        counted = pc.value_counts(keys)
+        reasons = dict(zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist(), strict=True))
+    return {"stories": stories, "failures_by_reason": dict(sorted(reasons.items()))}
 
 
 def output_totals(root: str) -> dict[str, int]:
