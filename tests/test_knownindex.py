@@ -121,3 +121,14 @@ def test_column_u64_refuses_what_is_not_sixteen_lower_hex_digits():
     for values in (["0123456789ABCDEF"], ["0123456789abcde", "0123456789abcdef0"], ["0123456789abcde "], [None]):
         assert knownindex.column_u64(pa.array(values, pa.string())) is None, values
     assert len(knownindex.column_u64(pa.array([], pa.string()))) == 0
+
+
+def test_growth_benchmark_outputs_are_what_an_appending_run_reads(tmp_path):
+    from benchmarks.growth import fill_output, merge_seconds
+    from transforms.sinks import existing_articles
+
+    fill_output(tmp_path / "out", 30)
+    ids, hashes, stories = existing_articles(str(tmp_path / "out"))
+    assert len(ids) == 30 and len(hashes) == 30 and len(stories) == 30
+    assert len(set(dict(stories).values())) == 10  # three articles per story
+    assert merge_seconds(30) >= 0
