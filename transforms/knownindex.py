@@ -74,19 +74,11 @@ def column_u64(column) -> np.ndarray | None:
     return np.frombuffer(raw, dtype=">u8").astype(np.uint64)
 
 
-class HexSet(Set[str]):
-    """A read-only set of strings; 16-hex-digit strings are kept as one sorted uint64 array."""
+class _HexKeys:
+    """Keys in a sorted uint64 array (``_keys``) and, when not 16 hex digits, in ``_others``."""
 
-    def __init__(self, keys: np.ndarray = _EMPTY, others: Iterable[str] = ()) -> None:
-        self._keys = keys  # sorted, unique
-        self._others = frozenset(others)
-        self._url = ""  # where ``store`` wrote it: then it pickles as this URL
-
-    @classmethod
-    def of(cls, values: Iterable[str]) -> HexSet:
-        values = list(values)
-        keys = np.unique(hex_to_u64([v for v in values if _is_hex16(v)]))
-        return cls(keys, (v for v in values if not _is_hex16(v)))
+    _keys: np.ndarray
+    _others: frozenset[str] | dict[str, str]
 
     def _position(self, key: str) -> int:
         return _find(self._keys, key)
@@ -100,6 +92,21 @@ class HexSet(Set[str]):
     def __iter__(self) -> Iterator[str]:
         yield from map(_u64_to_hex, self._keys)
         yield from self._others
+
+
+class HexSet(_HexKeys, Set[str]):
+    """A read-only set of strings; 16-hex-digit strings are kept as one sorted uint64 array."""
+
+    def __init__(self, keys: np.ndarray = _EMPTY, others: Iterable[str] = ()) -> None:
+        self._keys = keys  # sorted, unique
+        self._others = frozenset(others)
+        self._url = ""  # where ``store`` wrote it: then it pickles as this URL
+
+    @classmethod
+    def of(cls, values: Iterable[str]) -> HexSet:
+        values = list(values)
+        keys = np.unique(hex_to_u64([v for v in values if _is_hex16(v)]))
+        return cls(keys, (v for v in values if not _is_hex16(v)))
 
     def __reduce__(self):
         return (_stored, (self._url,)) if self._url else (HexSet, (self._keys, tuple(self._others)))
@@ -119,7 +126,7 @@ class HexSet(Set[str]):
         return f"HexSet({len(self)} keys)"
 
 
-class HexMap(Mapping[str, str]):
+class HexMap(_HexKeys, Mapping[str, str]):
     """A read-only mapping of strings; entries whose key and value are both 16 hex digits are
     kept as two uint64 arrays sorted by key, the others in a dict."""
 
@@ -171,9 +178,6 @@ class HexMap(Mapping[str, str]):
             keep = ~np.isin(self._keys, hex_to_u64(shadowed))
             self._keys, self._values = self._keys[keep], self._values[keep]
 
-    def _position(self, key: str) -> int:
-        return _find(self._keys, key)
-
     def __getitem__(self, key: str) -> str:
         if key in self._others:
             return self._others[key]
@@ -187,16 +191,6 @@ class HexMap(Mapping[str, str]):
             return self[key]
         except KeyError:
             return default
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._others or (type(key) is str and self._position(key) >= 0)
-
-    def __len__(self) -> int:
-        return len(self._keys) + len(self._others)
-
-    def __iter__(self) -> Iterator[str]:
-        yield from map(_u64_to_hex, self._keys)
-        yield from self._others
 
     def first_wins(self, later: HexMap) -> HexMap:
         """This mapping with the entries of ``later`` whose keys it does not have."""
