@@ -35,6 +35,8 @@ from transforms.records import Article
         "https://www.example.com/news/2024/story-1/amp/",
         "https://www.example.com/news/2024/story-1?amp=1",
         "https://www.example.com/news/./2024/story-1",
+        "https://www.example.com/news/2024/story-1?srsltid=AfmBOor&guccounter=1",
+        "https://www.example.com/news/2024/story-1?usqp=mq331AQ&amp_js_v=0.1&ttclid=x",
     ],
 )
 def test_url_variants_of_one_page_share_an_article_id(variant: str) -> None:
@@ -52,6 +54,14 @@ def test_canonical_url_keeps_what_selects_content() -> None:
     assert canonicalize_url("https://example.com/story.amp.html") == ("https://example.com/story.html")
     # different articles stay different
     assert canonicalize_url("https://example.com/a/1") != canonicalize_url("https://example.com/a/2")
+
+
+def test_an_internationalised_host_is_one_host_in_unicode_and_punycode() -> None:
+    unicode, puny = "https://www.bücher.example/neu/1", "https://xn--bcher-kva.example/neu/1"
+    assert canonicalize_url(unicode) == canonicalize_url(puny) == puny
+    assert canonicalize_url("https://Bücher.example/a") == "https://xn--bcher-kva.example/a"
+    # a name the IDNA codec refuses (an empty label) is kept as it is, not dropped
+    assert canonicalize_url("https://ü..example/a").startswith("https://ü..example")
 
 
 def test_non_http_strings_pass_through() -> None:

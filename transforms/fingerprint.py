@@ -75,6 +75,38 @@ TRACKING_PARAMS = frozenset(
         "spm",
         "at_medium",
         "at_campaign",
+        # click ids of ad and social platforms, mail tools and AMP caches
+        "srsltid",
+        "gbraid",
+        "wbraid",
+        "twclid",
+        "ttclid",
+        "li_fat_id",
+        "mibextid",
+        "epik",
+        "fb_action_ids",
+        "fb_action_types",
+        "fb_ref",
+        "fb_source",
+        "s_kwcid",
+        "ef_id",
+        "mbid",
+        "rb_clickid",
+        "wickedid",
+        "vero_id",
+        "oly_enc_id",
+        "oly_anon_id",
+        "_openstat",
+        "guccounter",
+        "guce_referrer",
+        "guce_referrer_sig",
+        "ncid",
+        "taid",
+        "emc",
+        "usqp",
+        "amp_js_v",
+        "amp_gsa",
+        "__amp_source_origin",
     }
 )
 #: Parameter prefixes that are tracking (utm_source, utm_medium, ...).
@@ -99,6 +131,11 @@ _UNRESERVED = "-._~!$&'()*+,;=:@/"
 
 def _canonical_host(host: str) -> str:
     host = host.lower().rstrip(".")
+    if not host.isascii():  # an internationalised name: its ASCII (punycode) form, as DNS has it
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            pass
     changed = True
     while changed:
         changed = False
@@ -135,7 +172,7 @@ def _keep_param(name: str, value: str) -> bool:
 def canonicalize_url(url: str) -> str:
     """Fold the URL variants of one page into one string.
 
-    Lower-cases scheme and host, drops default ports, user info, fragments, tracking
+    Lower-cases scheme and host (an internationalised host in its punycode form), drops default ports, user info, fragments, tracking
     parameters (``utm_*``, ``fbclid``, ``gclid``, ...) and AMP switches (``?amp=1``), strips
     ``www.``/``m.``/``mobile.``/``amp.`` host prefixes, ``/amp`` and ``.amp`` path variants and
     trailing slashes, resolves dot segments and sorts the remaining query parameters.
