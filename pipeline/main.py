@@ -424,6 +424,11 @@ def run(argv: list[str] | None = None) -> int:
 
         make_parser().print_help()
         return 0
+    if "--version" in argv:
+        from pipeline.options import versions
+
+        print(versions())
+        return 0
     from pipeline import workerpool
 
     # multi_processing workers import Beam and storybeam in the pool while this process does

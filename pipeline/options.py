@@ -65,7 +65,25 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--resume", action="store_true", help="skip inputs a previous run fully processed; keep its output"
     )
+    parser.add_argument("--version", action="store_true", help="print the versions of storybeam and its libraries")
     return parser
+
+
+def versions() -> str:
+    """One line: storybeam's version and those of the libraries whose behaviour shapes the
+    output (for bug reports and for comparing runs)."""
+    import platform
+    from importlib import metadata
+
+    def of(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    libraries = ("apache-beam", "trafilatura", "feedparser", "fastwarc", "pyarrow", "fsspec")
+    found = ", ".join(f"{name} {of(name)}" for name in libraries)
+    return f"storybeam {of('storybeam')} ({found}; Python {platform.python_version()})"
 
 
 def _beam_parser() -> argparse.ArgumentParser:

@@ -156,3 +156,11 @@ def test_misspelt_flag_exits_2_with_one_line(tmp_path, capsys):
     assert run(["--source", "text", "--input", "a.txt", "--ouput", str(tmp_path / "o")]) == EXIT_USAGE
     err = capsys.readouterr().err.strip()
     assert err == "storybeam: error: unknown flag --ouput (did you mean --output?)"
+
+
+def test_version_prints_storybeam_and_its_libraries_and_runs_nothing(tmp_path, capsys):
+    assert run(["--version", "--output", str(tmp_path / "o")]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("storybeam ") and "apache-beam " in line and "trafilatura " in line
+    assert "not installed" not in line and "Python 3." in line
+    assert not (tmp_path / "o").exists()
