@@ -360,6 +360,7 @@ def execute(plan, options, standard) -> dict | None:
             return {"nothing_to_do": True, "skipped_inputs": skipped}
     batches = plan_batches(files, cfg.run.source, cfg.run.batch_files, cfg.run.batch_mb)
     completes = _completed_files(batches)
+    started = time.monotonic()
     parts: list[dict] = []
     summary = None
     # Article ids already in the output: read whole once, then only each new batch's files.
@@ -383,7 +384,8 @@ def execute(plan, options, standard) -> dict | None:
         if mode == "append" and len(known):
             step = _with_stored_known(step)
         if len(batches) > 1:
-            LOG.info("batch %d/%d: %d input(s): %s ... %s", i + 1, len(batches), len(batch), batch[0], batch[-1])
+            span = batch[0] if len(batch) == 1 else f"{batch[0]} ... {batch[-1]}"
+            LOG.info("batch %d/%d: %d input(s): %s", i + 1, len(batches), len(batch), span)
         summary = run_once(step, options, standard)
         if summary is None:
             return None
@@ -394,7 +396,23 @@ def execute(plan, options, standard) -> dict | None:
         parts.append(summary)
         if several:  # readers between batches see one row per story and the counts so far
             summary = invocation_summary(plan.output, parts, skipped, cfg.sink)
+        if len(batches) > 1:
+            LOG.info("%s", batch_progress(i + 1, len(batches), summary, time.monotonic() - started))
     return summary
+
+
+def batch_progress(done: int, total: int, summary: dict, elapsed: float) -> str:
+    """The line logged after each committed batch of a backfill: counts of the invocation so
+    far, its rate, and the time left if the remaining batches take as long as the done ones
+    (``run.batch_mb`` makes batches of about equal input)."""
+    inputs = summary.get("inputs", 0)
+    counts = ", ".join(f"{key} {summary.get(key, 0)}" for key in ("articles", "duplicates", "filtered", "failed"))
+    line = f"batch {done}/{total} committed: {inputs} documents so far ({counts}) in {elapsed:.0f}s"
+    line += f", {inputs / elapsed:.1f} docs/s" if elapsed > 0 else ""
+    if done < total:
+        left = elapsed / done * (total - done)
+        line += f"; about {left / 60:.0f} min left" if left >= 90 else f"; about {left:.0f}s left"
+    return line
 
 
 def _with_stored_known(step):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
-from pipeline.main import batches_of, plan_batches, remaining_inputs, run
+from pipeline.main import batch_progress, batches_of, plan_batches, remaining_inputs, run
 from transforms.sinks import SinkSettings, commit_outputs, read_manifest, remove_orphans
 from transforms.sources import input_part, parse_input, write_warc
 
@@ -292,3 +292,12 @@ def test_merged_story_rows_are_written_with_the_configured_compression(tmp_path)
     assert meta.num_rows == 200
     codecs = {meta.row_group(0).column(i).compression for i in range(meta.num_columns)}
     assert "ZSTD" not in codecs and "SNAPPY" in codecs
+
+
+def test_each_committed_batch_logs_the_counts_so_far_and_the_time_left():
+    summary = {"inputs": 3000, "articles": 2700, "duplicates": 40, "filtered": 250, "failed": 50}
+    line = batch_progress(3, 12, summary, 600.0)
+    assert line.startswith("batch 3/12 committed: 3000 documents so far (articles 2700, duplicates 40,")
+    assert "5.0 docs/s" in line and line.endswith("about 30 min left")
+    assert batch_progress(1, 2, summary, 20.0).endswith("about 20s left")
+    assert "left" not in batch_progress(12, 12, summary, 2400.0)
