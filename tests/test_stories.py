@@ -867,3 +867,13 @@ def test_language_of_an_article_that_states_none_is_detected_only_when_clear() -
         a.url: with_detected_language(a, compute_text_profile(a)).language for a in (english, german, czech, stated)
     }
     assert found == {english.url: "en", german.url: "de", czech.url: None, stated.url: "fr"}
+
+
+def test_a_window_too_large_to_cluster_cheaply_is_named_with_what_keeps_windows_small():
+    from transforms.stories import LARGE_WINDOW, large_window_warning
+
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    assert large_window_warning("general", start, LARGE_WINDOW) is None
+    warning = large_window_warning("general", start, LARGE_WINDOW + 1)
+    assert warning.startswith(f"window general 2026-03-01 00:00 holds {LARGE_WINDOW + 1} articles")
+    assert "run.batch_mb" in warning and "stories.window_hours" in warning
