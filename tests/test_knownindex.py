@@ -132,3 +132,11 @@ def test_growth_benchmark_outputs_are_what_an_appending_run_reads(tmp_path):
     assert len(ids) == 30 and len(hashes) == 30 and len(stories) == 30
     assert len(set(dict(stories).values())) == 10  # three articles per story
     assert merge_seconds(30) >= 0
+
+
+def test_a_process_keeps_only_the_latest_stored_indexes(tmp_path):
+    # a backfill stores three indexes per batch in the process that plans the batches
+    for i in range(3 * knownindex._LOADED_KEPT):
+        knownindex.store(str(tmp_path / f"b{i}.npz"), HexSet.of([hex16(i)]))
+    assert len(knownindex._LOADED) == knownindex._LOADED_KEPT
+    assert str(tmp_path / f"b{3 * knownindex._LOADED_KEPT - 1}.npz") in knownindex._LOADED

@@ -234,8 +234,14 @@ def store(url: str, index: HexSet | HexMap) -> HexSet | HexMap:
     with fsspec.open(url, "wb", auto_mkdir=True) as handle:
         handle.write(buffer.getvalue())
     index._url = url
-    _LOADED[url] = index
+    _remember(url, index)
     return index
+
+
+def _remember(url: str, index: HexSet | HexMap) -> None:
+    while len(_LOADED) >= _LOADED_KEPT:  # the oldest goes: earlier batches' indexes are done
+        del _LOADED[next(iter(_LOADED))]
+    _LOADED[url] = index
 
 
 def _stored(url: str) -> HexSet | HexMap:
@@ -252,9 +258,7 @@ def _stored(url: str) -> HexSet | HexMap:
         else:
             found = HexSet(arrays["keys"], (key for key, _ in others))
         found._url = url
-        while len(_LOADED) >= _LOADED_KEPT:
-            del _LOADED[next(iter(_LOADED))]
-        _LOADED[url] = found
+        _remember(url, found)
     return found
 
 
