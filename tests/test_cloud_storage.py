@@ -52,6 +52,25 @@ def test_warc_in_and_parquet_out_on_object_storage(scheme, sample_pages, tmp_pat
         assert all(url.startswith("https://") for url in articles.column("url").to_pylist())
         assert not fs.exists("storybeam-test/out/_tmp/" + summary["run_id"])
 
+        # an appending run there: what the output holds is stored beside the run, on the
+        # bucket, and read back by the stages (knownindex.store)
+        bridge = sample_pages[0]
+        reprint = (bridge[0].replace("harbourgazette", "reprints"), *bridge[1:])
+        write_warc(str(tmp_path / "b.warc.gz"), [bridge, reprint])
+        fs.put(str(tmp_path / "b.warc.gz"), "storybeam-test/in/b.warc.gz")
+        assert run(["--source", "warc", "--input", f"{root}/in/*.warc.gz", "--output", f"{root}/out", "--resume"]) == 0
+        later = json.loads(fs.cat("storybeam-test/out/summary.json"))
+        assert (later["inputs"], later["articles"], later["failures_by_reason"]) == (
+            2,
+            1,
+            {"filter/already_ingested": 1},
+        )
+        rows = ds.dataset("storybeam-test/out/articles", format="parquet", partitioning="hive", filesystem=fs)
+        by_url = {r["url"]: r for r in rows.to_table().to_pylist()}
+        assert by_url[reprint[0]]["duplicate_of"] == by_url[bridge[0]]["article_id"]
+        assert by_url[reprint[0]]["story_id"] == by_url[bridge[0]]["story_id"]
+        assert not fs.exists("storybeam-test/out/_tmp/" + later["run_id"])
+
 
 def test_an_output_bucket_out_of_reach_is_refused_before_any_work(tmp_path, capsys):
     with s3_server("storybeam-probe"):
