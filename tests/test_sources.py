@@ -117,6 +117,25 @@ def test_text_files_are_read_decompressed_and_binary_ones_are_not_articles(tmp_p
     assert (failure.stage, failure.reason) == ("read", "unreadable")
 
 
+def test_jsonl_records_whose_url_names_no_host_are_read_and_the_file_warns_once(tmp_path, caplog):
+    path = tmp_path / "ids.jsonl"
+    records = [
+        {"url": "example.com/news/1", "text": "Title one\nBody one."},
+        {"url": "doc-0002", "text": "Title two\nBody two."},
+        {"url": "https://a.example/3", "text": "Title three\nBody three."},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    with caplog.at_level("WARNING", logger="transforms.sources"):
+        out = list(read_jsonl_file(str(path), SourceSettings(), NOW))
+    assert [d.url for d in out] == ["example.com/news/1", "doc-0002", "https://a.example/3"]
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert "2 record(s) whose url names no host (e.g. 'example.com/news/1'" in warning
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="transforms.sources"):
+        list(read_jsonl_file(str(path), SourceSettings(), NOW))  # read again: warned again, once
+    assert len(caplog.records) == 1
+
+
 def test_jsonl_bad_lines_become_failures(tmp_path):
     path = tmp_path / "a.jsonl"
     lines = [

@@ -305,7 +305,26 @@ def read_jsonl_file(url: str, settings: SourceSettings, fetched_at: datetime) ->
     A file whose first line opens a JSON array, or a pretty-printed object that the line alone
     does not close (what ``json.dump`` writes), is read as one JSON value instead
     (``_read_json_value``): its records are ``<url>#<n>`` (1-based), not one ``bad_json`` row
-    per line of the layout."""
+    per line of the layout. Records whose url names no host (``example.com/a``, an identifier)
+    are read, with an empty ``source``, and the file logs one warning."""
+    relative = 0
+    example = ""
+    for item in _read_jsonl(url, settings, fetched_at):
+        if isinstance(item, Document) and not source_host(item.url):
+            relative += 1
+            example = example or item.url
+        yield item
+    if relative:
+        LOG.warning(
+            "%s: %d record(s) whose url names no host (e.g. %r; absolute URLs start with https://): read "
+            "with an empty source (publisher host), so per-host cleaning does not apply to them",
+            url,
+            relative,
+            example[:80],
+        )
+
+
+def _read_jsonl(url: str, settings: SourceSettings, fetched_at: datetime) -> Iterator[Document | Failure]:
     try:
         with fsspec.open(url, "rb", compression="infer") as handle:
             lines = enumerate(handle, start=1)
