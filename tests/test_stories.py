@@ -9,6 +9,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from transforms import stories
@@ -876,4 +877,62 @@ def test_a_window_too_large_to_cluster_cheaply_is_named_with_what_keeps_windows_
     assert large_window_warning("general", start, LARGE_WINDOW) is None
     warning = large_window_warning("general", start, LARGE_WINDOW + 1)
     assert warning.startswith(f"window general 2026-03-01 00:00 holds {LARGE_WINDOW + 1} articles")
+    assert "only pairs that share one of their heaviest words" in warning
     assert "run.batch_mb" in warning and "stories.window_hours" in warning
+
+
+def _window_of_variants(seed: int = 4) -> list[Article]:
+    """Three events, five outlets each (sentences dropped, reordered, one of their own
+    added), and thirty unrelated texts of invented words, in one day."""
+    import random
+
+    rng = random.Random(seed)
+    harbour = (
+        "Harbour bridge closes for repairs after ferry strike",
+        "The harbour bridge closed on Tuesday after a ferry struck one of its piers. Engineers from "
+        "the port authority inspected the damage overnight. The mayor said the bridge would stay "
+        "closed for two weeks. Commuters were told to use the northern tunnel and extra buses.",
+    )
+    invented = [f"{rng.choice('bdfgklmnprstvz')}{rng.choice('aeiou')}{rng.choice('lmnrst')}o{i}" for i in range(300)]
+    articles = []
+    for e, (title, text) in enumerate((BIKE_LANES, TOKYO_VISIT, harbour)):
+        sentences = [s.strip() + "." for s in text.split(".") if s.strip()]
+        for outlet in range(5):
+            kept = [s for s in sentences if rng.random() > 0.25] or sentences[:1]
+            rng.shuffle(kept)
+            kept.append(" ".join(rng.sample(invented, 8)).capitalize() + ".")
+            articles.append(make(f"https://o{outlet}.example/{e}", title, " ".join(kept), hours=rng.random() * 20))
+    for k in range(30):
+        words = " ".join(rng.choice(invented) for _ in range(60))
+        articles.append(make(f"https://noise.example/{k}", " ".join(rng.sample(invented, 5)), words, hours=k / 2))
+    return articles
+
+
+def test_a_large_window_compares_candidate_pairs_with_the_same_scores_and_clusters(monkeypatch) -> None:
+    from transforms import stories
+
+    articles = _window_of_variants()
+    settings = StorySettings()
+    every = stories.sparse_similarity(articles, settings, candidates=False).tocsr()
+    some = stories.sparse_similarity(articles, settings, candidates=True).tocoo()
+    assert 0 < some.nnz < every.nnz  # fewer pairs compared...
+    assert np.allclose(some.data, np.asarray(every[some.row, some.col]).ravel())  # ...each scored the same
+    strong = every.tocoo()
+    compared = set(zip(some.row.tolist(), some.col.tolist(), strict=True))
+    for i, j, value in zip(strong.row, strong.col, strong.data, strict=True):
+        if value >= settings.cluster_threshold:
+            assert (i, j) in compared  # no pair that reaches the cut is left out
+    exact = cluster_stories(articles, settings)
+    monkeypatch.setattr(stories, "LARGE_WINDOW", 10)  # windows above 10 articles: candidate pairs
+    assert cluster_stories(articles, settings) == exact
+    assert sum(len(c) == 5 for c in exact) == 3  # the three events, five outlets each
+
+
+def test_heaviest_keys_keeps_the_k_largest_of_each_row() -> None:
+    from scipy import sparse
+
+    from transforms.stories import _heaviest_keys
+
+    unit = sparse.csr_matrix(np.array([[0.1, 0.5, 0.0, 0.3, 0.2], [0.0, 0.0, 0.9, 0.0, 0.0], [0.0] * 5]))
+    kept = _heaviest_keys(unit, 2).toarray()
+    assert kept.tolist() == [[0, 1, 0, 1, 0], [0, 0, 1, 0, 0], [0] * 5]
