@@ -140,3 +140,22 @@ def test_a_process_keeps_only_the_latest_stored_indexes(tmp_path):
         knownindex.store(str(tmp_path / f"b{i}.npz"), HexSet.of([hex16(i)]))
     assert len(knownindex._LOADED) == knownindex._LOADED_KEPT
     assert str(tmp_path / f"b{3 * knownindex._LOADED_KEPT - 1}.npz") in knownindex._LOADED
+
+
+@pytest.mark.parametrize("odd", [False, True])
+def test_known_from_batches_equals_the_whole_table(odd):
+    rng = random.Random(11)
+    rows = [
+        (hex16(i), hex16(f"h{rng.randrange(50)}"), None if rng.random() > 0.2 else hex16(0), hex16(f"s{i % 40}"))
+        for i in range(400)
+    ]
+    rows.append((hex16(3), hex16("h-late"), None, hex16("s-late")))  # id 3 again, later: its story wins
+    if odd:
+        rows.append(("hand-made", hex16("h1"), None, "story-x"))  # the last batch is not all hex
+    table = _table(rows)
+    batches = table.to_batches(max_chunksize=37)
+    assert len(batches) > 5
+    whole = _as_python(known_from_table(table))
+    assert _as_python(knownindex.known_from_batches(batches, lambda: table)) == whole
+    assert whole == _as_python(knownindex._known_in_python(table.to_pydict()))
+    assert _as_python(knownindex.known_from_batches([], lambda: table[:0])) == (set(), {}, {})

@@ -267,20 +267,24 @@ def known_from_table(table) -> tuple[HexSet, HexMap, HexMap]:
     no duplicate; that id -> its story_id, when it has one) of a pyarrow table with the
     columns article_id, content_hash, duplicate_of and story_id (``sinks.existing_articles``).
     In numpy when every id is 16 hex digits, as storybeam writes them; else in Python."""
-    import pyarrow.compute as pc
+    return known_from_batches([table], lambda: table)
 
-    table = table.combine_chunks()
-    ids = column_u64(table["article_id"])
-    has_hash = pc.and_(pc.is_valid(table["content_hash"]), pc.not_equal(table["content_hash"], ""))
-    originals = table.filter(pc.and_(pc.is_null(table["duplicate_of"]), pc.fill_null(has_hash, False)))
-    original_ids = column_u64(originals["article_id"])
-    original_hashes = column_u64(originals["content_hash"])
-    has_story = pc.fill_null(pc.not_equal(table["story_id"], ""), False)
-    placed = table.filter(has_story)
-    placed_ids = column_u64(placed["article_id"])
-    placed_stories = column_u64(placed["story_id"])
-    if any(a is None for a in (ids, original_ids, original_hashes, placed_ids, placed_stories)):
-        return _known_in_python(table.to_pydict())
+
+def known_from_batches(batches: Iterable, whole) -> tuple[HexSet, HexMap, HexMap]:
+    """``known_from_table`` of the rows of ``batches`` (pyarrow tables or record batches, in
+    row order), holding only one batch's strings at a time; ``whole()`` gives all rows as one
+    table when some id is not hex (the Python rules then need them together)."""
+    found: list[tuple[np.ndarray, ...]] = []
+    for batch in batches:
+        arrays = _hex_columns(batch)
+        if arrays is None:
+            return _known_in_python(whole().to_pydict())
+        found.append(arrays)
+    if not found:
+        return HexSet(), HexMap(), HexMap()
+    ids, original_ids, original_hashes, placed_ids, placed_stories = (
+        np.concatenate([arrays[k] for arrays in found]) for k in range(5)
+    )
     order = np.lexsort((original_ids, original_hashes))  # by hash, then id: the smallest first
     hash_keys, first = np.unique(original_hashes[order], return_index=True)
     hash_values = original_ids[order][first]
@@ -289,6 +293,26 @@ def known_from_table(table) -> tuple[HexSet, HexMap, HexMap]:
     story_keys, last = np.unique(placed_ids[chosen][::-1], return_index=True)
     story_values = placed_stories[chosen][::-1][last]
     return HexSet(np.unique(ids)), HexMap(hash_keys, hash_values), HexMap(story_keys, story_values)
+
+
+def _hex_columns(batch) -> tuple[np.ndarray, ...] | None:
+    """(article ids; ids and hashes of the rows that are no duplicate and have a hash; ids and
+    stories of the rows with a story) of one batch as uint64, or None when one is not hex."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = (pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch).combine_chunks()
+    has_hash = pc.and_(pc.is_valid(table["content_hash"]), pc.not_equal(table["content_hash"], ""))
+    originals = table.filter(pc.and_(pc.is_null(table["duplicate_of"]), pc.fill_null(has_hash, False)))
+    placed = table.filter(pc.fill_null(pc.not_equal(table["story_id"], ""), False))
+    arrays = (
+        column_u64(table["article_id"]),
+        column_u64(originals["article_id"]),
+        column_u64(originals["content_hash"]),
+        column_u64(placed["article_id"]),
+        column_u64(placed["story_id"]),
+    )
+    return None if any(a is None for a in arrays) else arrays
 
 
 def _known_in_python(table: Mapping[str, list]) -> tuple[HexSet, HexMap, HexMap]:

@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from transforms.fsutil import commit_staged, move
-from transforms.knownindex import HexMap, HexSet, known_from_table
+from transforms.knownindex import HexMap, HexSet, known_from_batches
 from transforms.records import FAILED, FILTER_STAGE, SCHEMAS, Article, Failure, Story, to_table, utcnow
 
 LOG = logging.getLogger(__name__)
@@ -333,7 +333,9 @@ def existing_articles(root: str, runs: set[str] | None = None) -> tuple[HexSet, 
         if not source:
             return HexSet(), HexMap(), HexMap()
     dataset = ds.dataset(source, format="parquet", partitioning="hive", filesystem=fs)
-    return known_from_table(dataset.to_table(columns=["article_id", "content_hash", "duplicate_of", "story_id"]))
+    columns = ["article_id", "content_hash", "duplicate_of", "story_id"]
+    # batch by batch: an output's ids as strings would take ~80 bytes a row at once
+    return known_from_batches(dataset.to_batches(columns=columns), lambda: dataset.to_table(columns=columns))
 
 
 class _SkipKnown(beam.DoFn):
