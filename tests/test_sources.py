@@ -485,6 +485,16 @@ def test_expand_inputs_sorts_and_dedups(tmp_path):
     assert got == [str(tmp_path / "a.txt"), str(tmp_path / "b.txt")]
 
 
+def test_local_files_named_as_file_urls_are_the_same_inputs(tmp_path):
+    # --resume matches the manifest's inputs by name: a file:// URL of a local file must not
+    # make every input look new
+    for name in ("b.txt", "a.txt"):
+        (tmp_path / name).write_text("x")
+    plain = expand_inputs([str(tmp_path / "*.txt")])
+    assert expand_inputs([f"file://{tmp_path}/*.txt"]) == plain
+    assert expand_inputs([f"file://{tmp_path}/a.txt", str(tmp_path / "a.txt")]) == plain[:1]
+
+
 def test_settings_validate():
     with pytest.raises(ValueError, match="date_from"):
         SourceSettings(date_from="yesterday")

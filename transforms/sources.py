@@ -25,6 +25,7 @@ from itertools import chain
 import apache_beam as beam
 import fsspec
 from apache_beam.metrics import Metrics
+from fsspec.implementations.local import LocalFileSystem
 
 from transforms.extract import source_host
 from transforms.http import HTML_TYPES, TooLarge, codings, dechunk, decompress, detect_charset, parse_content_type
@@ -106,7 +107,10 @@ def expand_inputs(patterns: Iterable[str]) -> list[str]:
             if _GLOB.search(path):
                 raise InputError(f"input {pattern!r} matches no file")
             raise InputError(f"input {pattern!r}: no such file (a folder needs a pattern such as folder/*.warc.gz)")
-        urls.extend(fs.unstrip_protocol(p) if "://" in pattern else p for p in files)
+        # local files by their paths, whether named as paths or file:// URLs: --resume matches
+        # the manifest's inputs by name
+        remote = "://" in pattern and not isinstance(fs, LocalFileSystem)
+        urls.extend(fs.unstrip_protocol(p) if remote else p for p in files)
     return sorted(set(urls))
 
 
