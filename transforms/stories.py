@@ -905,21 +905,19 @@ def sparse_similarity(
     n = len(articles)
     if candidates is None:
         candidates = n > LARGE_WINDOW
-    total = sparse.csr_matrix((n, n))
     weights = []
     units = []
     for weight, rows in channels:
         if weight <= 0:
             continue
-        unit = _unit_rows(rows, vocab)
-        if candidates:
-            units.append((weight, unit))
-        else:
-            total = total + weight * (unit @ unit.T)
+        units.append((weight, _unit_rows(rows, vocab)))
         weights.append((weight, np.array([bool(r) for r in rows], dtype=float)))
     if candidates:
         i, j, data = _candidate_products(units, n)
     else:
+        total = sparse.csr_matrix((n, n))
+        for weight, unit in units:
+            total = total + weight * (unit @ unit.T)
         coo = total.tocoo()
         i, j, data = coo.row, coo.col, coo.data
     norm = np.zeros(len(i))
