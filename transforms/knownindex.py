@@ -43,8 +43,9 @@ def _u64_to_hex(value: np.uint64) -> str:
     return f"{int(value):016x}"
 
 
-def _find(keys: np.ndarray, key: str) -> int:
-    """Index of the 16-hex-digit ``key`` in the sorted array ``keys``, or -1."""
+def _find(keys: np.ndarray, key: object) -> int:
+    """Index of ``key`` in the sorted array ``keys``, or -1 (also for anything that is not a
+    16-hex-digit string)."""
     if not len(keys) or not _is_hex16(key):
         return -1
     number = np.uint64(int(key, 16))
@@ -80,11 +81,11 @@ class _HexKeys:
     _keys: np.ndarray
     _others: frozenset[str] | dict[str, str]
 
-    def _position(self, key: str) -> int:
+    def _position(self, key: object) -> int:
         return _find(self._keys, key)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._others or (type(key) is str and self._position(key) >= 0)
+        return key in self._others or self._position(key) >= 0
 
     def __len__(self) -> int:
         return len(self._keys) + len(self._others)
@@ -181,16 +182,10 @@ class HexMap(_HexKeys, Mapping[str, str]):
     def __getitem__(self, key: str) -> str:
         if key in self._others:
             return self._others[key]
-        at = self._position(key) if type(key) is str else -1
+        at = self._position(key)
         if at < 0:
             raise KeyError(key)
         return _u64_to_hex(self._values[at])
-
-    def get(self, key, default=None):
-        try:
-            return self[key]
-        except KeyError:
-            return default
 
     def first_wins(self, later: HexMap) -> HexMap:
         """This mapping with the entries of ``later`` whose keys it does not have."""
