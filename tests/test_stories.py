@@ -936,3 +936,25 @@ def test_heaviest_keys_keeps_the_k_largest_of_each_row() -> None:
     unit = sparse.csr_matrix(np.array([[0.1, 0.5, 0.0, 0.3, 0.2], [0.0, 0.0, 0.9, 0.0, 0.0], [0.0] * 5]))
     kept = _heaviest_keys(unit, 2).toarray()
     assert kept.tolist() == [[0, 1, 0, 1, 0], [0, 0, 1, 0, 0], [0] * 5]
+
+
+def test_a_bridge_from_another_topic_joins_clusters_a_window_kept_apart(seeds) -> None:
+    """Two reports that one (topic, window) clustered apart stay apart when nothing else
+    links them; once a cluster of another topic has joined one of them, the other may join
+    the story too, as average linkage in one window would merge it with the bridged group."""
+    apart = StorySettings(cluster_threshold=0.95)  # the window keeps every report alone
+    bridge, first, second = seeds[0], seeds[1], seeds[2]
+    in_politics = [
+        c.summary for c in cluster_window("politics", [first, second], *_window(0), apart, FingerprintSettings())
+    ]
+    assert len(in_politics) == 2
+    alone, _, _, _ = link_clusters(in_politics, [], apart)
+    assert len(set(alone.values())) == 2  # the window's decision stands
+    (in_world,) = [c.summary for c in cluster_window("world", [bridge], *_window(0), apart, FingerprintSettings())]
+    bridged, touched, _, _ = link_clusters([in_world, *in_politics], [], apart)
+    assert len(set(bridged.values())) == 1
+    assert sorted(touched[0].article_ids) == sorted(a.article_id for a in (bridge, first, second))
+    # a story of an earlier run is open to every cluster of the window that continues it
+    _, _, state, _ = link_clusters([in_world], [], apart)
+    later, _, _, _ = link_clusters(in_politics, state, apart)
+    assert set(later.values()) == {state[0].story_id}

@@ -1527,9 +1527,13 @@ def link_clusters(
     of earlier runs or from an earlier cluster of this run) when it shares an article id
     with it (re-ingest), or else when the story was last seen at most ``link_hours`` before
     and ``link_score`` of their story vectors, times the time penalty of their gap, reaches
-    ``link_threshold`` (the best-scoring story wins). A story takes at most one cluster per
-    (topic, window): within a window the clustering has already decided. Clusters that
-    continue nothing found a new story, ``story_id_for(topic, first article)``.
+    ``link_threshold`` (the best-scoring story wins). A story made only of clusters of one
+    (topic, window) of this run takes no other cluster of that (topic, window): the
+    clustering there has already decided against joining them. Once the story holds
+    anything that clustering did not see (a cluster of another topic or window, or articles
+    of an earlier run), a cluster of that (topic, window) may join it, as average linkage in
+    one window would merge a cluster with the group a bridge made. Clusters that continue
+    nothing found a new story, ``story_id_for(topic, first article)``.
 
     A copy goes where its representative went (``ClusterSummary.copies_of``): a cluster
     holding a copy continues the story of the copied article, as if it shared that article's
@@ -1559,7 +1563,13 @@ def link_clusters(
         for article_id in story.article_ids:
             owner.setdefault(article_id, story.story_id)
     known = known_stories or {}
-    taken: set[tuple[str, str, datetime]] = set()  # (story, topic, window) pairs used
+    # story -> the (topic, window) of each of its clusters of this run, None for the articles
+    # it held before; a story whose parts are one (topic, window) is closed to that one
+    parts: dict[str, set[tuple[str, datetime] | None]] = {sid: {None} for sid in stories}
+
+    def closed(story_id: str, cluster: ClusterSummary) -> bool:
+        return parts.get(story_id) == {(cluster.topic, cluster.window_start)}
+
     assignment: dict[str, str] = {}
     touched: set[str] = set()
     horizon = timedelta(hours=settings.link_hours)
@@ -1592,17 +1602,13 @@ def link_clusters(
             story_of_original = owner.get(original) or known.get(original)
             if story_of_original is not None:
                 shared[story_of_original] += 1
-        candidates = [
-            (count, 1.0, sid)
-            for sid, count in shared.items()
-            if (sid, cluster.topic, cluster.window_start) not in taken
-        ]
+        candidates = [(count, 1.0, sid) for sid, count in shared.items() if not closed(sid, cluster)]
         if not candidates:
 
             def reachable(story_id: str, cluster: ClusterSummary = cluster) -> bool:
                 story = stories[story_id]
                 return (
-                    (story_id, cluster.topic, cluster.window_start) not in taken
+                    not closed(story_id, cluster)
                     and story.last_published >= cluster.first_published - horizon
                     and story.first_published <= cluster.last_published + horizon
                 )
@@ -1638,6 +1644,8 @@ def link_clusters(
             story.window_end = max(story.window_end, cluster.window_end)
             story.title = story.title or cluster.title
         else:  # a new story, or one of an earlier run's copied articles that left the state
+            if story_id is not None:  # it held articles before this run
+                parts[story_id] = {None}
             story_id = story_id or story_id_for(cluster.topic, cluster.article_ids[0])
             story = stories[story_id] = StoryState(
                 story_id=story_id,
@@ -1662,7 +1670,7 @@ def link_clusters(
                 touched.add(previous_owner)
             owner[article_id] = story_id
             story.article_ids.append(article_id)
-        taken.add((story_id, cluster.topic, cluster.window_start))
+        parts.setdefault(story_id, set()).add((cluster.topic, cluster.window_start))
         assignment[cluster.key] = story_id
         touched.add(story_id)
     live = [s for s in stories.values() if s.article_ids]
