@@ -54,8 +54,15 @@ def test_rerun_replaces_earlier_files(tmp_path):
     assert sorted(table.column("article_id").to_pylist()) == [f"{i:016x}" for i in range(3)]
     files = [p.name for p in (tmp_path / "out" / "articles").rglob("*.parquet")]
     assert files and all("run2" in f for f in files)
-    assert not (tmp_path / "out" / "_tmp" / "run2").exists()
+    assert not (tmp_path / "out" / "_tmp").exists()  # nothing in flight: no staging folder left
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["run_id"] == "run2"
+    # another run's files in flight keep the staging folder (and its files)
+    other = tmp_path / "out" / "_tmp" / "run4" / "part.parquet"
+    other.parent.mkdir(parents=True)
+    other.write_bytes(b"in flight")
+    commit_outputs(root, "run3", stage_run(root, "run3", [article(1)]), summary(1), settings)
+    assert other.read_bytes() == b"in flight"
+    assert not (tmp_path / "out" / "_tmp" / "run3").exists()
 
 
 def test_append_mode_keeps_earlier_files(tmp_path):

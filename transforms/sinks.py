@@ -6,7 +6,7 @@ Layout under the output root (see CONTRACT.md)::
     stories/part-<run>-<shard>.parquet
     failures/part-<run>-<shard>.parquet
     summary.json
-    _tmp/<run>/...            (in-flight files; never read as output)
+    _tmp/<run>/...            (in-flight files; never read as output; the folder goes once empty)
 
 Why our own sink: Beam's ``WriteToParquet`` finalisation deletes matching files of earlier runs
 before the new ones are complete, and under streaming triggers it left files without a footer.
@@ -246,6 +246,7 @@ def commit_outputs(
         fs.rm(posixpath.join(base, "_tmp", run_id), recursive=True)
     summary = dict(summary, run_id=run_id, files={k: sum(1 for w in written if w[0] == k) for k in KINDS})
     write_summary(root, run_id, summary)
+    _remove_if_empty(fs, posixpath.join(base, "_tmp"))
     LOG.info("committed %d files under %s", len(written), root)
     return summary
 
@@ -487,6 +488,16 @@ def manifest_entries(root: str) -> list[dict]:
                 with fs.open(path, "r") as handle:
                     entries.append(json.load(handle))
     return sorted(entries, key=lambda e: e["run_id"])
+
+
+def _remove_if_empty(fs, path: str) -> None:
+    """A local directory removed when it is empty; kept when another run (a streaming one,
+    or a batch into the same output) is writing there."""
+    if isinstance(fs, LocalFileSystem):
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
 
 
 def _remove_empty_dirs(fs, top: str) -> None:
