@@ -11,7 +11,9 @@ Datasets (third-party, read from ``../shared/data``, never copied into the repo)
   ceilings of our similarity (the best threshold chosen per group on its own gold; the share
   of gold same-story pairs it scores near zero or below the cut), and a
   pairwise same-story F1 where every pair is clustered on its own (two-article input, as a
-  stream sees it), for pairs on which both annotators agree.
+  stream sees it), for pairs on which both annotators agree. Also all 20 groups clustered in
+  one run, each scored on its items' clusters: query words are then rare inside a window, as
+  in a mixed stream, where the per-group protocol makes them common.
 * ``wikiref220``: 220 full-text articles, 16 topic labels (5 major + 11 noise topics). Labels
   are topical, coarser than stories, so this mainly checks that stories do not cross topics.
 * ``l3s_gn1``: 621 full-text Google News articles (Jan 2008) with our own story labels
