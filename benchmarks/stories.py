@@ -402,49 +402,46 @@ def _prf(said_same: Sequence[bool], same: Sequence[bool]) -> tuple[float, float,
     return p, r, (2 * p * r / (p + r) if p + r else 0.0)
 
 
-def eval_l3s(articles, pairs, methods: dict[str, Clusterer]) -> list[tuple[str, str, float, float, float]]:
+def _pair_rows(pairs, said, peer: Callable[[float, tuple[str, str]], bool], thresholds, digits: int):
     """(method, positives, P, R, F1) for sure and sure + unsure positives against hard +
-    random negatives, every pair clustered on its own; then the TF-IDF peer's best."""
+    random negatives, from each method's decisions (``said[name][pair]``), then the TF-IDF
+    peer's best of ``thresholds`` (``peer(threshold, pair)``: joined at that threshold)."""
     negatives = pairs["hard"] + pairs["random"]
-    every = pairs["sure"] + pairs["unsure"] + negatives  # each pair decided once per method
-    said = {name: {(a, b): len(m([articles[a], articles[b]])) == 1 for a, b in every} for name, m in methods.items()}
-    cosine = _tfidf_cosines(articles, every)
     rows = []
     for positives_name, positives in (("sure", pairs["sure"]), ("sure+unsure", pairs["sure"] + pairs["unsure"])):
         labelled = positives + negatives
         truth = [True] * len(positives) + [False] * len(negatives)
-        for name in methods:
-            rows.append((name, positives_name, *_prf([said[name][pair] for pair in labelled], truth)))
-        cos = [cosine[pair] for pair in labelled]
+        for name, decided in said.items():
+            rows.append((name, positives_name, *_prf([decided[pair] for pair in labelled], truth)))
         best = max(
-            (_prf([c >= th for c in cos], truth) + (th,) for th in np.arange(0.05, 0.6, 0.005)), key=lambda x: x[2]
+            (_prf([peer(th, pair) for pair in labelled], truth) + (th,) for th in thresholds), key=lambda x: x[2]
         )
-        rows.append((f"tfidf best ({best[3]:.3f})", positives_name, *best[:3]))
+        rows.append((f"tfidf best ({best[3]:.{digits}f})", positives_name, *best[:3]))
     return rows
+
+
+def eval_l3s(articles, pairs, methods: dict[str, Clusterer]) -> list[tuple[str, str, float, float, float]]:
+    """Every pair clustered on its own; the TF-IDF peer's cosine at its best threshold."""
+    every = pairs["sure"] + pairs["unsure"] + pairs["hard"] + pairs["random"]  # each decided once per method
+    said = {name: {(a, b): len(m([articles[a], articles[b]])) == 1 for a, b in every} for name, m in methods.items()}
+    cosine = _tfidf_cosines(articles, every)
+    return _pair_rows(pairs, said, lambda th, pair: cosine[pair] >= th, np.arange(0.05, 0.6, 0.005), 3)
 
 
 def eval_l3s_joint(articles, pairs, methods: dict[str, Clusterer]) -> list[tuple[str, str, float, float, float]]:
-    """(method, positives, P, R, F1) when all the set's articles are clustered in one run (as a
-    user would ingest them): a pair is "same" when both land in one cluster, so other
-    articles can bridge or split it. The TF-IDF peer at its best threshold for this mode."""
-    negatives = pairs["hard"] + pairs["random"]
+    """All the set's articles clustered in one run (as a user would ingest them): a pair is
+    "same" when both land in one cluster, so other articles can bridge or split it. The
+    TF-IDF peer clusters them all at its best threshold for this mode."""
     every = list(articles.values())
+    labelled = pairs["sure"] + pairs["unsure"] + pairs["hard"] + pairs["random"]
 
     def decisions(clusters: list[list[str]]) -> dict[tuple[str, str], bool]:
         of = {i: k for k, c in enumerate(clusters) for i in c}
-        return {(a, b): of[a] == of[b] for a, b in pairs["sure"] + pairs["unsure"] + negatives}
+        return {(a, b): of[a] == of[b] for a, b in labelled}
 
     said = {name: decisions(m(every)) for name, m in methods.items()}
     swept = {th: decisions(tfidf_baseline(every, th)) for th in np.arange(0.1, 0.5, 0.01)}
-    rows = []
-    for positives_name, positives in (("sure", pairs["sure"]), ("sure+unsure", pairs["sure"] + pairs["unsure"])):
-        labelled = positives + negatives
-        truth = [True] * len(positives) + [False] * len(negatives)
-        for name in methods:
-            rows.append((name, positives_name, *_prf([said[name][pair] for pair in labelled], truth)))
-        best = max((_prf([d[pair] for pair in labelled], truth) + (th,) for th, d in swept.items()), key=lambda x: x[2])
-        rows.append((f"tfidf best ({best[3]:.2f})", positives_name, *best[:3]))
-    return rows
+    return _pair_rows(pairs, said, lambda th, pair: swept[th][pair], swept, 2)
 
 
 def _tfidf_cosines(articles, pairs) -> dict[tuple[str, str], float]:
