@@ -938,23 +938,36 @@ def test_heaviest_keys_keeps_the_k_largest_of_each_row() -> None:
     assert kept.tolist() == [[0, 1, 0, 1, 0], [0, 0, 1, 0, 0], [0] * 5]
 
 
-def test_a_bridge_from_another_topic_joins_clusters_a_window_kept_apart(seeds) -> None:
+FERRY_SALVAGE = (
+    "Marenne Lines ferry refloated at Harlow Island",
+    (
+        "Salvage teams refloated the Marenne Lines ferry that ran aground off Harlow Island, "
+        "towing it back to Port Ellis on the morning tide. The coast guard said the hull was "
+        "sound and that the 40 passengers rescued on Friday had all gone home. Investigators "
+        "are still examining the steering gear."
+    ),
+)
+
+
+def test_a_bridge_from_another_topic_joins_clusters_a_window_kept_apart() -> None:
     """Two reports that one (topic, window) clustered apart stay apart when nothing else
     links them; once a cluster of another topic has joined one of them, the other may join
     the story too, as average linkage in one window would merge it with the bridged group."""
     apart = StorySettings(cluster_threshold=0.95)  # the window keeps every report alone
-    bridge, first, second = seeds[0], seeds[1], seeds[2]
-    in_politics = [
-        c.summary for c in cluster_window("politics", [first, second], *_window(0), apart, FingerprintSettings())
+    bridge = make("https://a.example/ferry", *FERRY_FIRST)
+    first = make("https://b.example/ferry-steering", *FERRY_LATER, hours=2)
+    second = make("https://c.example/ferry-refloated", *FERRY_SALVAGE, hours=3)
+    in_transport = [
+        c.summary for c in cluster_window("transport", [first, second], *_window(0), apart, FingerprintSettings())
     ]
-    assert len(in_politics) == 2
-    alone, _, _, _ = link_clusters(in_politics, [], apart)
+    assert len(in_transport) == 2
+    alone, _, _, _ = link_clusters(in_transport, [], apart)
     assert len(set(alone.values())) == 2  # the window's decision stands
     (in_world,) = [c.summary for c in cluster_window("world", [bridge], *_window(0), apart, FingerprintSettings())]
-    bridged, touched, _, _ = link_clusters([in_world, *in_politics], [], apart)
+    bridged, touched, _, _ = link_clusters([in_world, *in_transport], [], apart)
     assert len(set(bridged.values())) == 1
     assert sorted(touched[0].article_ids) == sorted(a.article_id for a in (bridge, first, second))
     # a story of an earlier run is open to every cluster of the window that continues it
     _, _, state, _ = link_clusters([in_world], [], apart)
-    later, _, _, _ = link_clusters(in_politics, state, apart)
+    later, _, _, _ = link_clusters(in_transport, state, apart)
     assert set(later.values()) == {state[0].story_id}
