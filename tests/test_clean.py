@@ -310,6 +310,10 @@ def test_multilingual_boilerplate_lines(line):
         "Next: the mayor has ten days to sign or veto the budget.",
         "Tips from readers helped the police find the boat, a spokesman said.",
         "Summary: the council approved the budget and the ferry plan.",
+        # a label, then a headline and the report itself (a feed's or a search result's snippet)
+        "WATCH: Harbour barrier closes for the first time ... On Monday night the harbour barrier "
+        "closed for the first time, sealing the port off from a tide that officials called the "
+        "highest in forty years.",
     ],
 )
 def test_prose_lines_are_not_boilerplate(line):

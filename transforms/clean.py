@@ -704,7 +704,13 @@ def _is_related(line: str) -> bool:
     stripped, lead, rest = found
     if rest[:1].islower() and _key(lead) in _STEPS:  # "Next: the president has ten days to sign it."
         return False
+    if len(rest) > _TEASER_MAX_CHARS and _SENTENCE_END.search(rest):
+        return False  # prose after the label ("WATCH: <headline> ... On Monday night's show, ... done.")
     return not rest or lead[-1] in ":»›>.…-" or len(stripped) <= 80 and not rest.endswith(".")
+
+
+#: a text that ends a sentence: a full stop, question or exclamation mark, maybe in quotes
+_SENTENCE_END = re.compile(r"[.!?][\"'”’»)]*$")
 
 
 #: bare "Next:" / "Previous:" lead-ins: a link's title follows them, an explainer's step in lower case
