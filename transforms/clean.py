@@ -704,11 +704,15 @@ def _is_related(line: str) -> bool:
     stripped, lead, rest = found
     if rest[:1].islower() and _key(lead) in _STEPS:  # "Next: the president has ten days to sign it."
         return False
-    if len(rest) > _TEASER_MAX_CHARS and _SENTENCE_END.search(rest):
+    if rest.count(" ") >= _LEAD_REST_MAX_WORDS and _SENTENCE_END.search(rest):
         return False  # prose after the label ("WATCH: <headline> ... On Monday night's show, ... done.")
     return not rest or lead[-1] in ":»›>.…-" or len(stripped) <= 80 and not rest.endswith(".")
 
 
+#: the rest of a line after a read-more / watch lead-in is a headline (rarely over 15 words);
+#: from this many words on, ending a sentence, it is the report itself, as in a feed's or a
+#: search result's snippet
+_LEAD_REST_MAX_WORDS = 20
 #: a text that ends a sentence: a full stop, question or exclamation mark, maybe in quotes
 _SENTENCE_END = re.compile(r"[.!?][\"'”’»)]*$")
 
