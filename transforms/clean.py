@@ -704,7 +704,7 @@ def _is_related(line: str) -> bool:
     stripped, lead, rest = found
     if rest[:1].islower() and _key(lead) in _STEPS:  # "Next: the president has ten days to sign it."
         return False
-    if rest.count(" ") >= _LEAD_REST_MAX_WORDS and _SENTENCE_END.search(rest):
+    if _reads_as_prose(rest, _LEAD_REST_MAX_WORDS):
         return False  # prose after the label ("WATCH: <headline> ... On Monday night's show, ... done.")
     return not rest or lead[-1] in ":»›>.…-" or len(stripped) <= 80 and not rest.endswith(".")
 
@@ -713,8 +713,6 @@ def _is_related(line: str) -> bool:
 #: from this many words on, ending a sentence, it is the report itself, as in a feed's or a
 #: search result's snippet
 _LEAD_REST_MAX_WORDS = 20
-#: a text that ends a sentence: a full stop, question or exclamation mark, maybe in quotes
-_SENTENCE_END = re.compile(r"[.!?][\"'”’»)]*$")
 
 
 #: bare "Next:" / "Previous:" lead-ins: a link's title follows them, an explainer's step in lower case
@@ -1322,9 +1320,10 @@ _PROSE_WORDS = 12
 _SENTENCE_CLOSE = re.compile(r"[.!?][\"'”’»)]*\s*$")
 
 
-def _reads_as_prose(line: str) -> bool:
-    """A sentence of text rather than a template's label: many words, closed like a sentence."""
-    return bool(_SENTENCE_CLOSE.search(line)) and len(line.split()) >= _PROSE_WORDS
+def _reads_as_prose(line: str, words: int = _PROSE_WORDS) -> bool:
+    """A sentence of text rather than a template's label: ``words`` or more, closed like a
+    sentence."""
+    return bool(_SENTENCE_CLOSE.search(line)) and len(line.split()) >= words
 
 
 # ---------------------------------------------------------------------------------------------
