@@ -1563,12 +1563,12 @@ def link_clusters(
         for article_id in story.article_ids:
             owner.setdefault(article_id, story.story_id)
     known = known_stories or {}
-    # story -> the (topic, window) of each of its clusters of this run, None for the articles
-    # it held before; a story whose parts are one (topic, window) is closed to that one
-    parts: dict[str, set[tuple[str, datetime] | None]] = {sid: {None} for sid in stories}
+    # story -> the one (topic, window) of this run it is made of so far, None once it holds
+    # anything else (stories of the state have no entry): closed to that (topic, window)
+    only: dict[str, tuple[str, datetime] | None] = {}
 
     def closed(story_id: str, cluster: ClusterSummary) -> bool:
-        return parts.get(story_id) == {(cluster.topic, cluster.window_start)}
+        return only.get(story_id) == (cluster.topic, cluster.window_start)
 
     assignment: dict[str, str] = {}
     touched: set[str] = set()
@@ -1628,6 +1628,8 @@ def link_clusters(
         story_id = min(candidates, key=lambda c: (-c[0], -c[1], c[2]))[2] if candidates else None
         if story_id in stories:
             story = stories[story_id]
+            if only.get(story_id) != (cluster.topic, cluster.window_start):
+                only[story_id] = None  # now made of more than one (topic, window)
             # the mean over both (story vectors are means of unit vectors)
             merged: dict[str, float] = defaultdict(float)
             before, added = max(1, len(story.article_ids)), len(cluster.article_ids)
@@ -1644,9 +1646,9 @@ def link_clusters(
             story.window_end = max(story.window_end, cluster.window_end)
             story.title = story.title or cluster.title
         else:  # a new story, or one of an earlier run's copied articles that left the state
-            if story_id is not None:  # it held articles before this run
-                parts[story_id] = {None}
+            earlier = story_id is not None  # it held articles before this run
             story_id = story_id or story_id_for(cluster.topic, cluster.article_ids[0])
+            only[story_id] = None if earlier else (cluster.topic, cluster.window_start)
             story = stories[story_id] = StoryState(
                 story_id=story_id,
                 topic=cluster.topic,
@@ -1670,7 +1672,6 @@ def link_clusters(
                 touched.add(previous_owner)
             owner[article_id] = story_id
             story.article_ids.append(article_id)
-        parts.setdefault(story_id, set()).add((cluster.topic, cluster.window_start))
         assignment[cluster.key] = story_id
         touched.add(story_id)
     live = [s for s in stories.values() if s.article_ids]
