@@ -276,24 +276,17 @@ def eval_news(groups, clusterer: Clusterer) -> dict[str, float]:
 
 
 def eval_news_joint(groups, clusterer: Clusterer) -> dict[str, float]:
-    """BCubed P/R/F1 per annotator, averaged over the groups, when all groups' items are
-    clustered in one run (as a media monitor ingesting 20 searches would): each group is
-    scored on the clusters restricted to its items. Query words are no longer common inside
-    a window, so items of one query but different events meet more often."""
-    every = [a for _, articles, _ in groups for a in articles]
-    clusters = clusterer(every)
-    scores: dict[str, list[tuple[float, float, float]]] = {}
-    for _, articles, golds in groups:
-        ids = [a.article_id for a in articles]
-        mine = set(ids)
-        pred = labels_of([kept for kept in ([i for i in c if i in mine] for c in clusters) if kept], ids)
-        for annotator, truth in golds.items():
-            scores.setdefault(annotator, []).append(bcubed(truth, pred))
-    out = {}
-    for annotator, values in scores.items():
-        p, r, f = np.mean(values, axis=0)
-        out.update({f"{annotator}_p": float(p), f"{annotator}_r": float(r), f"{annotator}_f1": float(f)})
-    return out
+    """``eval_news`` when all groups' items are clustered in one run (as a media monitor
+    ingesting 20 searches would): each group is scored on the clusters restricted to its
+    items. Query words are no longer common inside a window, so items of one query but
+    different events meet more often."""
+    clusters = clusterer([a for _, articles, _ in groups for a in articles])
+
+    def restricted(articles: list[Article]) -> list[list[str]]:
+        mine = {a.article_id for a in articles}
+        return [kept for kept in ([i for i in c if i in mine] for c in clusters) if kept]
+
+    return eval_news(groups, restricted)
 
 
 def gold_pair_similarity(
