@@ -1,6 +1,6 @@
 """Story clustering quality and fingerprint speed, printed as tables.
 
-    python -m benchmarks.stories [--shared ../shared] [--sweep]
+    python -m benchmarks.stories [--shared ../shared] [--sweep] [--per-group] [--speed]
 
 Datasets (third-party, read from ``../shared/data``, never copied into the repo):
 
@@ -9,7 +9,8 @@ Datasets (third-party, read from ``../shared/data``, never copied into the repo)
   each group and report ARI and BCubed P/R/F1 per annotator, averaged over the groups,
   beside the annotators' agreement with each other (gold2 scored against gold1), two
   ceilings of our similarity (the best threshold chosen per group on its own gold; the share
-  of gold same-story pairs it scores near zero or below the cut), and a
+  of gold same-story pairs it scores near zero or below the cut, split by the items' search
+  rank), with ``--per-group`` each group's F1 beside the annotators' agreement, and a
   pairwise same-story F1 where every pair is clustered on its own (two-article input, as a
   stream sees it), for pairs on which both annotators agree. Also all 20 groups clustered in
   one run, each scored on its items' clusters: query words are then rare inside a window, as
@@ -314,6 +315,42 @@ def gold_pair_similarity(
         s, o = np.array(same[annotator]), np.array(other[annotator])
         out[annotator] = (len(s), share(s < low), share(s < cut), len(o), share(o >= cut))
     return out
+
+
+def gold_pairs_by_rank(groups, settings: StorySettings, top: int = 20, low: float = 0.05) -> dict[str, tuple]:
+    """Per annotator, the gold's same-story pairs split by the items' search rank (their
+    position in the group's file): (pairs of two items among the first ``top``, share of them
+    our similarity puts below ``low``; pairs with an item ranked after ``top``, share below
+    ``low``). Lower-ranked results are looser: a clusterer of events cannot follow the gold
+    there, whatever its threshold."""
+    counts: dict[str, list[int]] = {}
+    for _, articles, golds in groups:
+        sim = similarity_matrix(articles, settings)
+        for annotator, labels in golds.items():
+            c = counts.setdefault(annotator, [0, 0, 0, 0])
+            for i, j in combinations(range(len(articles)), 2):
+                if labels[i] == labels[j]:
+                    k = 0 if j < top else 2  # i < j: both in the top when j is
+                    c[k] += 1
+                    c[k + 1] += bool(sim[i, j] < low)
+    return {a: (c[0], c[1] / c[0] if c[0] else 0.0, c[2], c[3] / c[2] if c[2] else 0.0) for a, c in counts.items()}
+
+
+def per_group(groups, clusterer: Clusterer) -> list[tuple[str, float, float, float]]:
+    """(query, our B3-F1 against gold1, against gold2, gold2 against gold1) per group: where the
+    annotators agree and we do not, and where they disagree with each other."""
+    rows = []
+    for name, articles, golds in groups:
+        pred = labels_of(clusterer(articles), [a.article_id for a in articles])
+        rows.append(
+            (
+                name,
+                bcubed(golds["gold1"], pred)[2],
+                bcubed(golds["gold2"], pred)[2],
+                bcubed(golds["gold1"], golds["gold2"])[2],
+            )
+        )
+    return rows
 
 
 def oracle_thresholds(groups, settings: StorySettings, thresholds: Sequence[float]) -> dict[str, float]:
@@ -662,6 +699,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--sweep", action="store_true", help="also sweep cluster_threshold")
     parser.add_argument("--pairs", type=int, default=200, help="negatives per group, 0 = all")
     parser.add_argument("--speed", action="store_true", help="only the speed tables")
+    parser.add_argument(
+        "--per-group", action="store_true", help="also news_search B3-F1 per query group, beside the annotators'"
+    )
     args = parser.parse_args(argv)
     data = args.shared / "data"
     settings = StorySettings()
@@ -705,6 +745,17 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"  {annotator}: {n_same} same-story pairs, {below_low:.0%} below {low}, {below_cut:.0%} below the cut;"
             f" {n_other} other pairs, {above_cut:.1%} at or above the cut"
         )
+    top = 20
+    for annotator, (n_top, low_top, n_rest, low_rest) in gold_pairs_by_rank(groups, settings, top, low).items():
+        print(
+            f"  {annotator} same-story pairs below {low}: {low_top:.0%} of {n_top} among the first {top} results"
+            f" of a query, {low_rest:.0%} of {n_rest} with a result ranked after {top}"
+        )
+    if args.per_group:
+        print("per group, B3-F1 of ours as the pipeline against each annotator, and of the annotators:")
+        print(f"  {'query':<18}{'gold1':>7}{'gold2':>7}{'g1<->g2':>9}")
+        for name, f1, f2, fa in per_group(groups, methods["ours, as the pipeline"]):
+            print(f"  {name:<18}{f1:7.3f}{f2:7.3f}{fa:9.3f}")
 
     pairs = agreed_pairs(groups, args.pairs)
     positives = sum(1 for p in pairs if p[2])

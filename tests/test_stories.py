@@ -757,6 +757,13 @@ def test_benchmark_ceilings_count_gold_pairs_and_pick_the_best_threshold():
     oracle = bench.oracle_thresholds(groups, settings, [0.05, settings.cluster_threshold, 0.95])
     at_cut = bench.eval_news(groups, bench.ours(settings))
     assert oracle["gold1"] >= at_cut["gold1_f1"] and oracle["gold2"] == 1.0  # 0.95 leaves singletons
+    # ranks: items 0-2 are the "first 2 results" or after them; the flood pairs share words
+    by_rank = bench.gold_pairs_by_rank(groups, settings, top=2)
+    assert by_rank["gold1"][0] == 1 and by_rank["gold1"][2] == 3  # (0, 1) | (0, 2), (1, 2), (3, 4)
+    assert by_rank["gold1"][1] == 0.0 and by_rank["gold2"] == (0, 0.0, 0, 0.0)
+    rows = bench.per_group(groups, bench.ours(settings))
+    assert rows[0][0] == "toy" and rows[0][1] == at_cut["gold1_f1"] and rows[0][2] == at_cut["gold2_f1"]
+    assert rows[0][3] == bench.bcubed(labels, [0, 1, 2, 3, 4])[2]
 
 
 _SEED_PROBE = """
