@@ -14,7 +14,9 @@ Datasets (third-party, read from ``../shared/data``, never copied into the repo)
   pairwise same-story F1 where every pair is clustered on its own (two-article input, as a
   stream sees it), for pairs on which both annotators agree. Also all 20 groups clustered in
   one run, each scored on its items' clusters: query words are then rare inside a window, as
-  in a mixed stream, where the per-group protocol makes them common.
+  in a mixed stream, where the per-group protocol makes them common. And the batch check:
+  all 1,000 items in one run and in 4 runs by event time, each linking to the state of the
+  ones before, with either ``stories.link_weights_from``: how many articles keep their story.
 * ``wikiref220``: 220 full-text articles, 16 topic labels (5 major + 11 noise topics). Labels
   are topical, coarser than stories, so this mainly checks that stories do not cross topics.
 * ``l3s_gn1``: 621 full-text Google News articles (Jan 2008) with our own story labels
@@ -232,6 +234,45 @@ def as_pipeline(settings: StorySettings, topics_file: Path = TOPICS_FILE) -> Clu
         return list(stories.values())
 
     return clusterer
+
+
+def batch_agreement(
+    articles: Sequence[Article], settings: StorySettings, batches: int = 4, topics_file: Path = TOPICS_FILE
+):
+    """The articles as one run and as ``batches`` runs in event-time order, each linking
+    against the story state the ones before left (as a backfill in batches or daily runs
+    would): (share of articles whose story id is the same, pairs joined in one run, pairs
+    joined in batches, pairs joined in both). No labels: a story should not depend on how
+    the input was cut."""
+    topics = load_topics(topics_file)
+    fingerprint = FingerprintSettings()
+    topical = sorted(
+        (replace(a, topic=assign_topic(a, topics)[0]) for a in articles), key=lambda a: (a.event_time, a.article_id)
+    )
+
+    def stories_of(parts: list[list[Article]]) -> dict[str, str]:
+        state: list = []
+        story: dict[str, str] = {}
+        for part in parts:
+            found = cluster_windows(part, settings, fingerprint)
+            assignment, _, state, _ = link_clusters([c.summary for c in found], state, settings)
+            for c in found:
+                for article_id in c.summary.article_ids:
+                    story[article_id] = assignment[c.summary.key]
+        return story
+
+    one = stories_of([topical])
+    cut = [len(topical) * k // batches for k in range(batches + 1)]
+    parts = stories_of([topical[cut[k] : cut[k + 1]] for k in range(batches)])
+    ids = sorted(one)
+    same = sum(one[i] == parts.get(i) for i in ids) / len(ids)
+    joined_one = joined_parts = joined_both = 0
+    for a, b in combinations(ids, 2):
+        x, y = one[a] == one[b], parts.get(a) == parts.get(b)
+        joined_one += x
+        joined_parts += y
+        joined_both += x and y
+    return same, joined_one, joined_parts, joined_both
 
 
 def window_agreement(articles: Sequence[Article], settings: StorySettings, pairs: int = 1500, seed: int = 0):
@@ -770,6 +811,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     print(f"{'tfidf best threshold':<22}{'':>14}{best[1]:7.3f}  (threshold {best[0]:.2f})")
 
+    everything = [a for _, group, _ in groups for a in group]
+    print(
+        f"\nbatch check, news_search's {len(everything)} items in one run and in 4 runs by event time (each"
+        " linking to the state of the ones before), by stories.link_weights_from:"
+    )
+    for mode in ("run", "past"):
+        moded = dataclasses.replace(settings, link_weights_from=mode)
+        same, joined_one, joined_parts, joined_both = batch_agreement(everything, moded)
+        scores = eval_news(groups, as_pipeline(moded))
+        print(
+            f"  {mode:<5} same story id {same:.1%}; pairs joined {joined_one} in one run, {joined_parts} in batches,"
+            f" {joined_both} in both; B3-F1 per group as the pipeline {scores['gold1_f1']:.3f} / {scores['gold2_f1']:.3f}"
+        )
     articles, topics = load_wikiref(data / "wikiref220")
     n, agree, one, two = window_agreement(articles, settings)
     print(

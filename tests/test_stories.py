@@ -978,3 +978,43 @@ def test_a_bridge_from_another_topic_joins_clusters_a_window_kept_apart() -> Non
     _, _, state, _ = link_clusters([in_world], [], apart)
     later, _, _, _ = link_clusters(in_transport, state, apart)
     assert set(later.values()) == {state[0].story_id}
+
+
+def test_link_weights_from_past_decides_the_same_in_one_run_and_in_batches():
+    # Two reports of one dam repair (a day apart) and four later, unrelated reports from the
+    # same town. With ``run`` weights the later reports make the town's name fade for the
+    # whole run, so cutting the input into two runs changes what the name links; with
+    # ``past`` weights each window only knows its own clusters and the stories in reach.
+    from benchmarks.stories import batch_agreement
+
+    dam = [
+        make(
+            "https://a.example/1",
+            "Kestrova dam inspection finds cracks in spillway",
+            "Engineers inspecting the Kestrova dam found cracks in the concrete spillway on Monday, the "
+            "regional water authority said. Repairs to the spillway will start next month.",
+            0,
+        ),
+        make(
+            "https://b.example/2",
+            "Kestrova dam reservoir drained after spillway cracks",
+            "The regional water authority began draining the reservoir behind the Kestrova dam after "
+            "inspectors reported cracks in the concrete spillway. Residents downstream were told the work "
+            "could take weeks.",
+            30,
+        ),
+    ]
+    later = [
+        ("Kestrova festival opens with record crowds", "Thousands of visitors queued for the opening concert in the old market hall, and organisers sold out the weekend passes within hours of the gates opening."),
+        ("Council elects new mayor in Kestrova", "After a tight vote the council chose a former history teacher, who promised cheaper housing, more parks and a new library for the eastern suburbs."),
+        ("Kestrova football club wins the regional cup", "A late penalty decided the final against the league leaders, and supporters celebrated in the main square with flares and songs until midnight."),
+        ("Bakery chain opens third shop in Kestrova", "The family business hired twelve bakers and sales staff and plans a fourth branch near the railway station early next year."),
+    ]  # fmt: skip
+    articles = dam + [make(f"https://c{i}.example/{i}", t, x, 80 + 30 * i) for i, (t, x) in enumerate(later)]
+    past = dataclasses.replace(StorySettings(), link_weights_from="past")
+    same, joined_one, joined_parts, joined_both = batch_agreement(articles, past, batches=2)
+    assert same == 1.0 and joined_one == joined_parts == joined_both > 0
+    same, joined_one, joined_parts, _ = batch_agreement(articles, StorySettings(), batches=2)
+    assert same < 1.0 and joined_one != joined_parts
+    with pytest.raises(ValueError, match="link_weights_from"):
+        StorySettings(link_weights_from="future")
