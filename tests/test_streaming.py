@@ -77,11 +77,12 @@ def test_window_arithmetic_and_late_failure():
     assert "allowed lateness 1 h" in failure.detail
 
 
-def test_plan_pane_writes_each_input_once_and_updates_the_story():
+@pytest.mark.parametrize("weights_from", ["run", "past"])
+def test_plan_pane_writes_each_input_once_and_updates_the_story(weights_from):
     from transforms.fingerprint import FingerprintSettings, fingerprint_article
     from transforms.stories import StorySettings, cluster_window
 
-    stories, fp = StorySettings(window_hours=1), FingerprintSettings()
+    stories, fp = StorySettings(window_hours=1, link_weights_from=weights_from), FingerprintSettings()
     arts = [
         dataclasses.replace(
             fingerprint_article(
@@ -115,11 +116,12 @@ def test_plan_pane_writes_each_input_once_and_updates_the_story():
     assert not third.articles and [f.reason for f in third.failures] == ["duplicate_url"]
 
 
-def test_a_near_copy_in_a_later_pane_points_to_the_written_article():
+@pytest.mark.parametrize("weights_from", ["run", "past"])
+def test_a_near_copy_in_a_later_pane_points_to_the_written_article(weights_from):
     from transforms.fingerprint import FingerprintSettings, fingerprint_article
     from transforms.stories import StorySettings, cluster_window
 
-    stories, fp = StorySettings(window_hours=1), FingerprintSettings()
+    stories, fp = StorySettings(window_hours=1, link_weights_from=weights_from), FingerprintSettings()
 
     def printed(n, minutes, host):
         return dataclasses.replace(
