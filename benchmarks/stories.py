@@ -42,7 +42,7 @@ import math
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from itertools import combinations
@@ -226,14 +226,28 @@ def as_pipeline(settings: StorySettings, topics_file: Path = TOPICS_FILE) -> Clu
 
     def clusterer(articles: list[Article]) -> list[list[str]]:
         topical = [replace(a, topic=assign_topic(a, topics)[0]) for a in articles]
-        found = cluster_windows(topical, settings, fingerprint)
-        assignment, _, _, _ = link_clusters([c.summary for c in found], [], settings)
         stories: dict[str, list[str]] = {}
-        for c in found:
-            stories.setdefault(assignment[c.summary.key], []).extend(c.summary.article_ids)
+        for article_id, story_id in linked_stories([topical], settings, fingerprint).items():
+            stories.setdefault(story_id, []).append(article_id)
         return list(stories.values())
 
     return clusterer
+
+
+def linked_stories(
+    runs: Sequence[Sequence[Article]], settings: StorySettings, fingerprint: FingerprintSettings
+) -> dict[str, str]:
+    """Article id -> story id when the articles (topics assigned) go through as these runs in
+    turn, each clustered by window and linked to the story state the runs before left."""
+    state: list = []
+    story: dict[str, str] = {}
+    for run in runs:
+        found = cluster_windows(run, settings, fingerprint)
+        assignment, _, state, _ = link_clusters([c.summary for c in found], state, settings)
+        for c in found:
+            for article_id in c.summary.article_ids:
+                story[article_id] = assignment[c.summary.key]
+    return story
 
 
 def batch_agreement(
@@ -250,20 +264,9 @@ def batch_agreement(
         (replace(a, topic=assign_topic(a, topics)[0]) for a in articles), key=lambda a: (a.event_time, a.article_id)
     )
 
-    def stories_of(parts: list[list[Article]]) -> dict[str, str]:
-        state: list = []
-        story: dict[str, str] = {}
-        for part in parts:
-            found = cluster_windows(part, settings, fingerprint)
-            assignment, _, state, _ = link_clusters([c.summary for c in found], state, settings)
-            for c in found:
-                for article_id in c.summary.article_ids:
-                    story[article_id] = assignment[c.summary.key]
-        return story
-
-    one = stories_of([topical])
+    one = linked_stories([topical], settings, fingerprint)
     cut = [len(topical) * k // batches for k in range(batches + 1)]
-    parts = stories_of([topical[cut[k] : cut[k + 1]] for k in range(batches)])
+    parts = linked_stories([topical[cut[k] : cut[k + 1]] for k in range(batches)], settings, fingerprint)
     ids = sorted(one)
     same = sum(one[i] == parts.get(i) for i in ids) / len(ids)
     joined_one = joined_parts = joined_both = 0
@@ -331,6 +334,16 @@ def eval_news_joint(groups, clusterer: Clusterer) -> dict[str, float]:
     return eval_news(groups, restricted)
 
 
+def _gold_pairs(groups, settings: StorySettings) -> Iterator[tuple[str, int, int, bool, float]]:
+    """(annotator, i, j, same story in that gold, our similarity) for every pair i < j of
+    items inside each group."""
+    for _, articles, golds in groups:
+        sim = similarity_matrix(articles, settings)
+        for annotator, labels in golds.items():
+            for i, j in combinations(range(len(articles)), 2):
+                yield annotator, i, j, labels[i] == labels[j], sim[i, j]
+
+
 def gold_pair_similarity(
     groups, settings: StorySettings, low: float = 0.05
 ) -> dict[str, tuple[int, float, float, int, float]]:
@@ -342,11 +355,8 @@ def gold_pair_similarity(
     annotators = sorted({a for _, _, golds in groups for a in golds})
     same: dict[str, list[float]] = {a: [] for a in annotators}
     other: dict[str, list[float]] = {a: [] for a in annotators}
-    for _, articles, golds in groups:
-        sim = similarity_matrix(articles, settings)
-        for annotator, labels in golds.items():
-            for i, j in combinations(range(len(articles)), 2):
-                (same if labels[i] == labels[j] else other)[annotator].append(sim[i, j])
+    for annotator, _, _, is_same, value in _gold_pairs(groups, settings):
+        (same if is_same else other)[annotator].append(value)
 
     def share(mask: np.ndarray) -> float:
         return float(mask.mean()) if mask.size else 0.0
@@ -364,16 +374,12 @@ def gold_pairs_by_rank(groups, settings: StorySettings, top: int = 20, low: floa
     our similarity puts below ``low``; pairs with an item ranked after ``top``, share below
     ``low``). Lower-ranked results are looser: a clusterer of events cannot follow the gold
     there, whatever its threshold."""
-    counts: dict[str, list[int]] = {}
-    for _, articles, golds in groups:
-        sim = similarity_matrix(articles, settings)
-        for annotator, labels in golds.items():
-            c = counts.setdefault(annotator, [0, 0, 0, 0])
-            for i, j in combinations(range(len(articles)), 2):
-                if labels[i] == labels[j]:
-                    k = 0 if j < top else 2  # i < j: both in the top when j is
-                    c[k] += 1
-                    c[k + 1] += bool(sim[i, j] < low)
+    counts: dict[str, list[int]] = {a: [0, 0, 0, 0] for _, _, golds in groups for a in golds}
+    for annotator, _, j, is_same, value in _gold_pairs(groups, settings):
+        if is_same:
+            k = 0 if j < top else 2  # i < j: both in the top when j is
+            counts[annotator][k] += 1
+            counts[annotator][k + 1] += bool(value < low)
     return {a: (c[0], c[1] / c[0] if c[0] else 0.0, c[2], c[3] / c[2] if c[2] else 0.0) for a, c in counts.items()}
 
 

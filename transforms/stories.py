@@ -1284,8 +1284,6 @@ class _StoryIndex:
 
     def __init__(self, weights: dict[str, float]) -> None:
         self._weights = weights
-        #: whether ``put_state`` was called
-        self.started = False
         self._postings: dict[str, dict[str, float]] = defaultdict(dict)
         self._vectors: dict[str, dict[str, float]] = {}
         self._rescales: dict[str, dict[str, float]] = {}
@@ -1298,7 +1296,6 @@ class _StoryIndex:
 
     def put_state(self, stories: Sequence[tuple[str, dict[str, float]]]) -> None:
         """Index the stories of the state, before any ``put``."""
-        self.started = True
         self._block = _StateBlock(stories, self._weights) if stories else None
 
     def remove(self, story_id: str) -> None:
@@ -1617,8 +1614,8 @@ def link_clusters(
     window: datetime | None = None
     for cluster in ordered:
         if cluster.window_start != window:
-            window = cluster.window_start
-            if per_window or not index.started:
+            first, window = window is None, cluster.window_start
+            if per_window or first:
                 # A story last seen before the window - link_hours would leave the index
                 # before anything is scored against it: it is not put there (on a story that
                 # shares an article with a cluster, ``put`` below). The state of a long
