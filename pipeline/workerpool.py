@@ -4,14 +4,17 @@ Beam starts each SDK worker of that mode as a new ``python -m
 apache_beam.runners.worker.sdk_worker_main``, when the pipeline starts to run: every worker
 then imports Beam and storybeam (~3.4 s of CPU each here) while the runner waits for it. The
 pool is a process started first thing by the command line, which imports all that once, in
-parallel with the runner's own imports and planning, and then waits. Beam's worker command
+parallel with the runner's own planning, and then waits: the command line imports Beam's
+worker and storybeam's transforms (which it needs anyway) and forks the pool, which adds the
+clustering's libraries; where Beam has already run in the process, the pool is a new
+interpreter that imports all of it (``WorkerPool``). Beam's worker command
 becomes ``pipeline/_worker_client.py``, which asks the pool for a worker: the pool forks one
 (copy-on-write: the imported modules are shared) and the fork runs Beam's worker main with the
 environment and standard streams of the client, as the stock worker would. A worker forked
 from the pool starts in milliseconds, also for each batch of a batched run.
 
 The pool process stays single-threaded (so forking it is safe), ends when the runner process
-does (its standard input is a pipe from the runner), and its workers end when their client
+does (it reads a pipe from the runner to its end), and its workers end when their client
 does. When the pool is not reachable the client runs Beam's stock worker instead. Set
 ``STORYBEAM_WORKER_POOL=0`` to use Beam's worker command unchanged.
 """
@@ -31,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from pipeline._worker_client import STARTED
@@ -147,11 +151,24 @@ SOCKET_DIR_PREFIX = "storybeam-workers-"
 
 
 class WorkerPool:
-    """The runner's handle on the pool process."""
+    """The runner's handle on the pool process.
+
+    In a process that has not imported Beam yet (the command line), the pool is forked from
+    it: this process imports what the pool preloads first (``PRELOAD``: it needs all of it
+    itself later, for the graph and the runner), so the pool starts with those imports
+    done and only loads what clustering needs (``stories.preload``). A pool started as a new
+    interpreter imported them all again: ~0.8 s of CPU, and at 1,000 pages on 2 workers the
+    first stage waited ~0.35 s for the pool to be ready. Forking is safe there for the same
+    reason the pool may fork its workers: Beam is imported, not used (no gRPC channel, no
+    thread). Elsewhere (a test or another program that has run Beam in this process) the pool
+    is a new interpreter, ``python -m pipeline.workerpool``."""
 
     def __init__(self) -> None:
         self._dir = tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX)
         self.socket_path = os.path.join(self._dir, "pool.sock")
+        if "apache_beam" not in sys.modules and threading.active_count() == 1:
+            self._proc: subprocess.Popen | _ForkedPool = _ForkedPool(self.socket_path)
+            return
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "pipeline.workerpool", self.socket_path],
@@ -178,6 +195,56 @@ class WorkerPool:
                 proc.kill()
                 proc.wait()
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+class _ForkedPool:
+    """The pool as a child forked from this process, with the part of ``subprocess.Popen``
+    that ``WorkerPool`` uses: ``pid``, ``stdin`` (a pipe the pool reads to its end),
+    ``wait`` and ``kill``."""
+
+    def __init__(self, socket_path: str) -> None:
+        import importlib
+
+        for module in PRELOAD:
+            importlib.import_module(module)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        read_end, write_end = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # the pool: never returns into the runner's code
+            code = 1
+            try:
+                os.close(write_end)
+                serve(socket_path, read_end)
+                code = 0
+            except BaseException:  # noqa: BLE001 - reported on stderr, as the interpreter would
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        os.close(read_end)
+        self.stdin = os.fdopen(write_end, "wb", buffering=0)
+        self.returncode: int | None = None
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.returncode is None:
+            pid, status = os.waitpid(self.pid, 0 if deadline is None else os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+            elif time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(f"worker pool {self.pid}", timeout)
+            else:
+                time.sleep(0.01)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def start(argv: list[str]) -> WorkerPool | None:
@@ -316,9 +383,10 @@ def _run_worker(conn: socket.socket, fds: list[int], request: dict) -> None:
         os._exit(code)
 
 
-def serve(path: str) -> None:
+def serve(path: str, control: int = 0) -> None:
     """The pool process: listen first (clients that come early wait in the backlog), import,
-    then fork a worker per client until the runner closes our standard input."""
+    then fork a worker per client until the runner closes ``control`` (our standard input;
+    a pipe's read end in a pool forked from the runner)."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(64)
@@ -338,10 +406,9 @@ def serve(path: str) -> None:
     # Workers are waited for (not left to the kernel with SIG_IGN) so that their CPU time adds
     # up in the resource usage of this process's children, and so of the runner's.
     signal.signal(signal.SIGCHLD, lambda signum, frame: _reap(os.WNOHANG))
-    stdin = sys.stdin.fileno()
     while True:
-        ready, _, _ = select.select([listener, stdin], [], [])
-        if stdin in ready and not os.read(stdin, 1 << 10):
+        ready, _, _ = select.select([listener, control], [], [])
+        if control in ready and not os.read(control, 1 << 10):
             break
         if listener not in ready:
             continue

@@ -75,6 +75,50 @@ def test_workers_are_forked_by_the_pool_with_the_runners_environment(pool, tmp_p
     assert proc.wait(10) == 0  # ends when the runner closes its input
 
 
+FORKED_POOL_RUN = """
+import os, sys, tempfile
+from pipeline import workerpool
+
+MULTI = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+workerpool.skip_optional_beam(MULTI)
+pool = workerpool.start(MULTI)  # Beam not imported yet: the pool is forked from this process
+proc = pool._proc
+print(type(proc).__name__)
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+folder = tempfile.mkdtemp()
+
+def record(i):
+    with open(os.path.join(folder, str(os.getpid())), "w") as fh:
+        fh.write(str(os.getppid()))
+    return i
+
+with beam.Pipeline(runner=workerpool.local_runner(), options=PipelineOptions(MULTI)) as p:
+    _ = p | beam.Create(list(range(40))) | beam.Reshuffle() | beam.Map(record)
+print(sorted({int(open(os.path.join(folder, name)).read()) == proc.pid for name in os.listdir(folder)}))
+socket_folder = os.path.dirname(pool.socket_path)
+workerpool.stop()
+print(proc.wait(10), os.path.exists(socket_folder))
+"""
+
+
+def test_a_pool_started_before_beam_is_imported_is_forked_from_the_runner():
+    # the command line's case: workers come from a pool forked from the runner process, which
+    # ends with code 0 when the runner closes it and leaves no socket folder behind
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    env.pop(workerpool.DISABLE_ENV, None)
+    done = subprocess.run(
+        [sys.executable, "-c", FORKED_POOL_RUN], cwd=repo, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[:3] == ["_ForkedPool", "[True]", "0 False"], done.stdout
+
+
 def test_pool_removes_its_socket_folder_when_its_runner_is_gone():
     # a runner killed with SIGKILL never closes the pool: the pool's input ends all the same
     started = workerpool.WorkerPool()
