@@ -167,9 +167,14 @@ class WorkerPool:
     def __init__(self) -> None:
         self._dir = tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX)
         self.socket_path = os.path.join(self._dir, "pool.sock")
-        if "apache_beam" not in sys.modules and threading.active_count() == 1:
-            self._proc: subprocess.Popen | _ForkedPool = _ForkedPool(self.socket_path)
-            return
+        if "apache_beam" not in sys.modules:
+            import importlib
+
+            for module in PRELOAD:
+                importlib.import_module(module)
+            if threading.active_count() == 1:  # checked after the imports, right before the fork
+                self._proc: subprocess.Popen | _ForkedPool = _ForkedPool(self.socket_path)
+                return
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "pipeline.workerpool", self.socket_path],
@@ -199,15 +204,11 @@ class WorkerPool:
 
 
 class _ForkedPool:
-    """The pool as a child forked from this process, with the part of ``subprocess.Popen``
-    that ``WorkerPool`` uses: ``pid``, ``stdin`` (a pipe the pool reads to its end),
-    ``wait`` and ``kill``."""
+    """The pool as a child forked from this process (which has imported ``PRELOAD``), with
+    the part of ``subprocess.Popen`` that ``WorkerPool`` uses: ``pid``, ``stdin`` (a pipe the
+    pool reads to its end), ``wait`` and ``kill``."""
 
     def __init__(self, socket_path: str) -> None:
-        import importlib
-
-        for module in PRELOAD:
-            importlib.import_module(module)
         sys.stdout.flush()
         sys.stderr.flush()
         read_end, write_end = os.pipe()
