@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from pipeline import workerpool
 
 MULTI = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run_fresh(code: str, unset: str) -> str:
+    """Runs ``code`` in a new interpreter (nothing of Beam imported) with the environment
+    variable ``unset`` removed; its standard output."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop(unset, None)
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
 
 
 @pytest.mark.parametrize(
@@ -106,17 +119,8 @@ print(proc.wait(10), os.path.exists(socket_folder))
 def test_a_pool_started_before_beam_is_imported_is_forked_from_the_runner():
     # the command line's case: workers come from a pool forked from the runner process, which
     # ends with code 0 when the runner closes it and leaves no socket folder behind
-    import subprocess
-    from pathlib import Path
-
-    repo = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": str(repo)}
-    env.pop(workerpool.DISABLE_ENV, None)
-    done = subprocess.run(
-        [sys.executable, "-c", FORKED_POOL_RUN], cwd=repo, env=env, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split("\n")[:3] == ["_ForkedPool", "[True]", "0 False"], done.stdout
+    stdout = _run_fresh(FORKED_POOL_RUN, workerpool.DISABLE_ENV)
+    assert stdout.split("\n")[:3] == ["_ForkedPool", "[True]", "0 False"], stdout
 
 
 def test_pool_removes_its_socket_folder_when_its_runner_is_gone():
@@ -137,9 +141,6 @@ def test_without_the_pool_workers_start_as_beams_own(pool, tmp_path):
 
 
 def test_local_runs_leave_out_the_optional_parts_of_beam():
-    import subprocess
-    from pathlib import Path
-
     code = """
 import sys
 from pipeline import workerpool
@@ -156,12 +157,7 @@ try:
 except ModuleNotFoundError:
     print("refused")
 """
-    repo = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": str(repo)}
-    env.pop(workerpool.LEAN_IMPORTS_ENV, None)
-    done = subprocess.run([sys.executable, "-c", code], cwd=repo, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["[]", "refused"]
+    assert _run_fresh(code, workerpool.LEAN_IMPORTS_ENV).split() == ["[]", "refused"]
 
 
 def test_optional_parts_of_beam_stay_once_beam_is_imported_or_when_switched_off(monkeypatch):
