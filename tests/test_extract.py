@@ -378,6 +378,25 @@ def test_startup_heap_is_frozen_once(monkeypatch):
     assert len(frozen) == 2 and extract_mod._speedups_installed
 
 
+def test_the_extraction_child_leaves_out_pyarrow_and_numpy():
+    # What the child runs (its imports, then a page), in a new interpreter: pyarrow (with numpy)
+    # was a third of each child's start; the record types must not pull it in.
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from transforms.extract import ExtractSettings, extract_page, freeze_startup_heap
+freeze_startup_heap()
+page = b"<html><head><title>Dock</title></head><body><article><p>" + b"The dock reopened on Monday. " * 30 + b"</p></article></body></html>"
+found = extract_page(page, "utf-8", "https://news.example/dock", ExtractSettings())
+print(bool(found["text"]), sorted({"pyarrow", "numpy", "apache_beam"} & set(sys.modules)))
+"""
+    repo = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo, timeout=120)
+    assert result.stdout.split() == ["True", "[]"], result.stderr[-2000:]
+
+
 def test_worker_with_extraction_child_does_not_import_trafilatura():
     # A Beam worker whose bundles run off the main thread hands pages to the extraction
     # child: setting up and running the DoFn there must not load trafilatura in the worker.

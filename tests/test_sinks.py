@@ -10,7 +10,8 @@ import fsspec
 import pyarrow.dataset as ds
 import pytest
 
-from transforms.records import ARTICLE_SCHEMA, Article, Failure
+from transforms.records import Article, Failure
+from transforms.schemas import ARTICLE_SCHEMA
 from transforms.sinks import SinkSettings, SummaryFn, commit_outputs, partition_of, shard_count, shard_of, write_table
 
 T = datetime(2026, 3, 10, 9, tzinfo=timezone.utc)

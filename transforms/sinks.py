@@ -36,7 +36,8 @@ from fsspec.implementations.local import LocalFileSystem
 
 from transforms.fsutil import commit_staged, move
 from transforms.knownindex import HexMap, HexSet, known_from_batches
-from transforms.records import FAILED, FILTER_STAGE, SCHEMAS, Article, Failure, Story, to_table, utcnow
+from transforms.records import FAILED, FILTER_STAGE, Article, Failure, Story, utcnow
+from transforms.schemas import SCHEMAS, to_table
 
 LOG = logging.getLogger(__name__)
 

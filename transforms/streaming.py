@@ -76,7 +76,8 @@ from apache_beam.utils.timestamp import Duration
 from transforms import records
 from transforms.fingerprint import FingerprintSettings
 from transforms.fsutil import move
-from transforms.records import FILTER_STAGE, SCHEMAS, Article, Failure, Story
+from transforms.records import FILTER_STAGE, Article, Failure, Story
+from transforms.schemas import SCHEMAS
 from transforms.sinks import KINDS, SinkSettings, partition_of, shard_of, write_table
 from transforms.stories import (
     StorySettings,
