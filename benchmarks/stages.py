@@ -58,9 +58,15 @@ def short_name(stage: str, limit: int = 3) -> str:
 
 
 def main(argv: list[str]) -> int:
-    from apache_beam.runners.portability.fn_api_runner import fn_runner
-
     from pipeline import main as pipeline_main
+    from pipeline import workerpool
+
+    # As the command line does, before Beam is imported here: leave out Beam's optional parts
+    # and fork the worker pool (multi_processing runs), so that the stages are timed as a
+    # run of ``pipeline.main`` runs them; ``run`` then finds the pool started.
+    workerpool.skip_optional_beam(argv)
+    workerpool.start(argv)
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
 
     execute = getattr(fn_runner.FnApiRunner, "_execute_bundle", None)
     if execute is None:
