@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import random
 import re
@@ -702,6 +703,38 @@ def test_profile_is_the_same_whichever_of_its_words_the_worker_knew(monkeypatch,
         again = compute_text_profile(article)
         assert again == fresh
         assert list(again.terms) == list(fresh.terms) and list(again.prior) == list(fresh.prior)
+
+
+def test_function_words_are_found_once_then_read_back_from_the_cache(tmp_path, monkeypatch) -> None:
+    pytest.importorskip("wordfreq")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    stories._function_words.cache_clear()
+    found = stories._function_words(("en", "de"))
+    assert found["the"] == ("en",) and found["und"] == ("de",)
+    cache = stories.function_words_cache()
+    assert cache.is_file() and cache.is_relative_to(tmp_path)
+
+    loaded: list[str] = []
+    real = stories._frequencies
+    monkeypatch.setattr(stories, "_frequencies", lambda language: loaded.append(language) or real(language))
+    stories._function_words.cache_clear()
+    assert stories._function_words(("en", "de")) == found and loaded == []  # no table loaded
+    stories._function_words.cache_clear()
+    both = stories._function_words(("en", "fr"))  # a language the cache lacks: only that one
+    assert loaded == ["fr"] and both["le"] == ("fr",) and "und" not in both
+
+    # tables other than those the cache was made from: found again, and the cache replaced
+    stored = json.loads(cache.read_text(encoding="utf-8"))
+    cache.write_text(json.dumps({"key": "other tables", "top": {**stored["top"], "en": ["zzz"]}}), encoding="utf-8")
+    stories._function_words.cache_clear()
+    assert "zzz" not in stories._function_words(("en",)) and loaded == ["fr", "en"]
+    assert json.loads(cache.read_text(encoding="utf-8"))["key"] == stored["key"]
+
+    # a cache that cannot be written is passed by
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))  # a file, not a folder
+    stories._function_words.cache_clear()
+    assert stories._function_words(("en", "de")) == found
+    stories._function_words.cache_clear()
 
 
 def test_inflected_german_reports_match_and_function_words_do_not() -> None:

@@ -17,11 +17,13 @@ import json
 import logging
 import math
 import operator
+import os
 import re
 import threading
 import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property, lru_cache
@@ -354,29 +356,97 @@ def _frequencies(language: str) -> dict[str, float] | None:
 
 def preload(languages: tuple[str, ...] = DEFAULT_LANGUAGES) -> None:
     """Import and load once what clustering needs in any worker: scipy's sparse matrices,
-    hierarchical clustering and connected components, wordfreq and the tables of
-    ``languages`` (for a process that forks workers: ``pipeline.workerpool``)."""
+    hierarchical clustering and connected components, wordfreq, and the function words of
+    ``languages`` (for a process that forks workers: ``pipeline.workerpool``). The tables of
+    background frequencies load where an article of their language first needs them."""
     from scipy.cluster import hierarchy  # noqa: F401
     from scipy.sparse import csgraph  # noqa: F401
     from scipy.spatial import distance  # noqa: F401
 
+    _wordfreq()
     _function_words(languages)
+
+
+#: how many of a language's most frequent words make its function words
+FUNCTION_WORDS = 60
 
 
 @lru_cache(maxsize=16)
 def _function_words(languages: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
-    """The 60 most frequent words of each language -> the languages they belong to."""
+    """The ``FUNCTION_WORDS`` most frequent words of each language -> the languages they
+    belong to."""
     owners: dict[str, list[str]] = defaultdict(list)
+    tops = _cached_top_words(languages)
     for language in languages:
-        table = _frequencies(language)
-        if not table:
-            continue
-        # the 60th largest frequency first (fast on floats), then sort only what reaches it
-        cutoff = heapq.nlargest(60, table.values())[-1]
-        top = sorted(((w, f) for w, f in table.items() if f >= cutoff), key=lambda kv: (-kv[1], kv[0]))[:60]
-        for word, _ in top:
+        for word in tops.get(language) or ():
             owners[word].append(language)
     return {w: tuple(langs) for w, langs in owners.items()}
+
+
+def _top_words(language: str) -> list[str] | None:
+    """The language's ``FUNCTION_WORDS`` most frequent words (ties: alphabetical), or None
+    when wordfreq has no table for it."""
+    table = _frequencies(language)
+    if not table:
+        return None
+    # the last frequency that makes the cut first (fast on floats), then sort only what reaches it
+    cutoff = heapq.nlargest(FUNCTION_WORDS, table.values())[-1]
+    top = sorted(((w, f) for w, f in table.items() if f >= cutoff), key=lambda kv: (-kv[1], kv[0]))
+    return [word for word, _ in top[:FUNCTION_WORDS]]
+
+
+def function_words_cache() -> Path:
+    """Where the function words found in wordfreq's tables are kept between processes."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base, "storybeam", "function-words.json")
+
+
+def _wordfreq_data_key() -> str | None:
+    """A name for the wordfreq tables installed (their folder, names, sizes and times), found
+    without importing wordfreq; None when it is not installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("wordfreq")
+    if spec is None or not spec.origin:
+        return None
+    folder = os.path.join(os.path.dirname(spec.origin), "data")
+    try:
+        with os.scandir(folder) as entries:
+            tables = sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries)
+    except OSError:
+        return None
+    return hashlib.sha256(repr((folder, FUNCTION_WORDS, tables)).encode()).hexdigest()[:24]
+
+
+def _cached_top_words(languages: tuple[str, ...]) -> dict[str, list[str] | None]:
+    """``_top_words`` of each language, kept in ``function_words_cache()`` for the same
+    wordfreq tables. Finding them loads each language's whole table (13 languages: ~0.3 s, in
+    the worker pool before it can fork a worker, and in every other process that clusters);
+    read back, ~1 ms. A cache that cannot be read or written is passed by."""
+    key = _wordfreq_data_key()
+    path = function_words_cache()
+    top: dict[str, list[str] | None] = {}
+    if key is not None:
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(stored, dict) and stored.get("key") == key and isinstance(stored.get("top"), dict):
+                top = stored["top"]
+        except (OSError, ValueError):
+            pass
+    missing = [language for language in languages if language not in top]
+    if not missing:
+        return top
+    top = {**top, **{language: _top_words(language) for language in missing}}
+    if key is not None:
+        scratch = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            scratch.write_text(json.dumps({"key": key, "top": top}, ensure_ascii=False), encoding="utf-8")
+            os.replace(scratch, path)  # whole or not at all, whoever writes at the same time
+        except OSError:
+            with suppress(OSError):
+                scratch.unlink(missing_ok=True)
+    return top
 
 
 def detect_language(tokens: Sequence[str], languages: tuple[str, ...]) -> str:
