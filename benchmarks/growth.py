@@ -80,17 +80,14 @@ def run_append(pattern: str, out: Path, config: Path, workers: int) -> tuple[flo
     import re
     import subprocess
 
-    from benchmarks.throughput import _max_memory, _tree_memory_mb
+    from benchmarks.throughput import watch_memory
 
     cmd = [sys.executable, "-m", "pipeline.main", "--config", str(config), "--source", "warc"]
     cmd += ["--input", pattern, "--output", str(out)]
     if workers > 1:
         cmd += [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak = (0.0, 0.0)
-    while proc.poll() is None:
-        peak = _max_memory(peak, _tree_memory_mb(proc.pid))
-        time.sleep(0.2)
+    peak = watch_memory([proc])
     stdout, stderr = proc.communicate()
     if proc.returncode not in (0, 3):
         raise SystemExit(f"pipeline failed ({proc.returncode}):\n{stderr[-3000:]}")
