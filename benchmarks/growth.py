@@ -39,7 +39,8 @@ def fill_output(root: Path, held: int) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from transforms.records import ARTICLE_SCHEMA, Story
+    from transforms.records import Story
+    from transforms.schemas import ARTICLE_SCHEMA
     from transforms.sinks import write_table
 
     root.mkdir(parents=True)
