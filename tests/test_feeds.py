@@ -352,6 +352,28 @@ def test_bad_feed_lists_name_file_and_problem(tmp_path, content, message):
     assert str(path) in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("news.rss", '<rss version="2.0"><channel><title>Harbour news</title></channel></rss>'),
+        ("news.xml", '<?xml version="1.0"?>\n<feed xmlns="http://www.w3.org/2005/Atom"><title>H</title></feed>'),
+        ("rdf.xml", '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"></rdf:RDF>'),
+        ("sitemap.xml", '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"></urlset>'),
+        ("feed.json", '{"version":"https:\\/\\/jsonfeed.org\\/version\\/1.1","title":"Harbour","items":[]}'),
+    ],
+)
+def test_a_feed_given_as_a_feed_list_is_named_as_such(tmp_path, name, content):
+    # a user passes a downloaded feed file where a feed list (or a URL) is expected
+    path = tmp_path / name
+    path.write_text("\ufeff" + content if name == "news.rss" else content, encoding="utf-8")
+    with pytest.raises(ValueError, match="is a feed itself") as err:
+        load_feed_list(str(path))
+    assert str(path) in str(err.value)
+    lists = tmp_path / "feeds.opml"  # an OPML list that names RSS feeds stays a list
+    lists.write_text('<opml version="2.0"><body><outline text="rss" xmlUrl="https://a.example/rss"/></body></opml>')
+    assert [s.url for s in load_feed_list(str(lists))] == ["https://a.example/rss"]
+
+
 def test_missing_feed_list_is_a_value_error(tmp_path):
     with pytest.raises(ValueError, match="cannot read"):
         load_feed_list(str(tmp_path / "nope.yaml"))

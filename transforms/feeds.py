@@ -747,6 +747,12 @@ def load_feed_list(path: str) -> list[FeedSpec]:
         raise ValueError(f"{path}: cannot read feed list: {err}") from None
     lower = path.lower()
     head = data[:2048].lstrip().lower()
+    if _is_feed_document(head):
+        raise ValueError(
+            f"{path}: is a feed itself (RSS, Atom, JSON Feed or a sitemap), not a list of feeds: pass its "
+            "http(s) URL, or list that URL in a feed list (a local file can be served with `python -m "
+            "http.server`, its host:port allowed with --allow-hosts)"
+        )
     if lower.endswith((".opml", ".xml")) or head.startswith(b"<?xml") or b"<opml" in head:
         specs = _load_opml(data, path)
     elif lower.endswith((".yaml", ".yml", ".json")):
@@ -758,6 +764,18 @@ def load_feed_list(path: str) -> list[FeedSpec]:
             if line.strip() and not line.lstrip().startswith("#")
         ]
     return _dedupe(specs)
+
+
+#: root elements of the documents a feed URL serves (RSS 0.9x/2.0 and 1.0, Atom, sitemaps)
+_FEED_ROOTS = (b"<rss", b"<rdf:rdf", b"<feed", b"<urlset", b"<sitemapindex")
+
+
+def _is_feed_document(head: bytes) -> bool:
+    """Whether the start of a file (lowercased) is a feed rather than a list of feeds."""
+    head = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+    if head.startswith(b"{"):  # JSON may escape its slashes
+        return b"jsonfeed.org/version" in head.replace(b"\\/", b"/")
+    return b"<opml" not in head and any(root in head for root in _FEED_ROOTS)
 
 
 def _load_yaml(data: bytes, path: str) -> list[FeedSpec]:
