@@ -403,7 +403,7 @@ def serve(path: str, control: int = 0) -> None:
 
     short_sampling_period()  # for the workers it forks
 
-    preload()  # scipy, wordfreq and its tables (its import runs on a thread, joined before any fork)
+    preload()  # scipy, wordfreq, function words (wordfreq imports on a thread, joined before any fork)
     freeze_startup_heap(libraries=False)
     # Workers are waited for (not left to the kernel with SIG_IGN) so that their CPU time adds
     # up in the resource usage of this process's children, and so of the runner's.
