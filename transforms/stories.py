@@ -369,6 +369,9 @@ def preload(languages: tuple[str, ...] = DEFAULT_LANGUAGES) -> None:
 
 #: how many of a language's most frequent words make its function words
 FUNCTION_WORDS = 60
+#: part of the cache key of the function words (``_wordfreq_data_key``): raise it when
+#: ``_top_words`` picks its words otherwise, so that no process reads words picked the old way
+FUNCTION_WORDS_FORMAT = 1
 
 
 @lru_cache(maxsize=16)
@@ -415,7 +418,7 @@ def _wordfreq_data_key() -> str | None:
             tables = sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries)
     except OSError:
         return None
-    return hashlib.sha256(repr((folder, FUNCTION_WORDS, tables)).encode()).hexdigest()[:24]
+    return hashlib.sha256(repr((folder, FUNCTION_WORDS, FUNCTION_WORDS_FORMAT, tables)).encode()).hexdigest()[:24]
 
 
 def _cached_top_words(languages: tuple[str, ...]) -> dict[str, list[str] | None]:
