@@ -378,12 +378,20 @@ def test_startup_heap_is_frozen_once(monkeypatch):
     assert len(frozen) == 2 and extract_mod._speedups_installed
 
 
-def test_the_extraction_child_leaves_out_pyarrow_and_numpy():
-    # What the child runs (its imports, then a page), in a new interpreter: pyarrow (with numpy)
-    # was a third of each child's start; the record types must not pull it in.
+def _in_new_interpreter(code: str) -> tuple[list[str], str]:
+    """``code`` run by a new interpreter in the repository: (words of its standard output,
+    the end of its standard error)."""
     import subprocess
     import sys
 
+    repo = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo, timeout=120)
+    return result.stdout.split(), result.stderr[-2000:]
+
+
+def test_the_extraction_child_leaves_out_pyarrow_and_numpy():
+    # What the child runs (its imports, then a page), in a new interpreter: pyarrow (with numpy)
+    # was a third of each child's start; the record types must not pull it in.
     code = """
 import sys
 from transforms.extract import ExtractSettings, extract_page, freeze_startup_heap
@@ -392,17 +400,13 @@ page = b"<html><head><title>Dock</title></head><body><article><p>" + b"The dock 
 found = extract_page(page, "utf-8", "https://news.example/dock", ExtractSettings())
 print(bool(found["text"]), sorted({"pyarrow", "numpy", "apache_beam"} & set(sys.modules)))
 """
-    repo = Path(__file__).resolve().parents[1]
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo, timeout=120)
-    assert result.stdout.split() == ["True", "[]"], result.stderr[-2000:]
+    out, err = _in_new_interpreter(code)
+    assert out == ["True", "[]"], err
 
 
 def test_worker_with_extraction_child_does_not_import_trafilatura():
     # A Beam worker whose bundles run off the main thread hands pages to the extraction
     # child: setting up and running the DoFn there must not load trafilatura in the worker.
-    import subprocess
-    import sys
-
     code = """
 import sys, threading
 from datetime import datetime, UTC
@@ -419,9 +423,8 @@ def run():
 t = threading.Thread(target=run); t.start(); t.join()
 print(len(out), type(out[0]).__name__, "trafilatura" in sys.modules)
 """
-    repo = Path(__file__).resolve().parents[1]
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo, timeout=120)
-    assert result.stdout.split() == ["1", "Article", "False"], result.stderr[-2000:]
+    out, err = _in_new_interpreter(code)
+    assert out == ["1", "Article", "False"], err
 
 
 def test_metadata_heuristics_run_only_where_kept():
