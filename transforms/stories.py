@@ -2051,7 +2051,13 @@ def content_key(article: Article) -> str:
 def copy_mark(article: Article) -> tuple[str, tuple]:
     """What finding an article's exact copies needs of it: (content key, (rank, id)), the rank
     being ``representative_key``. Small, so that the run can group these instead of articles."""
-    return content_key(article), (representative_key(article), article.article_id)
+    return copy_mark_of_reading(article.article_id, reading_key(article))
+
+
+def copy_mark_of_reading(article_id: str, key: tuple) -> tuple[str, tuple]:
+    """``copy_mark`` of the article read as ``key`` (its ``reading_key``, which holds the rank
+    and the content hash)."""
+    return key[-2] or article_id, (key[:-2], article_id)
 
 
 def copy_representative(key: str, marks: Iterable[tuple]) -> Iterator[tuple[str, str]]:
@@ -2145,7 +2151,9 @@ def large_window_warning(topic: str, start: datetime, size: int) -> str | None:
 
 class _ClusterWindowFn(beam.DoFn):
     """((topic, window start), [(Article, TextProfile)]) -> _WindowCluster per story candidate;
-    exact copies are marked first (side input: content key -> representative id)."""
+    readings of an article id other than the one kept are dropped (tagged ``FAILED``; side
+    input: article id -> key of the reading kept), exact copies marked (side input: content
+    key -> representative id)."""
 
     def __init__(
         self, settings: StorySettings, fingerprint: FingerprintSettings, known_hashes: Mapping[str, str]
@@ -2154,9 +2162,15 @@ class _ClusterWindowFn(beam.DoFn):
         self._fingerprint = fingerprint
         self._known_hashes = known_hashes
 
-    def process(self, element, representatives):
+    def process(self, element, representatives, kept_readings):
         (topic, start), pairs = element
-        pairs = list(pairs)
+        kept = []
+        for article, profile in pairs:
+            if is_later_reading(article, kept_readings):
+                yield beam.pvalue.TaggedOutput(records.FAILED, _duplicate_url(article))
+            else:
+                kept.append((article, profile))
+        pairs = kept
         bounds = window_datetimes(start, self._settings.window_hours * 3600)
         warning = large_window_warning(topic, bounds[0], len(pairs))
         if warning:
@@ -2273,20 +2287,25 @@ def reading_key(article: Article) -> tuple:
     return (*representative_key(article), article.content_hash, article.url)
 
 
-def first_reading(article_id: str, keys: Iterable[tuple]) -> Iterator[tuple[str, tuple]]:
-    """``reading_key``s of one article id -> (id, key of the reading kept) when it was read in
-    more than one way (nothing for the usual single reading)."""
+#: tag of ``kept_reading``'s (article id, key of the reading kept)
+FIRST_READINGS = "first_readings"
+
+
+def kept_reading(article_id: str, keys: Iterable[tuple]):
+    """``reading_key``s of one article id -> the ``copy_mark`` of the reading kept (the first),
+    and, tagged ``FIRST_READINGS``, (id, key of that reading) when the id was read in more than
+    one way (nothing for the usual single reading): ClusterWindow drops the other readings."""
     keys = set(keys)
+    first = min(keys)
     if len(keys) > 1:
-        yield article_id, min(keys)
+        yield beam.pvalue.TaggedOutput(FIRST_READINGS, (article_id, first))
+    yield copy_mark_of_reading(article_id, first)
 
 
-def _later_reading_dropped(article: Article, first: Mapping[str, tuple]):
+def is_later_reading(article: Article, first: Mapping[str, tuple]) -> bool:
+    """Whether ``article`` is a reading of its id that ``kept_reading`` did not keep."""
     kept = first.get(article.article_id)
-    if kept is None or reading_key(article) == kept:
-        yield article
-    else:
-        yield beam.pvalue.TaggedOutput(records.FAILED, _duplicate_url(article))
+    return kept is not None and reading_key(article) != kept
 
 
 def _duplicate_url(article: Article) -> records.Failure:
@@ -2344,22 +2363,19 @@ class GroupStories(beam.PTransform):
         window_s = self.settings.window_hours * 3600
         # One reading per article id, decided before copies are looked for: a text read only
         # under a reading that is dropped must not make its copies point at an article whose
-        # row holds another text. Decided from small marks, like the copies below.
-        kept_readings = (
+        # row holds another text. Decided from small marks: the kept readings' copy marks go
+        # on to find the exact copies, and ClusterWindow drops the other readings. Exact
+        # copies are found across all windows of the run by grouping such marks too, so the
+        # articles travel through one shuffle only, the one by topic (a side input to drop
+        # the readings before it would make the runner hold every article once more).
+        readings = (
             articles
             | "MarkReadings" >> beam.Map(lambda a: (a.article_id, reading_key(a)))
             | "GroupReadings" >> beam.GroupByKey()
-            | "FirstReadings" >> beam.FlatMapTuple(first_reading)
+            | "FirstReadings" >> beam.FlatMapTuple(kept_reading).with_outputs(FIRST_READINGS, main="marks")
         )
-        readings = articles | "DropLaterReadings" >> beam.FlatMap(
-            _later_reading_dropped, first=beam.pvalue.AsDict(kept_readings)
-        ).with_outputs(records.FAILED, main="kept")
-        articles = readings.kept
-        # Exact copies are found across all windows of the run by grouping small marks, not
-        # the articles: the articles travel through one shuffle only, the one by topic.
         representatives = (
-            articles
-            | "MarkContent" >> beam.Map(copy_mark)
+            readings.marks
             | "GroupByContent" >> beam.GroupByKey()
             | "Representatives" >> beam.FlatMapTuple(copy_representative)
         )
@@ -2383,8 +2399,10 @@ class GroupStories(beam.PTransform):
             >> beam.ParDo(
                 _ClusterWindowFn(self.settings, self.fingerprint, self._known_hashes),
                 beam.pvalue.AsDict(representatives),
-            )
+                beam.pvalue.AsDict(readings[FIRST_READINGS]),
+            ).with_outputs(records.FAILED, main="clusters")
         )
+        later_readings, clusters = clusters[records.FAILED], clusters.clusters
         linked = (
             clusters
             | "Summaries" >> beam.Map(lambda c: c.summary)
@@ -2401,7 +2419,7 @@ class GroupStories(beam.PTransform):
         result = {
             "articles": out.articles,
             "stories": stories,
-            "failed": (readings[records.FAILED], out[records.FAILED]) | "RepeatedReadings" >> beam.Flatten(),
+            "failed": (later_readings, out[records.FAILED]) | "RepeatedReadings" >> beam.Flatten(),
         }
         if self._commit_token is None:
             _ = linked | "WriteStoryState" >> beam.Map(self._save)
