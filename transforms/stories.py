@@ -1962,6 +1962,12 @@ def write_state(url: str | None, stories: Sequence[StoryState], token: str) -> N
 # --- Beam ---------------------------------------------------------------------------------
 
 
+#: tag of ``kept_reading``'s (article id, key of the reading kept)
+FIRST_READINGS = "first_readings"
+#: tag of ClusterWindow's ClusterSummary output (its main output: (key, articles, dropped))
+SUMMARIES = "summaries"
+
+
 @dataclass(frozen=True)
 class _WindowCluster:
     summary: ClusterSummary
@@ -2150,7 +2156,8 @@ def large_window_warning(topic: str, start: datetime, size: int) -> str | None:
 
 
 class _ClusterWindowFn(beam.DoFn):
-    """((topic, window start), [(Article, TextProfile)]) -> _WindowCluster per story candidate;
+    """((topic, window start), [(Article, TextProfile)]) -> per story candidate, its
+    ClusterSummary (tagged ``SUMMARIES``) and (key, articles, repeated reads dropped);
     readings of an article id other than the one kept are dropped (tagged ``FAILED``; side
     input: article id -> key of the reading kept), exact copies marked (side input: content
     key -> representative id)."""
@@ -2176,14 +2183,18 @@ class _ClusterWindowFn(beam.DoFn):
         if warning:
             LOG.warning("%s", warning)
             beam.metrics.Metrics.counter(records.METRICS_NAMESPACE, "large_windows").inc()
-        yield from cluster_window(
+        for cluster in cluster_window(
             topic,
             [marked_copy(a, representatives, self._known_hashes) for a, _ in pairs],
             *bounds,
             self._settings,
             self._fingerprint,
             {profile_key(a): p for a, p in pairs},
-        )
+        ):
+            # The summary goes to LinkStories alone; the articles wait for their story ids
+            # without it (its story vector is most of a cluster's bytes).
+            yield beam.pvalue.TaggedOutput(SUMMARIES, cluster.summary)
+            yield cluster.summary.key, cluster.articles, cluster.dropped
 
 
 class _LinkFn(beam.DoFn):
@@ -2266,17 +2277,19 @@ def with_near_copy(article: Article, near: Mapping[str, str]) -> Article:
     return article if representative is None else records.replace(article, duplicate_of=representative)
 
 
-def _emit_articles(cluster: _WindowCluster, routing):
+def _emit_articles(cluster: tuple[str, tuple[Article, ...], tuple[Article, ...]], routing):
+    """(cluster key, its articles, repeated reads it dropped) -> the articles with their story
+    id (tagged ``FAILED``: the reads of an article id kept elsewhere)."""
     assignment, members_of, near, first_cluster = routing
-    key = cluster.summary.key
+    key, articles, dropped = cluster
     story_id = assignment.get(key)  # None: every article of the cluster was read before
     members = members_of.get(story_id, frozenset())
-    for article in cluster.articles:
+    for article in articles:
         if article.article_id in members and first_cluster.get(article.article_id, key) == key:
             yield records.replace(with_near_copy(article, near), story_id=story_id)
         else:  # the same article id already came in through another window
             yield beam.pvalue.TaggedOutput(records.FAILED, _duplicate_url(article))
-    for article in cluster.dropped:
+    for article in dropped:
         yield beam.pvalue.TaggedOutput(records.FAILED, _duplicate_url(article))
 
 
@@ -2285,10 +2298,6 @@ def reading_key(article: Article) -> tuple:
     ``cluster_window`` keeps the first of a window. ``representative_key`` orders by fetch
     time already; the text and URL break what ties remain."""
     return (*representative_key(article), article.content_hash, article.url)
-
-
-#: tag of ``kept_reading``'s (article id, key of the reading kept)
-FIRST_READINGS = "first_readings"
 
 
 def kept_reading(article_id: str, keys: Iterable[tuple]):
@@ -2400,12 +2409,11 @@ class GroupStories(beam.PTransform):
                 _ClusterWindowFn(self.settings, self.fingerprint, self._known_hashes),
                 beam.pvalue.AsDict(representatives),
                 beam.pvalue.AsDict(readings[FIRST_READINGS]),
-            ).with_outputs(records.FAILED, main="clusters")
+            ).with_outputs(records.FAILED, SUMMARIES, main="clusters")
         )
-        later_readings, clusters = clusters[records.FAILED], clusters.clusters
+        later_readings, summaries, clusters = clusters[records.FAILED], clusters[SUMMARIES], clusters.clusters
         linked = (
-            clusters
-            | "Summaries" >> beam.Map(lambda c: c.summary)
+            summaries
             | "AllClusters" >> beam.combiners.ToList()
             | "LinkStories"
             >> beam.ParDo(
