@@ -319,6 +319,24 @@ def test_a_near_copy_found_across_clusters_is_represented_by_the_earliest() -> N
     assert near == {later.article_id: earlier.article_id}
 
 
+def test_a_story_writes_the_line_its_fields_make_whether_founded_by_one_cluster_or_merged(seeds) -> None:
+    # A story founded by one cluster writes that cluster's vector JSON into its state line
+    # as it is; the line must be what encoding all its fields gives (and read back the same).
+    tokyo = make("https://wire.example/tokyo", TOKYO_VISIT[0], TOKYO_VISIT[1] + " Délégués reçus à Kyōto.", hours=26)
+    clusters = _clusters(seeds[:2], 0) + _clusters(seeds[2:], 1) + _clusters([tokyo], 1)
+    _, _, state, _ = link_clusters(clusters, [], StorySettings())
+    founded = [s for s in state if s._profile_line is not None]
+    merged = [s for s in state if s._profile_line is None]
+    assert founded and merged  # the seeds' second window joined the first's story
+    for story in state:
+        row = {k: v for k, v in vars(story).items() if not k.startswith("_")}
+        for key in ("first_published", "last_published", "window_start", "window_end"):
+            row[key] = row[key].isoformat()
+        assert story.to_json() == json.dumps(row, sort_keys=True, ensure_ascii=False)
+        again = stories.StoryState.from_json(story.to_json())
+        assert (again.profile, again.article_ids) == (story.profile, story.article_ids)
+
+
 def test_unrelated_cluster_in_a_later_window_gets_its_own_story(seeds) -> None:
     tokyo = make("https://wire.example/tokyo", *TOKYO_VISIT, hours=26)
     assignment, touched, _, _ = link_clusters(_clusters(seeds, 0) + _clusters([tokyo], 1), [], StorySettings())
@@ -492,13 +510,10 @@ def test_a_pair_gets_one_decision_in_one_window_or_in_two_and_across_topics() ->
 
 
 def test_state_written_before_story_vectors_is_still_linked(seeds) -> None:
-    from transforms.stories import StoryState
-
     _, _, state, _ = link_clusters(_clusters(seeds[:3], 0), [], StorySettings())
     # the old state held one normalised term profile without channel prefixes
     old = [
-        StoryState(**{**vars(s), "profile": {k[2:]: v for k, v in s.profile.items() if k.startswith("t:")}})
-        for s in state
+        dataclasses.replace(s, profile={k[2:]: v for k, v in s.profile.items() if k.startswith("t:")}) for s in state
     ]
     late = [make(a.url, a.title or "", a.text, hours=30) for a in seeds[3:]]
     assignment, _, _, _ = link_clusters(_clusters(late, 1), old, StorySettings())
