@@ -12,7 +12,16 @@ import pytest
 
 from transforms.records import Article, Failure
 from transforms.schemas import ARTICLE_SCHEMA
-from transforms.sinks import SinkSettings, SummaryFn, commit_outputs, partition_of, shard_count, shard_of, write_table
+from transforms.sinks import (
+    SinkSettings,
+    SummaryFn,
+    commit_outputs,
+    partition_of,
+    shard_count,
+    shard_of,
+    tmp_path,
+    write_table,
+)
 
 T = datetime(2026, 3, 10, 9, tzinfo=timezone.utc)
 
@@ -32,7 +41,7 @@ def stage_run(root: str, run_id: str, rows: list[Article], settings: SinkSetting
     written = []
     for (kind, part, shard), recs in sorted(groups.items()):
         name = f"part-{run_id}-{shard:05d}.parquet"
-        tmp = posixpath.join(base, "_tmp", run_id, kind, part, name)
+        tmp = tmp_path(base, run_id, kind, part, name)
         write_table(fs, tmp, kind, recs, settings.compression)
         written.append((kind, tmp, posixpath.join(base, kind, part, name)))
     return written
