@@ -538,7 +538,7 @@ def _collect(items: list, kind: str) -> None:
     _COLLECTED[kind] = list(items)
 
 
-def _run_group_stories(articles: list[Article], output_root: str) -> dict[str, list]:
+def _run_group_stories(articles: list[Article], output_root: str, **options) -> dict[str, list]:
     import apache_beam as beam
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
@@ -546,10 +546,27 @@ def _run_group_stories(articles: list[Article], output_root: str) -> dict[str, l
 
     _COLLECTED.clear()
     with beam.Pipeline(runner=FnApiRunner()) as p:
-        grouped = p | beam.Create(articles, reshuffle=False) | GroupStories(StorySettings(), output_root=output_root)
+        grouped = (
+            p
+            | beam.Create(articles, reshuffle=False)
+            | GroupStories(StorySettings(), output_root=output_root, **options)
+        )
         for kind in ("articles", "stories", "failed"):
             _ = grouped[kind] | f"Collect{kind}" >> beam.combiners.ToList() | f"Keep{kind}" >> beam.Map(_collect, kind)
     return dict(_COLLECTED)
+
+
+@pytest.mark.slow
+def test_a_run_without_articles_still_links_and_writes_the_state(seeds, topics) -> None:
+    # LinkStories runs once per run even with no cluster to link: a run that replaces the
+    # output (continue_state false) leaves an empty state, not the stories it replaced.
+    root = "memory://storybeam-empty-run"
+    articles = [a.__class__(**{**_fields(a), "topic": assign_topic(a, topics)[0]}) for a in seeds[:2]]
+    _run_group_stories(articles, root)
+    assert len(read_state(root + "/_state/stories")) == 1
+    out = _run_group_stories([], root, continue_state=False)
+    assert out == {"articles": [], "stories": [], "failed": []}
+    assert read_state(root + "/_state/stories") == []
 
 
 @pytest.mark.slow

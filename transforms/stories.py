@@ -2215,8 +2215,8 @@ class _ClusterWindowFn(beam.DoFn):
 
 
 class _LinkFn(beam.DoFn):
-    """[ClusterSummary] (all of the run) -> one (assignment, touched stories, state, near
-    copies)."""
+    """(0, [ClusterSummary, ..., None]) (all of the run, and None once) -> one (assignment,
+    touched stories, state, near copies)."""
 
     def __init__(
         self,
@@ -2232,7 +2232,9 @@ class _LinkFn(beam.DoFn):
         self._fingerprint = fingerprint
         self._continue_state = continue_state
 
-    def process(self, summaries):
+    def process(self, element):
+        _, found = element
+        summaries = [summary for summary in found if summary is not None]
         previous = read_state(self._url) if self._continue_state else []
         firsts, first_cluster = first_readings(summaries)
         linked = link_clusters(firsts, previous, self._settings, self._known_stories, self._fingerprint)
@@ -2429,9 +2431,17 @@ class GroupStories(beam.PTransform):
             ).with_outputs(records.FAILED, SUMMARIES, main="clusters")
         )
         later_readings, summaries, clusters = clusters[records.FAILED], clusters[SUMMARIES], clusters.clusters
+        # All summaries reach one LinkStories call: keyed alike and grouped, with one empty
+        # element so that the call is made for a run without clusters too (the state is still
+        # written). A ToList made that two stages (the combine, then a side input to a step of
+        # its own), and one more trip of every summary through the runner.
         linked = (
-            summaries
-            | "AllClusters" >> beam.combiners.ToList()
+            (
+                summaries | "KeyAlike" >> beam.Map(lambda summary: (0, summary)),
+                summaries.pipeline | "NoCluster" >> beam.Create([(0, None)], reshuffle=False),
+            )
+            | "AllSummaries" >> beam.Flatten()
+            | "AllClusters" >> beam.GroupByKey()
             | "LinkStories"
             >> beam.ParDo(
                 _LinkFn(self.settings, self.state_url, self._known_stories, self.fingerprint, self._continue_state)
