@@ -89,6 +89,21 @@ def test_memory_output_with_worker_processes_is_refused(repo_root):
     assert plan.output == "memory://storybeam-cli/out"
 
 
+def test_batch_runs_skip_beams_type_inference(repo_root, tmp_path):
+    from apache_beam.options.pipeline_options import TypeOptions
+
+    sample = str(repo_root / "configs" / "sample" / "sample.warc.gz")
+    flags = ["--source", "warc", "--input", sample, "--output", str(tmp_path / "out")]
+    _, options, _ = plan_run(flags)
+    assert options.view_as(TypeOptions).pipeline_type_check is False
+    # a polling feed run streams: its stateful steps need the types they declare
+    feeds = tmp_path / "feeds.txt"
+    feeds.write_text("http://127.0.0.1:9/feed.xml\n")
+    poll = ["--source", "feeds", "--input", str(feeds), "--output", str(tmp_path / "f"), "--poll-interval", "60"]
+    _, options, _ = plan_run(poll)
+    assert options.view_as(TypeOptions).pipeline_type_check is True
+
+
 def test_run_local_takes_relative_paths_from_the_callers_directory(repo_root, tmp_path):
     """./run_local.sh runs in the caller's directory (the real script, with the bootstrap
     stubbed so that nothing is installed): a relative --input is found there, and a relative
