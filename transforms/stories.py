@@ -1538,12 +1538,11 @@ class ClusterSummary:
     title: str
     first_published: datetime
     last_published: datetime
-    #: the story vector, as JSON of an object in term order: all summaries of a run reach
-    #: the linking step as one list, whose size the runner measures object by object
-    #: (objsize) before caching it; one string instead of ~200 tuples per cluster took that
-    #: from 0.6 s to ~0 for 600 pages (when they reached it as a side input, until stop 42).
-    #: An object in term order, not [term, weight] pairs: a story founded by this cluster
-    #: alone writes it into the state as it is (``StoryState.to_json``)
+    #: the story vector, as JSON of an object in term order. One string, not ~200 tuples:
+    #: while the summaries reached the linking step as a side input (until stop 42), the
+    #: runner sized that list object by object (objsize), 0.6 s for 600 pages. An object,
+    #: not [term, weight] pairs: a story founded by this cluster alone writes it into the
+    #: state as it is (``StoryState.to_json``)
     profile_json: str
     #: representatives of the cluster's exact and near copies (their ``duplicate_of``), sorted:
     #: a copy's story is its representative's (``link_clusters``)
