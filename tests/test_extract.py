@@ -898,7 +898,7 @@ def test_tree_given_to_trafilatura_changes_no_result(monkeypatch):
     assert passes.count(True) >= 1  # the recall pass ran on the first page
     # ... on the page itself (parsed again), not on the tree the first pass pruned
     assert recall_inputs and all(page == pages["recall"] for page in recall_inputs)
-    monkeypatch.setattr(extract_mod, "_GivenTree", lambda tree: tree)  # trafilatura copies it
+    monkeypatch.setattr(extract_mod, "_GivenTree", lambda tree, html: tree)  # trafilatura copies it
     copied = {
         name: extract_mod.extract_html(html, "https://example.org/vote", settings) for name, html in pages.items()
     }
@@ -975,6 +975,135 @@ def test_cleaned_backup_made_when_read_changes_no_result(monkeypatch, page):
     assert lazy == [_bare(page, **mode) for mode in modes]
     if "<form>" in page or "DiscussionForumPosting" in page:
         assert built  # the backup was read (short text: the jusText check; the forum path)
+
+
+def _long_article_page() -> str:
+    paragraphs = "".join(
+        f"<p>Paragraph {i}: the harbour board met again on Tuesday to settle the ferry timetable, "
+        f"and the night shift asked for a later crossing so that workers can reach the island.</p>"
+        for i in range(30)
+    )
+    related = "".join(f"<li><a href='/s/{i}'>Other story number {i} about the harbour</a></li>" for i in range(8))
+    return f"""<html><head><title>Ferry timetable</title></head><body><nav><a href="/">Home</a></nav>
+<article><h1>Ferry timetable settled</h1>{paragraphs}</article><aside><ul>{related}</ul></aside>
+<footer>Copyright Harbour News</footer></body></html>"""
+
+
+def _with_shipped_extract_and_compare(monkeypatch, run):
+    import trafilatura.core as core
+
+    monkeypatch.setattr(core, "_extract_and_compare", extract_mod.SHIPPED_BACKUP_FUNCTIONS["_extract_and_compare"])
+    try:
+        return run()
+    finally:
+        monkeypatch.undo()
+
+
+def _spent_count(monkeypatch) -> list[int]:
+    spent = []
+    init = extract_mod._RawTreeSpent.__init__
+    monkeypatch.setattr(extract_mod._RawTreeSpent, "__init__", lambda self, *a: spent.append(1) or init(self, *a))
+    return spent
+
+
+def test_raw_tree_given_to_readability_changes_no_result(monkeypatch):
+    """readability gets the raw tree itself, not a copy, when the page's own text is long
+    (nothing reads the tree after it) or, measured first, not a small share of the page (the
+    recall escalation's measure is answered from that); a text too short for either keeps the
+    copy. All give what trafilatura's own ``_extract_and_compare`` gives, in every mode."""
+    import trafilatura.core as core
+
+    extract_mod.speed_up_trafilatura()
+    compare = core.compare_extraction
+    handed: list[tuple[str, bool]] = []  # per readability input: focus, the raw tree itself?
+
+    def recording(cleaned, raw, body, text, options):
+        handed.append((options.focus, getattr(extract_mod._raw_tree_state, "spent", None) is raw))
+        return compare(cleaned, raw, body, text, options)
+
+    monkeypatch.setattr(core, "compare_extraction", recording)
+    pages = {
+        "long": _long_article_page(),  # own text >= ESCALATION_MAX_LENGTH
+        "measured": _council_page("section"),  # shorter, but most of the page
+        "short": _council_page("aside"),  # under min_extracted_size
+        "escalated": _council_page("form"),  # the recall escalation retries on the raw tree
+    }
+    import importlib
+
+    baseline = importlib.import_module("trafilatura.baseline")
+    page_measure = baseline.html2txt
+    measures: list[int] = []
+    monkeypatch.setattr(baseline, "html2txt", lambda *a: measures.append(1) or page_measure(*a))
+    first_input, measured = {}, {}
+    for name, page in pages.items():
+        handed.clear()
+        measures.clear()
+        _bare(page)
+        first_input[name], measured[name] = handed[0], len(measures)
+    assert first_input == {
+        "long": ("balanced", True),
+        "measured": ("balanced", True),
+        "short": ("balanced", False),
+        "escalated": ("balanced", False),
+    }
+    assert measured["measured"] == 1  # measured before readability; the escalation's check read that
+    modes = [{}, {"include_comments": True}, {"favor_recall": True}, {"favor_precision": True}, {"fast": True}]
+    handed.clear()
+    ours = [_bare(page, **mode) for page in pages.values() for mode in modes]
+    assert not any(given for focus, given in handed if focus != "balanced")
+    monkeypatch.undo()
+    shipped = _with_shipped_extract_and_compare(
+        monkeypatch, lambda: [_bare(p, **m) for p in pages.values() for m in modes]
+    )
+    assert ours == shipped
+    assert len(ours[0][0]) >= 3000
+
+
+def test_a_page_whose_text_comes_out_short_after_all_is_extracted_again(monkeypatch):
+    """When readability's (or jusText's) shorter text is chosen for a page whose own text was
+    long, the later steps would read the raw tree readability changed: the page is extracted
+    again with trafilatura's copies, and the result is the shipped one."""
+    import trafilatura.core as core
+
+    extract_mod.speed_up_trafilatura()
+    compare = core.compare_extraction
+
+    def short_when_spent(cleaned, raw, body, text, options):
+        body, text = compare(cleaned, raw, body, text, options)
+        if getattr(extract_mod._raw_tree_state, "spent", None) is raw:
+            return body, text[:200]  # as if a short alternative had won
+        return body, text
+
+    monkeypatch.setattr(core, "compare_extraction", short_when_spent)
+    spent = _spent_count(monkeypatch)
+    page = _long_article_page()
+    ours = extract_mod.extract_html(page, "https://example.org/ferry", ExtractSettings())
+    assert spent == [1]
+    assert not getattr(extract_mod._raw_tree_state, "stock", False)
+    monkeypatch.undo()
+    shipped = _with_shipped_extract_and_compare(
+        monkeypatch, lambda: extract_mod.extract_html(page, "https://example.org/ferry", ExtractSettings())
+    )
+    assert ours == shipped
+
+
+def test_raw_tree_given_to_readability_on_real_pages(shared_dir, monkeypatch):
+    """Real pages, among them one whose text comes out short after readability and is
+    extracted again: the same results as trafilatura's own copies."""
+    from benchmarks.corpus import eval_pages
+
+    pages = eval_pages()
+    chosen = pages[::40] + [p for p in pages if "coronavirus-false-reporting-contact-fine" in p[0]]
+    settings = ExtractSettings()
+    spent = _spent_count(monkeypatch)
+    ours = [extract_mod.extract_html(extract_mod.decode_html(raw), url, settings) for url, raw in chosen]
+    assert spent  # the last page was extracted twice
+    monkeypatch.undo()
+    shipped = _with_shipped_extract_and_compare(
+        monkeypatch,
+        lambda: [extract_mod.extract_html(extract_mod.decode_html(raw), url, settings) for url, raw in chosen],
+    )
+    assert ours == shipped
 
 
 def test_a_text_record_too_short_for_an_article_is_filtered_not_failed():
