@@ -82,8 +82,8 @@ def read_documents(p: beam.Pipeline, plan: RunPlan):
 HOST_STATE_FILE = "_state/hosts.json"
 
 
-def _stage_host_state(learned: list, path: str, token: str) -> tuple[str, str]:
-    """Saved + newly learned host boilerplate, staged for the sink's commit."""
+def _stage_host_state(_: None, learned: list, path: str, token: str) -> tuple[str, str]:
+    """Saved + newly learned host boilerplate, staged for the sink's commit (run once)."""
     return stage_file(path, host_state_bytes(load_host_state(path), learned), token)
 
 
@@ -122,12 +122,10 @@ def build_pipeline(p: beam.Pipeline, plan: RunPlan):
         fresh.failed,
         grouped["failed"],
     ) | "AllFailures" >> beam.Flatten()
-    # Count inputs with a small mark made inside the reading stage: flattening the documents
-    # themselves would make the runner hold every page's HTML a second time.
-    inputs = (
-        read.ok | "MarkDocuments" >> beam.Map(lambda _: 1),
-        read.failed | "MarkReadFailures" >> beam.Map(lambda _: 1),
-    ) | "AllInputs" >> beam.Flatten()
+    # Inputs are counted by a small mark made inside the reading stage (the sink's
+    # MarkInputs): flattening the documents themselves would make the runner hold every
+    # page's HTML a second time.
+    inputs = (read.ok, read.failed)
     outputs = {
         "articles": grouped["articles"] | "ProgressArticles" >> LogProgress("articles", every),
         "stories": grouped["stories"],
@@ -141,13 +139,16 @@ def build_pipeline(p: beam.Pipeline, plan: RunPlan):
     # State that says "done" (seen feed entries, known stories) is staged during the run and
     # moved into place by the sink's commit, before the manifest entry: a run that dies
     # before its commit leaves the state as it was.
+    # (the learned lines as a side input of one step: a list combine would be two more
+    # round trips of the local runner to its workers)
     host_state = (
-        cleaned[HOST_BOILERPLATE]
-        | "CollectHostBoilerplate" >> beam.combiners.ToList()
-        | "StageHostBoilerplate" >> beam.Map(_stage_host_state, rules.host_state_path, plan.run_id)
+        p
+        | "StageHostBoilerplate" >> beam.Create([None])
+        | "StageHostState"
+        >> beam.Map(
+            _stage_host_state, beam.pvalue.AsList(cleaned[HOST_BOILERPLATE]), rules.host_state_path, plan.run_id
+        )
     )
-    staged = [pc for pc in (source_state, grouped.get("staged_state"), host_state) if pc is not None]
-    if staged:
-        outputs["staged"] = tuple(staged) | "StagedState" >> beam.Flatten()
+    outputs["staged"] = tuple(pc for pc in (source_state, grouped.get("staged_state"), host_state) if pc is not None)
     manifest_inputs = (*plan.files, *plan.completes) if cfg.run.source != "feeds" else ()
     return outputs | "WriteOutputs" >> WriteOutputs(plan.output, plan.run_id, cfg.sink, manifest_inputs)

@@ -236,6 +236,47 @@ def test_write_outputs_counts_articles_from_marks_or_from_the_articles_alike(tmp
     assert {"stories/part-run1-00000.parquet", "failures/part-run1-00000.parquet"} <= set(marked)
 
 
+@pytest.mark.slow
+def test_write_outputs_shards_stories_and_failures_by_the_summary_and_commits_an_empty_run(tmp_path):
+    """Stories and failures get as many files as their counts in the run's summary ask for
+    (no count of their own); a run without any element still commits readable empty tables
+    and a summary of zeros (the summary's default comes from the side input)."""
+    import apache_beam as beam
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    from transforms.records import Story
+    from transforms.sinks import WriteOutputs
+
+    settings = SinkSettings(shards=8, rows_per_shard=4)
+    failures = [Failure(f"https://a.example/{i}", "fetch", "http_404", "", T) for i in range(10)]
+    stories = [Story(f"s{i}", "t", "A", (str(i),), 1, T, T, T, T) for i in range(3)]
+    roots = {"full": str(tmp_path / "full"), "empty": str(tmp_path / "empty")}
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        for name, root in roots.items():
+            full = name == "full"
+            outputs = {
+                "articles": p | f"Articles{name}" >> beam.Create([]),
+                "stories": p | f"Stories{name}" >> beam.Create(stories if full else []),
+                "failures": p | f"Failures{name}" >> beam.Create(failures if full else []),
+                "inputs": (p | f"Inputs{name}" >> beam.Create([1] * 10 if full else []),),
+            }
+            _ = outputs | f"Write{name}" >> WriteOutputs(root, "run1", settings)
+
+    full = json.loads((tmp_path / "full" / "summary.json").read_text())
+    assert (full["inputs"], full["failed"], full["stories"], full["unaccounted"]) == (10, 10, 3, 0)
+    # 10 rows at 4 a file: 3 shards (by URL hash; a count of 1 or of none would give 1 or 8)
+    shards = {shard_of("failures", f, settings, 10) for f in failures}
+    assert len(shards) > 1 and shards != {shard_of("failures", f, settings, None) for f in failures}
+    found = sorted(path.name for path in (tmp_path / "full" / "failures").glob("*.parquet"))
+    assert found == [f"part-run1-{shard:05d}.parquet" for shard in sorted(shards)]
+    assert len(list((tmp_path / "full" / "stories").glob("*.parquet"))) == 1
+    assert ds.dataset(str(tmp_path / "full" / "failures")).count_rows() == 10
+    empty = json.loads((tmp_path / "empty" / "summary.json").read_text())
+    assert all(empty[k] == 0 for k in ("inputs", "articles", "stories", "failed", "filtered"))
+    for kind in ("articles", "stories", "failures"):
+        assert ds.dataset(str(tmp_path / "empty" / kind)).count_rows() == 0
+
+
 def test_merging_story_rows_leaves_one_row_per_story_and_no_temporary_folder(tmp_path):
     from transforms.records import Story
     from transforms.sinks import compact_stories

@@ -518,11 +518,18 @@ def _remove_empty_dirs(fs, top: str) -> None:
 
 
 class _Commit(beam.DoFn):
-    def __init__(self, root: str, run_id: str, settings: SinkSettings, inputs: tuple[str, ...]):
-        self._root, self._run_id, self._settings, self._inputs = root, run_id, settings, inputs
+    """One element in (any), the summary out, after every file is moved into place. Side
+    inputs: the summary of the marks, then ``written`` lists of (kind, tmp path, final path),
+    then the lists of staged state files."""
 
-    def process(self, written, summary, staged):
-        yield commit_outputs(self._root, self._run_id, list(written), summary, self._settings, self._inputs, staged)
+    def __init__(self, root: str, run_id: str, settings: SinkSettings, inputs: tuple[str, ...], written: int):
+        self._root, self._run_id, self._settings, self._inputs = root, run_id, settings, inputs
+        self._written = written
+
+    def process(self, _, summary, *lists):
+        written = [w for files in lists[: self._written] for w in files]
+        staged = [s for files in lists[self._written :] for s in files]
+        yield commit_outputs(self._root, self._run_id, written, summary, self._settings, self._inputs, staged)
 
 
 def _keyed_by_shard(
@@ -534,71 +541,103 @@ def _keyed_by_shard(
     return (kind, partition, shard_of(kind, record, settings, sizes[kind, partition])), record
 
 
+def _keyed_by_summary(
+    element: tuple[tuple[str, str], Any], summary: Mapping[str, Any], settings: SinkSettings
+) -> tuple[tuple[str, str, int], Any]:
+    """``_keyed_by_shard`` for the unpartitioned stories and failures, their row counts taken
+    from the run's summary: a story row per story mark, a failure row per filtered or failed
+    mark."""
+    sizes = {("stories", ""): summary["stories"], ("failures", ""): summary["filtered"] + summary["failed"]}
+    return _keyed_by_shard(element, sizes, settings)
+
+
+#: the summary of a run without marks (no inputs at all)
+EMPTY_SUMMARY = SummaryFn().extract_output(SummaryFn().create_accumulator())
+
+
 class WriteOutputs(beam.PTransform):
     """{'articles': PCollection[Article], 'stories': PCollection[Story],
-    'failures': PCollection[Failure], 'inputs': PCollection[Any]} -> PCollection[dict] (the
-    summary, one element, after everything is committed), plus optional ``'staged'``:
-    PCollection of (pending, final) state files moved into place in the same commit.
+    'failures': PCollection[Failure], 'inputs': PCollection[Any] or a tuple of them (one
+    element per input)} -> PCollection[dict] (the summary, one element, after everything is
+    committed), plus optional ``'staged'``: a PCollection or a tuple of PCollections of
+    (pending, final) state files moved into place in the same commit.
     ``inputs`` names the input files the run reads, recorded in the manifest when the run
     commits (for ``--resume``). Optional ``'article_partitions'``: one ``partition_of`` per
     article, made upstream of the articles (it decides how many files a date partition
-    gets, see ``shard_count``), so that the articles need not be held to be counted."""
+    gets, see ``shard_count``), so that the articles need not be held to be counted.
+
+    Every step of the local runner's plan is a round trip to the workers (~20-30 ms with 2
+    of them, whatever it carries), so the small things are read where they are made: the
+    stories and failures are counted by the summary's marks, not by a count of their own;
+    the commit reads the writers' file lists and the staged files as side inputs, without a
+    Flatten and a list combine first; the summary has no step that puts in a default for an
+    empty run (the side inputs' default does)."""
 
     def __init__(self, root: str, run_id: str, settings: SinkSettings, inputs: tuple[str, ...] = ()):
         super().__init__()
         self._root, self._run_id, self._settings, self._inputs = root, run_id, settings, tuple(inputs)
 
-    def expand(self, pcolls: dict[str, beam.PCollection]):
+    def expand(self, pcolls: dict[str, Any]):
         settings = self._settings
-
-        def write(rows, sizes, name: str):
-            """Rows keyed to their shard by their partition's count, grouped, written:
-            PCollection of (kind, tmp path, final path)."""
-            return (
-                rows
-                | f"Key{name}" >> beam.Map(_keyed_by_shard, beam.pvalue.AsDict(sizes), settings)
-                | f"Group{name}" >> beam.GroupByKey()
-                | f"Write{name}" >> beam.ParDo(_WriteShard(self._root, self._run_id, settings))
-            )
-
-        # Rows per (kind, partition) first, so that a small partition gets one file. Articles
-        # are counted from ``article_partitions`` when given, made upstream: a count taken
-        # from the articles themselves makes the runner hold them all until it is known. They
-        # also go through a shuffle and a writer of their own: a Flatten is one more pass
-        # through the runner for everything that goes through it.
-        shards = []
-        small = []
-        for kind in KINDS:
-            rows = pcolls[kind] | f"Partition{kind.title()}" >> beam.Map(
-                lambda r, k=kind: ((k, partition_of(k, r, settings)), r)
-            )
-            if kind == "articles" and "article_partitions" in pcolls:
-                sizes = (
-                    pcolls["article_partitions"]
-                    | "ArticlePartitionSizes" >> beam.Map(lambda partition: ("articles", partition))
-                    | "CountArticlePartitions" >> beam.combiners.Count.PerElement()
-                )
-                shards.append(write(rows, sizes, "ArticleShards"))
-            else:
-                small.append(rows)
-        rows = small | "AllPartitioned" >> beam.Flatten()
-        shards.append(write(rows, rows | "PartitionSizes" >> beam.combiners.Count.PerKey(), "Shards"))
-        written = shards | "AllWritten" >> beam.Flatten() | "ListWritten" >> beam.combiners.ToList()
+        inputs = pcolls["inputs"] if isinstance(pcolls["inputs"], tuple) else (pcolls["inputs"],)
         marks = (
             (
-                pcolls["inputs"] | "MarkInputs" >> beam.Map(lambda _: "inputs"),
+                *(pc | f"MarkInputs{i or ''}" >> beam.Map(lambda _: "inputs") for i, pc in enumerate(inputs)),
                 pcolls["articles"] | "MarkArticles" >> beam.FlatMap(article_marks),
                 pcolls["stories"] | "MarkStories" >> beam.Map(lambda _: "stories"),
                 pcolls["failures"] | "MarkFailures" >> beam.FlatMap(failure_marks),
             )
             | "AllMarks" >> beam.Flatten()
-            | "Summarise" >> beam.CombineGlobally(SummaryFn())
+            | "Summarise" >> beam.CombineGlobally(SummaryFn()).without_defaults()
         )
-        staged = pcolls.get("staged")
-        if staged is None:
-            staged = written.pipeline | "NoStagedState" >> beam.Create([])
-        return written | "CommitOutputs" >> beam.ParDo(
-            _Commit(self._root, self._run_id, settings, self._inputs),
-            beam.pvalue.AsSingleton(marks),
-            beam.pvalue.AsList(staged),
+        summary = beam.pvalue.AsSingleton(marks, default_value=EMPTY_SUMMARY)
+
+        def write(rows, key, sizes, name: str):
+            """Rows keyed to their shard by their partition's count (``key`` reads it from
+            ``sizes``), grouped, written: PCollection of (kind, tmp path, final path)."""
+            return (
+                rows
+                | f"Key{name}" >> beam.Map(key, sizes, settings)
+                | f"Group{name}" >> beam.GroupByKey()
+                | f"Write{name}" >> beam.ParDo(_WriteShard(self._root, self._run_id, settings))
+            )
+
+        # Rows per (kind, partition) first, so that a small partition gets one file. Articles
+        # are counted from ``article_partitions``, made upstream (from the articles when not
+        # given): a count taken from the articles themselves makes the runner hold them all
+        # until it is known. They also go through a shuffle and a writer of their own: a
+        # Flatten is one more pass through the runner for everything that goes through it.
+        articles = pcolls["articles"] | "PartitionArticles" >> beam.Map(
+            lambda r: (("articles", partition_of("articles", r, settings)), r)
+        )
+        partitions = pcolls.get("article_partitions")
+        if partitions is None:
+            partitions = pcolls["articles"] | "MarkArticlePartitions" >> beam.Map(
+                lambda r: partition_of("articles", r, settings)
+            )
+        sizes = (
+            partitions
+            | "ArticlePartitionSizes" >> beam.Map(lambda partition: ("articles", partition))
+            | "CountArticlePartitions" >> beam.combiners.Count.PerElement()
+        )
+        written = [write(articles, _keyed_by_shard, beam.pvalue.AsDict(sizes), "ArticleShards")]
+        small = [
+            pcolls[kind] | f"Partition{kind.title()}" >> beam.Map(lambda r, k=kind: ((k, ""), r))
+            for kind in KINDS
+            if kind != "articles"
+        ]
+        rows = small | "AllPartitioned" >> beam.Flatten()
+        written.append(write(rows, _keyed_by_summary, summary, "Shards"))
+        staged = pcolls.get("staged", ())
+        staged = staged if isinstance(staged, tuple) else (staged,)
+        return (
+            written[0].pipeline
+            | "Commit" >> beam.Create([None])
+            | "CommitOutputs"
+            >> beam.ParDo(
+                _Commit(self._root, self._run_id, settings, self._inputs, len(written)),
+                summary,
+                *(beam.pvalue.AsList(files) for files in written),
+                *(beam.pvalue.AsList(files) for files in staged),
+            )
         )

@@ -1144,7 +1144,8 @@ class ReadDocuments(beam.PTransform):
 
     def expand(self, pbegin):
         range_bytes = int(self._settings.warc_range_mb * (1 << 20)) if self._kind == "warc" else 0
-        units = pbegin | "ListFiles" >> beam.Create(self._files) | "SpreadFiles" >> beam.Reshuffle()
+        # (reshuffle=False: SpreadFiles spreads them; Create's own would be one more step)
+        units = pbegin | "ListFiles" >> beam.Create(self._files, reshuffle=False) | "SpreadFiles" >> beam.Reshuffle()
         if range_bytes > 0:
             units = (
                 units

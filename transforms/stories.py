@@ -2214,7 +2214,7 @@ class _ClusterWindowFn(beam.DoFn):
 
 
 class _LinkFn(beam.DoFn):
-    """(0, [ClusterSummary, ..., None]) (all of the run, and None once) -> one (assignment,
+    """One element (any) and the run's ClusterSummary list (side input) -> one (assignment,
     touched stories, state, near copies)."""
 
     def __init__(
@@ -2231,9 +2231,7 @@ class _LinkFn(beam.DoFn):
         self._fingerprint = fingerprint
         self._continue_state = continue_state
 
-    def process(self, element):
-        _, found = element
-        summaries = [summary for summary in found if summary is not None]
+    def process(self, _, summaries):
         previous = read_state(self._url) if self._continue_state else []
         firsts, first_cluster = first_readings(summaries)
         linked = link_clusters(firsts, previous, self._settings, self._known_stories, self._fingerprint)
@@ -2430,20 +2428,18 @@ class GroupStories(beam.PTransform):
             ).with_outputs(records.FAILED, SUMMARIES, main="clusters")
         )
         later_readings, summaries, clusters = clusters[records.FAILED], clusters[SUMMARIES], clusters.clusters
-        # All summaries reach one LinkStories call: keyed alike and grouped, with one empty
-        # element so that the call is made for a run without clusters too (the state is still
-        # written). A ToList made that two stages (the combine, then a side input to a step of
-        # its own), and one more trip of every summary through the runner.
+        # All summaries reach one LinkStories call, made once (also for a run without clusters:
+        # the state is still written), as a side input. Each step of the local runner's plan
+        # is a round trip to its workers: a ToList made this two steps (the combine, then the
+        # side input), and grouping the summaries keyed alike, with one empty element for a run
+        # without clusters, three (the empty element, the Flatten, the linking).
         linked = (
-            (
-                summaries | "KeyAlike" >> beam.Map(lambda summary: (0, summary)),
-                summaries.pipeline | "NoCluster" >> beam.Create([(0, None)], reshuffle=False),
-            )
-            | "AllSummaries" >> beam.Flatten()
-            | "AllClusters" >> beam.GroupByKey()
+            summaries.pipeline
+            | "LinkOnce" >> beam.Create([None])
             | "LinkStories"
             >> beam.ParDo(
-                _LinkFn(self.settings, self.state_url, self._known_stories, self.fingerprint, self._continue_state)
+                _LinkFn(self.settings, self.state_url, self._known_stories, self.fingerprint, self._continue_state),
+                beam.pvalue.AsList(summaries),
             )
         )
         out = clusters | "SetStoryIds" >> beam.FlatMap(
