@@ -1063,6 +1063,7 @@ def test_a_page_whose_text_comes_out_short_after_all_is_extracted_again(monkeypa
     """When readability's (or jusText's) shorter text is chosen for a page whose own text was
     long, the later steps would read the raw tree readability changed: the page is extracted
     again with trafilatura's copies, and the result is the shipped one."""
+    import trafilatura
     import trafilatura.core as core
 
     extract_mod.speed_up_trafilatura()
@@ -1080,11 +1081,18 @@ def test_a_page_whose_text_comes_out_short_after_all_is_extracted_again(monkeypa
     ours = extract_mod.extract_html(page, "https://example.org/ferry", ExtractSettings())
     assert spent == [1]
     assert not getattr(extract_mod._raw_tree_state, "stock", False)
+    # any caller of trafilatura, not only storybeam's: its public API goes the same way
+    api = trafilatura.extract(page, deduplicate=False)
+    assert spent == [1, 1] and api
+
+    def shipped_results():
+        return (
+            extract_mod.extract_html(page, "https://example.org/ferry", ExtractSettings()),
+            trafilatura.extract(page, deduplicate=False),
+        )
+
     monkeypatch.undo()
-    shipped = _with_shipped_extract_and_compare(
-        monkeypatch, lambda: extract_mod.extract_html(page, "https://example.org/ferry", ExtractSettings())
-    )
-    assert ours == shipped
+    assert (ours, api) == _with_shipped_extract_and_compare(monkeypatch, shipped_results)
 
 
 def test_raw_tree_given_to_readability_on_real_pages(shared_dir, monkeypatch):

@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import codecs
 import copy
+import functools
 import html as html_lib
 import importlib
 import json
@@ -568,7 +569,8 @@ def _trafilatura(html: Any, url: str, settings: ExtractSettings, **mode: bool) -
     a ``_GivenTree`` (which it may change)."""
     import trafilatura
 
-    options = dict(
+    return trafilatura.bare_extraction(
+        html,
         url=url or None,
         include_comments=False,
         include_tables=settings.include_tables,
@@ -578,17 +580,6 @@ def _trafilatura(html: Any, url: str, settings: ExtractSettings, **mode: bool) -
         fast=settings.fast,
         **mode,
     )
-    try:
-        return trafilatura.bare_extraction(html, **options)
-    except _RawTreeSpent:
-        # readability was given the raw tree and it is to be read after all (1 page of the
-        # 1k corpus, 6 of trafilatura_eval and l3s_gn1's 1,653): the page again, with
-        # trafilatura's own copies
-        _raw_tree_state.stock = True
-        try:
-            return trafilatura.bare_extraction(html.html if type(html) is _GivenTree else html, **options)
-        finally:
-            _raw_tree_state.stock = False
 
 
 def _choose_text(url: str, settings: ExtractSettings, main: str, meta: PageMeta, html: str):
@@ -1212,8 +1203,9 @@ def _shared_raw_tree() -> None:
     measured and long enough (~1.1 ms per page for the copy). Should readability's or jusText's
     shorter text be chosen so that the tree would be read after all, or the jusText check need
     the cleaned backup of the raw tree (``_CleanedLater``), the page is extracted again the
-    shipped way (``_RawTreeSpent``; 1 of the 1k corpus). Balanced focus only: the recall retry
-    reads its tree after this step whatever its length."""
+    shipped way (``_RawTreeSpent``, caught by ``bare_extraction``, which every caller of
+    trafilatura goes through; 5 of the 1k corpus's pages). Balanced focus only: the recall
+    retry reads its tree after this step whatever its length."""
     import trafilatura.core as core
 
     needed = (
@@ -1265,6 +1257,30 @@ def _shared_raw_tree() -> None:
             raise _RawTreeSpent
         return postbody, text
 
+    shipped_bare = core.bare_extraction
+
+    @functools.wraps(shipped_bare)
+    def bare_extraction(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return shipped_bare(*args, **kwargs)
+        except _RawTreeSpent:
+            # the raw tree readability changed is to be read after all: the page again, with
+            # trafilatura's own copies (a tree handed over is gone; its page is parsed again)
+            if args and type(args[0]) is _GivenTree:
+                args = (args[0].html, *args[1:])
+            elif type(kwargs.get("filecontent")) is _GivenTree:
+                kwargs["filecontent"] = kwargs["filecontent"].html
+            _raw_tree_state.stock = True
+            try:
+                return shipped_bare(*args, **kwargs)
+            finally:
+                _raw_tree_state.stock = False
+
+    for name, module in list(sys.modules.items()):  # trafilatura.bare_extraction, core's own, ...
+        if name == "trafilatura" or name.startswith("trafilatura."):
+            for attr, value in list(vars(module).items()):
+                if value is shipped_bare:
+                    setattr(module, attr, bare_extraction)
     core._extract_and_compare = extract_and_compare
     core.html2txt = html2txt
 
