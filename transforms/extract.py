@@ -555,7 +555,7 @@ class _GivenTree:
     """A parsed tree handed to trafilatura for good: it prunes it in place instead of working
     on a copy (``bare_extraction`` copies a tree it is passed; ~1.1 ms per page). The
     caller must not read the tree afterwards. Unwrapped by ``_given_tree_loading``. ``html``:
-    the page it was parsed from, for the rare second run of ``_trafilatura``."""
+    the page it was parsed from, for the rare second run of a page (``_shared_raw_tree``)."""
 
     __slots__ = ("tree", "html")
 
@@ -1181,7 +1181,7 @@ def _lazy_cleaned_backup() -> None:
 
 class _RawTreeSpent(Exception):
     """trafilatura was about to read a raw tree that readability has changed
-    (``_shared_raw_tree``): ``_trafilatura`` runs the page again without that speed-up."""
+    (``_shared_raw_tree``): its ``bare_extraction`` runs the page again without that speed-up."""
 
 
 #: per thread: ``spent``, the raw tree readability is working on; ``stock``, True while a page

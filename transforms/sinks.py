@@ -544,9 +544,9 @@ def _keyed_by_shard(
 def _keyed_by_summary(
     element: tuple[tuple[str, str], Any], summary: Mapping[str, Any], settings: SinkSettings
 ) -> tuple[tuple[str, str, int], Any]:
-    """``_keyed_by_shard`` for the unpartitioned stories and failures, their row counts taken
-    from the run's summary: a story row per story mark, a failure row per filtered or failed
-    mark."""
+    """``_keyed_by_shard`` for the stories and failures (unpartitioned: ``partition_of``),
+    their row counts taken from the run's summary: a story row per story mark, a failure row
+    per filtered or failed mark."""
     sizes = {("stories", ""): summary["stories"], ("failures", ""): summary["filtered"] + summary["failed"]}
     return _keyed_by_shard(element, sizes, settings)
 
@@ -622,7 +622,8 @@ class WriteOutputs(beam.PTransform):
         )
         written = [write(articles, _keyed_by_shard, beam.pvalue.AsDict(sizes), "ArticleShards")]
         small = [
-            pcolls[kind] | f"Partition{kind.title()}" >> beam.Map(lambda r, k=kind: ((k, ""), r))
+            pcolls[kind]
+            | f"Partition{kind.title()}" >> beam.Map(lambda r, k=kind: ((k, partition_of(k, r, settings)), r))
             for kind in KINDS
             if kind != "articles"
         ]
