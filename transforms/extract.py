@@ -1276,11 +1276,10 @@ def _shared_raw_tree() -> None:
             finally:
                 _raw_tree_state.stock = False
 
-    for name, module in list(sys.modules.items()):  # trafilatura.bare_extraction, core's own, ...
-        if name == "trafilatura" or name.startswith("trafilatura."):
-            for attr, value in list(vars(module).items()):
-                if value is shipped_bare:
-                    setattr(module, attr, bare_extraction)
+    from transforms.fasthtmlprocessing import holders
+
+    for module, attr in list(holders(shipped_bare)):  # trafilatura.bare_extraction, core's own, ...
+        setattr(module, attr, bare_extraction)
     core._extract_and_compare = extract_and_compare
     core.html2txt = html2txt
 

@@ -317,7 +317,7 @@ _FAST = {
 }
 
 
-def _holders(original: Any):
+def holders(original: Any):
     """(module, attribute) of every trafilatura module holding ``original``."""
     for name, module in list(sys.modules.items()):
         if name == "trafilatura" or name.startswith("trafilatura."):
@@ -329,12 +329,12 @@ def _holders(original: Any):
 def install() -> None:
     """Replace the functions in every trafilatura module that holds them (idempotent)."""
     for name, function in _FAST.items():
-        for module, attr in _holders(ORIGINALS[name]):
+        for module, attr in holders(ORIGINALS[name]):
             setattr(module, attr, function)
 
 
 def uninstall() -> None:
     """Put trafilatura's own functions back (benchmarks compare the two in one process)."""
     for name, function in _FAST.items():
-        for module, attr in _holders(function):
+        for module, attr in holders(function):
             setattr(module, attr, ORIGINALS[name])
