@@ -1209,7 +1209,7 @@ def _shared_raw_tree() -> None:
     import trafilatura.core as core
 
     needed = (
-        "_extract_and_compare", "extract_content", "compare_extraction", "html2txt",
+        "_extract_and_compare", "extract_content", "compare_extraction", "html2txt", "bare_extraction",
         "ESCALATION_MAX_LENGTH", "ESCALATION_PAGE_SHARE",
     )  # fmt: skip
     if not all(hasattr(core, name) for name in needed):

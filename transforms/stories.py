@@ -1539,10 +1539,10 @@ class ClusterSummary:
     first_published: datetime
     last_published: datetime
     #: the story vector, as JSON of an object in term order. One string, not ~200 tuples:
-    #: while the summaries reached the linking step as a side input (until stop 42), the
-    #: runner sized that list object by object (objsize), 0.6 s for 600 pages. An object,
-    #: not [term, weight] pairs: a story founded by this cluster alone writes it into the
-    #: state as it is (``StoryState.to_json``)
+    #: the summaries reach the linking step as a side input, which the one-worker runner's
+    #: state cache sizes object by object (objsize): 0.6 s for 600 pages with tuples, 0.02 s
+    #: for 1,000 summaries as they are now. An object, not [term, weight] pairs: a story
+    #: founded by this cluster alone writes it into the state as it is (``StoryState.to_json``)
     profile_json: str
     #: representatives of the cluster's exact and near copies (their ``duplicate_of``), sorted:
     #: a copy's story is its representative's (``link_clusters``)
