@@ -513,7 +513,9 @@ def _run(argv: list[str]) -> int:
 def main() -> None:
     from pipeline import workerpool
 
-    # The command line only: run() called from other code leaves that process's imports alone.
+    # The command line only: run() called from other code leaves that process's imports alone
+    # and starts its extraction children when the first page comes.
+    workerpool.prestart_extraction(sys.argv[1:])
     workerpool.skip_optional_beam(sys.argv[1:])
     sys.exit(run())
 

@@ -94,6 +94,54 @@ def wants_pool(argv: list[str]) -> bool:
     return values.get("direct_running_mode") == "multi_processing"
 
 
+PRESTART_ENV = "STORYBEAM_PRESTART"
+
+
+def prestart_extraction(argv: list[str]) -> int:
+    """First thing on the command line, before Beam is imported: when ``argv`` runs workers
+    from the pool and the config extracts pages in a child process, start one extraction
+    child per worker now (``transforms.extract.prestart_children``), so that the children
+    import the extraction libraries and warm up while this process imports Beam (one core of
+    two is idle then), not after the workers have started. The pool and its workers are
+    forked from this process and inherit them; each worker claims one. Set
+    ``STORYBEAM_PRESTART=0`` to start children when the first page comes, as before. Returns
+    how many were started."""
+    plan = prestart_plan(argv)
+    if plan is None:
+        return 0
+    from transforms.extract import prestart_children
+
+    return prestart_children(*plan)
+
+
+def prestart_plan(argv: list[str]) -> tuple[int, int] | None:
+    """(children, their memory limit in MiB) that ``prestart_extraction`` starts for these
+    flags, or None."""
+    if _switched_off(PRESTART_ENV) or not wants_pool(argv):
+        return None
+    values = _flag_values(argv)
+    from transforms.extract import ExtractSettings
+
+    # The config's own sections, read as YAML: validating it (pipeline.config) imports every
+    # stage, Beam included. A value that fails validation later fails the run anyway.
+    try:
+        import yaml
+
+        from pipeline.config import DEFAULT_CONFIG
+
+        raw = yaml.safe_load(Path(values.get("config") or DEFAULT_CONFIG).read_text(encoding="utf-8")) or {}
+        source = values.get("source") or (raw.get("run") or {}).get("source", "warc")
+        extract = raw.get("extract") or {}
+        isolation = extract.get("isolation", ExtractSettings.isolation)
+        max_memory_mb = int(extract.get("max_memory_mb", ExtractSettings.max_memory_mb))
+        workers = int(values.get("direct_num_workers") or 1)
+    except (OSError, ValueError, TypeError, AttributeError, yaml.YAMLError):
+        return None  # the run itself reports a bad config or flag
+    if source == "text" or isolation not in ("auto", "process"):
+        return None  # no HTML to extract, or no child to extract it in
+    return (workers if workers > 0 else os.cpu_count() or 1), max_memory_mb
+
+
 # Parts of Beam that its own imports treat as optional (an ImportError of a package not
 # installed is skipped without a word) and that a local run of storybeam never uses: it reads
 # and writes through fsspec, not Beam's IOs or filesystems. With the gcp and aws extras
@@ -174,6 +222,7 @@ class WorkerPool:
                 importlib.import_module(module)
             if threading.active_count() == 1:  # checked after the imports, right before the fork
                 self._proc: subprocess.Popen | _ForkedPool = _ForkedPool(self.socket_path)
+                _give_up_prestarted()  # the pool's workers claim them
                 return
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         self._proc = subprocess.Popen(
@@ -182,6 +231,7 @@ class WorkerPool:
             env=env,
             cwd=str(ROOT),
         )
+        _give_up_prestarted()  # a pool started afresh has no access to them: they idle until stop()
 
     @property
     def command(self) -> str:
@@ -265,6 +315,21 @@ def stop() -> None:
     pool, _pool = _pool, None
     if pool is not None:
         pool.close()
+    extract = sys.modules.get("transforms.extract")
+    if extract is not None:
+        extract.release_prestarted()
+
+
+def _give_up_prestarted() -> None:
+    extract = sys.modules.get("transforms.extract")
+    if extract is not None:
+        extract.give_up_prestarted()
+
+
+def _pass_on_prestarted(to_worker: bool) -> None:
+    extract = sys.modules.get("transforms.extract")
+    if extract is not None:
+        extract.pass_on_prestarted(to_worker)
 
 
 def local_runner():
@@ -428,7 +493,9 @@ def serve(path: str, control: int = 0) -> None:
             continue
         if os.fork() == 0:
             listener.close()
+            _pass_on_prestarted(to_worker=True)  # an extraction child started ahead, if one is left
             _run_worker(conn, fds, request)
+        _pass_on_prestarted(to_worker=False)
         for fd in fds:
             os.close(fd)
         conn.close()

@@ -169,3 +169,89 @@ def test_optional_parts_of_beam_stay_once_beam_is_imported_or_when_switched_off(
     monkeypatch.setenv(workerpool.LEAN_IMPORTS_ENV, "0")
     assert workerpool.skip_optional_beam(["--input", "x.warc"]) is False
     assert sys.meta_path == before
+
+
+PRESTARTED_RUN = """
+import os, sys
+from pipeline import workerpool
+
+MULTI = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+print(workerpool.prestart_extraction(["--source", "warc", *MULTI]))  # before Beam, as main() does
+from transforms import extract
+started = [child.pid for child in extract._prestarted]
+workerpool.skip_optional_beam(MULTI)
+workerpool.start(MULTI)
+print(len(extract._prestarted))  # given up by the runner: the pool's workers claim them
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+PAGE = "<html><body><article><p>" + "The ferry crossed the harbour at dawn. " * 20 + "</p></article></body></html>"
+
+
+def extract_once(i):
+    from transforms import extract as ex  # the worker's module: one extractor per worker
+    process = getattr(ex, "_test_extractor", None)
+    if process is None:
+        process = ex._test_extractor = ex.ProcessExtractor(2048)
+    found = process.run(PAGE, None, f"https://news.example.org/{i}", ex.ExtractSettings())
+    return type(process._proc).__name__, process._proc.pid, os.getpid(), len(found["text"]) > 200
+
+
+with beam.Pipeline(runner=workerpool.local_runner(), options=PipelineOptions(MULTI)) as p:
+    rows = p | beam.Create(list(range(8))) | beam.Reshuffle() | beam.Map(extract_once)
+    rows | beam.combiners.ToList() | beam.Map(lambda found: print(sorted(set(found))))
+print("children", started)
+workerpool.stop()
+print([os.path.exists(f"/proc/{pid}") for pid in started])
+"""
+
+
+def test_extraction_children_started_ahead_are_claimed_by_the_workers_and_reaped():
+    # the command line starts one extraction child per worker before it imports Beam; the
+    # workers forked by the pool (not the children's parent) use them, one each, and the
+    # command line reaps them at its end
+    lines = _run_fresh(PRESTARTED_RUN, workerpool.PRESTART_ENV).strip().split("\n")
+    assert lines[:2] == ["2", "0"], lines
+    children = eval(lines[-2].removeprefix("children "))  # noqa: S307 - our own print
+    used = eval(next(line for line in lines if line.startswith("[(")))  # noqa: S307
+    assert {kind for kind, _, _, _ in used} == {"PrestartedChild"}
+    assert all(text for _, _, _, text in used)
+    by_worker = {worker: child for _, child, worker, _ in used}
+    assert set(by_worker.values()) <= set(children) and len(set(by_worker.values())) == len(by_worker)
+    assert lines[-1] == "[False, False]"  # reaped, no zombie left
+
+
+@pytest.mark.parametrize(
+    ("argv", "config", "planned"),
+    [
+        (["--source", "warc", *MULTI], None, (2, 2048)),
+        (["--source", "feeds", "--direct_num_workers", "3", "--direct_running_mode=multi_processing"], None, (3, 2048)),
+        (["--source", "text", *MULTI], None, None),  # nothing to extract
+        (["--source", "warc"], None, None),  # one worker: the runner's own thread extracts
+        (["--source", "warc", *MULTI], "extract:\n  isolation: thread\n", None),  # no child
+        (["--source", "warc", *MULTI], "extract:\n  max_memory_mb: 512\n", (2, 512)),
+        (["--source", "warc", *MULTI], "extract: [not, a, mapping]\n", None),  # the run reports it
+    ],
+)
+def test_extraction_children_are_started_ahead_for_pool_runs_that_extract_in_a_child(
+    argv, config, planned, tmp_path, monkeypatch
+):
+    monkeypatch.delenv(workerpool.PRESTART_ENV, raising=False)
+    if config is not None:
+        (tmp_path / "c.yaml").write_text(config)
+        argv = [*argv, "--config", str(tmp_path / "c.yaml")]
+    assert workerpool.prestart_plan(argv) == planned
+    monkeypatch.setenv(workerpool.PRESTART_ENV, "0")
+    assert workerpool.prestart_plan(argv) is None
+
+
+def test_a_child_started_ahead_with_another_memory_limit_is_not_claimed_and_is_reaped():
+    from transforms import extract
+
+    assert extract.prestart_children(1, 1234) == 1
+    popen = extract._started_here[-1]
+    try:
+        assert extract.claim_prestarted(2048) is None
+    finally:
+        extract.release_prestarted()
+    assert popen.returncode is not None and not extract._prestarted and not extract._started_here
