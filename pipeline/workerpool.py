@@ -101,7 +101,7 @@ def prestart_extraction(argv: list[str]) -> int:
     """First thing on the command line, before Beam is imported: when ``argv`` runs workers
     from the pool and the config extracts pages in a child process, start one extraction
     child per worker now (``transforms.extract.prestart_children``), so that the children
-    import the extraction libraries and warm up while this process imports Beam (one core of
+    import the extraction libraries and their data while this process imports Beam (one core of
     two is idle then), not after the workers have started. The pool and its workers are
     forked from this process and inherit them; each worker claims one. Set
     ``STORYBEAM_PRESTART=0`` to start children when the first page comes, as before. Returns

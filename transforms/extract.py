@@ -1357,12 +1357,25 @@ def freeze_startup_heap(libraries: bool = True) -> None:
 
         speed_up_trafilatura()
         quiet_extraction_libraries()
+        _load_justext_stoplist()
     gc.collect()
     gc.freeze()
     if libraries:
         _heap_frozen = True
     else:
         _heap_frozen_bare = True
+
+
+def _load_justext_stoplist() -> None:
+    """Load what trafilatura's jusText fallback reads on its first page: the words of all
+    100 jusText stoplists (``jt_stoplist_init``) and jusText's lower-cased set of them
+    (``define_stoplist``, cached by the tuple). Done here, with the imports, they are frozen
+    with them, and the first page that reaches jusText does not pay ~0.15 s for them (an
+    extraction child started ahead loads them before the run)."""
+    from justext.core import define_stoplist
+    from trafilatura import external
+
+    define_stoplist(external.JT_STOPLIST or external.jt_stoplist_init())
 
 
 def extract_html(html: str, url: str, settings: ExtractSettings) -> dict[str, Any]:
@@ -1506,7 +1519,6 @@ def _child_main() -> None:
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # stray prints of libraries must not corrupt the frames
     inp = sys.stdin.buffer
-    ahead = len(sys.argv) > 2 and sys.argv[2] == WARM_UP_FLAG
     freeze_startup_heap()  # imports trafilatura before the memory limit is set
 
     try:
@@ -1516,8 +1528,6 @@ def _child_main() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     except (ImportError, ValueError, OSError, IndexError):  # pragma: no cover - non-POSIX
         pass
-    if ahead:
-        _warm_up()
     try:
         _serve_pages(inp, out)
     except BrokenPipeError:  # the process that started this child has gone
@@ -1539,12 +1549,12 @@ def _serve_pages(inp: Any, out: Any) -> None:
             _write_frame(out, ("error", f"{type(exc).__name__}: {exc}"[:500]))
 
 
-def _spawn_child(max_memory_mb: int, *extra: str) -> subprocess.Popen:
+def _spawn_child(max_memory_mb: int) -> subprocess.Popen:
     root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     code = "from transforms.extract import _child_main; _child_main()"
     return subprocess.Popen(
-        [sys.executable, "-c", code, str(max_memory_mb), *extra],
+        [sys.executable, "-c", code, str(max_memory_mb)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         env=env,
@@ -1554,43 +1564,6 @@ def _spawn_child(max_memory_mb: int, *extra: str) -> subprocess.Popen:
 # ---------------------------------------------------------------------------------------------
 # Extraction children started ahead, while the command line imports Beam and plans the run
 # ---------------------------------------------------------------------------------------------
-
-#: the child's second argument: extract ``_WARM_UP_PAGE`` before saying it is ready
-WARM_UP_FLAG = "warm-up"
-
-#: A made-up article page for a child started ahead to extract once, so that its first pages
-#: do not pay for what trafilatura, htmldate and lxml set up on first use (compiled XPaths and
-#: patterns, the jusText stoplist): the first 20 pages of the benchmark corpus cost ~0.19 s of
-#: CPU more in a new child than the second time.
-_WARM_UP_PAGE = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
-<title>Harbour ferry returns after winter repairs | Example Gazette</title>
-<link rel="canonical" href="https://news.example.org/2024/03/04/harbour-ferry-returns">
-<meta name="description" content="The harbour ferry is back in service after repairs.">
-</head><body><header><nav><ul><li><a href="/">Home</a></li><li><a href="/local">Local</a></li>
-<li><a href="/sport">Sport</a></li></ul></nav></header>
-<main><article class="post-content"><h1>Harbour ferry returns after winter repairs</h1>
-<p class="byline">By <span class="author">Jo Example</span>, March 4, 2024</p>
-<p>The small ferry that links the two sides of the harbour carried its first passengers of the
-year on Monday morning, after three months in the repair yard.</p>
-<p>Engineers replaced both engines and the steering gear, the operator said. The crossing
-takes about six minutes and runs every quarter of an hour until seven in the evening.</p>
-<h2>Timetable changes</h2><p>Evening crossings on Fridays and Saturdays will run until ten
-from April. Tickets bought before the winter remain valid until the end of the month.</p>
-<ul><li>Weekdays: 7:00 to 19:00</li><li>Weekends: 9:00 to 18:00</li></ul>
-<blockquote><p>We are glad to have her back on the water, said the harbour master.</p></blockquote>
-<p>Read more: <a href="/local/bridge">New footbridge opens</a></p></article>
-<aside class="related"><h3>Related</h3><a href="/a">Story one</a> <a href="/b">Story two</a></aside>
-<div class="share">Share this article: Facebook Twitter Email</div></main>
-<footer><p>Copyright 2024 Example Gazette. All rights reserved.</p></footer></body></html>"""
-
-
-def _warm_up() -> None:
-    try:
-        extract_page(
-            _WARM_UP_PAGE, None, "https://news.example.org/2024/03/04/harbour-ferry-returns", ExtractSettings()
-        )
-    except Exception:  # noqa: BLE001 - only a head start: the real pages report their own errors
-        pass
 
 
 class PrestartedChild:
@@ -1647,19 +1620,19 @@ _prestart_lock = threading.Lock()
 
 
 def prestart_children(count: int, max_memory_mb: int) -> int:
-    """Start ``count`` extraction children now, each importing the extraction libraries and
-    extracting a made-up page while this process goes on; ``ProcessExtractor`` claims them
-    before it starts one of its own. For the command line, before it imports Beam: a 2-worker
-    run's children otherwise import (~0.3 s of CPU each) and warm up (~0.2 s more over their
-    first pages) after the workers have started, with every core busy, while during the
-    command line's own imports one core of two is idle. Returns how many were started (none
-    where a process cannot watch another that it did not start: no ``os.pidfd_open``)."""
+    """Start ``count`` extraction children now, each importing the extraction libraries
+    (``freeze_startup_heap``: ~0.4 s of CPU with the jusText stoplists) while this process
+    goes on; ``ProcessExtractor`` claims them before it starts one of its own. For the
+    command line, before it imports Beam: a 2-worker run's children otherwise start once the
+    workers have, with every core busy, while during the command line's own imports one core
+    of two is idle. Returns how many were started (none where a process cannot watch another
+    that it did not start: no ``os.pidfd_open``)."""
     if not hasattr(os, "pidfd_open"):
         return 0
     started = 0
     for _ in range(count):
         try:
-            popen = _spawn_child(max_memory_mb, WARM_UP_FLAG)
+            popen = _spawn_child(max_memory_mb)
             child = PrestartedChild(popen, max_memory_mb)
         except OSError:
             break
