@@ -127,10 +127,10 @@ def prestart_plan(argv: list[str]) -> tuple[int, int] | None:
     try:
         import yaml
 
-        from pipeline.config import DEFAULT_CONFIG
+        from pipeline.config import DEFAULT_CONFIG, RunSettings
 
         raw = yaml.safe_load(Path(values.get("config") or DEFAULT_CONFIG).read_text(encoding="utf-8")) or {}
-        source = values.get("source") or (raw.get("run") or {}).get("source", "warc")
+        source = values.get("source") or (raw.get("run") or {}).get("source", RunSettings.source)
         extract = raw.get("extract") or {}
         isolation = extract.get("isolation", ExtractSettings.isolation)
         max_memory_mb = int(extract.get("max_memory_mb", ExtractSettings.max_memory_mb))
@@ -222,7 +222,7 @@ class WorkerPool:
                 importlib.import_module(module)
             if threading.active_count() == 1:  # checked after the imports, right before the fork
                 self._proc: subprocess.Popen | _ForkedPool = _ForkedPool(self.socket_path)
-                _give_up_prestarted()  # the pool's workers claim them
+                _prestarted("give_up_prestarted")  # the pool's workers claim them
                 return
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         self._proc = subprocess.Popen(
@@ -231,7 +231,7 @@ class WorkerPool:
             env=env,
             cwd=str(ROOT),
         )
-        _give_up_prestarted()  # a pool started afresh has no access to them: they idle until stop()
+        _prestarted("give_up_prestarted")  # a pool started afresh has no access to them: idle until stop()
 
     @property
     def command(self) -> str:
@@ -315,21 +315,15 @@ def stop() -> None:
     pool, _pool = _pool, None
     if pool is not None:
         pool.close()
+    _prestarted("release_prestarted")
+
+
+def _prestarted(action: str, *args) -> None:
+    """``transforms.extract.<action>(*args)`` on the extraction children started ahead; a
+    process that has not imported that module has started none and inherited none."""
     extract = sys.modules.get("transforms.extract")
     if extract is not None:
-        extract.release_prestarted()
-
-
-def _give_up_prestarted() -> None:
-    extract = sys.modules.get("transforms.extract")
-    if extract is not None:
-        extract.give_up_prestarted()
-
-
-def _pass_on_prestarted(to_worker: bool) -> None:
-    extract = sys.modules.get("transforms.extract")
-    if extract is not None:
-        extract.pass_on_prestarted(to_worker)
+        getattr(extract, action)(*args)
 
 
 def local_runner():
@@ -493,9 +487,9 @@ def serve(path: str, control: int = 0) -> None:
             continue
         if os.fork() == 0:
             listener.close()
-            _pass_on_prestarted(to_worker=True)  # an extraction child started ahead, if one is left
+            _prestarted("pass_on_prestarted", True)  # to the worker: an extraction child started ahead, if one is left
             _run_worker(conn, fds, request)
-        _pass_on_prestarted(to_worker=False)
+        _prestarted("pass_on_prestarted", False)
         for fd in fds:
             os.close(fd)
         conn.close()

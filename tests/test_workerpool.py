@@ -227,6 +227,8 @@ def test_extraction_children_started_ahead_are_claimed_by_the_workers_and_reaped
         (["--source", "warc", *MULTI], None, (2, 2048)),
         (["--source", "feeds", "--direct_num_workers", "3", "--direct_running_mode=multi_processing"], None, (3, 2048)),
         (["--source", "text", *MULTI], None, None),  # nothing to extract
+        (MULTI, "run:\n  source: text\n", None),  # the config's source when no --source
+        (MULTI, "run:\n  batch_files: 2\n", (2, 2048)),  # the default source, jsonl, may hold HTML
         (["--source", "warc"], None, None),  # one worker: the runner's own thread extracts
         (["--source", "warc", *MULTI], "extract:\n  isolation: thread\n", None),  # no child
         (["--source", "warc", *MULTI], "extract:\n  max_memory_mb: 512\n", (2, 512)),
