@@ -117,8 +117,8 @@ def prestart_extraction(argv: list[str]) -> int:
 def prestart_plan(argv: list[str]) -> tuple[int, int] | None:
     """(children, their memory limit in MiB) that ``prestart_extraction`` starts for these
     flags, or None."""
-    if _switched_off(PRESTART_ENV) or not wants_pool(argv):
-        return None
+    if _switched_off(PRESTART_ENV) or not wants_pool(argv) or {"-h", "--help", "--version"} & set(argv):
+        return None  # (help and version run nothing)
     values = _flag_values(argv)
     from transforms.extract import ExtractSettings
 

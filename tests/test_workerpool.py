@@ -230,6 +230,7 @@ def test_extraction_children_started_ahead_are_claimed_by_the_workers_and_reaped
         (MULTI, "run:\n  source: text\n", None),  # the config's source when no --source
         (MULTI, "run:\n  batch_files: 2\n", (2, 2048)),  # the default source, jsonl, may hold HTML
         (["--source", "warc"], None, None),  # one worker: the runner's own thread extracts
+        (["--source", "warc", *MULTI, "--help"], None, None),  # runs nothing
         (["--source", "warc", *MULTI], "extract:\n  isolation: thread\n", None),  # no child
         (["--source", "warc", *MULTI], "extract:\n  max_memory_mb: 512\n", (2, 512)),
         (["--source", "warc", *MULTI], "extract: [not, a, mapping]\n", None),  # the run reports it
