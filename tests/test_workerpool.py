@@ -258,3 +258,24 @@ def test_a_child_started_ahead_with_another_memory_limit_is_not_claimed_and_is_r
     finally:
         extract.release_prestarted()
     assert popen.returncode is not None and not extract._prestarted and not extract._started_here
+
+
+def test_no_child_is_started_ahead_where_no_other_process_could_watch_it(monkeypatch):
+    # a kernel without pidfds: the child just started is stopped and reaped, none is kept
+    from transforms import extract
+
+    spawned = []
+    real_spawn = extract._spawn_child
+
+    def spawn(max_memory_mb):
+        spawned.append(real_spawn(max_memory_mb))
+        return spawned[-1]
+
+    def no_pidfd(pid, flags=0):
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(extract, "_spawn_child", spawn)
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    assert extract.prestart_children(2, 2048) == 0
+    assert len(spawned) == 1 and spawned[0].returncode is not None
+    assert not extract._prestarted and not extract._started_here

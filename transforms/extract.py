@@ -1633,8 +1633,13 @@ def prestart_children(count: int, max_memory_mb: int) -> int:
     for _ in range(count):
         try:
             popen = _spawn_child(max_memory_mb)
-            child = PrestartedChild(popen, max_memory_mb)
         except OSError:
+            break
+        try:
+            child = PrestartedChild(popen, max_memory_mb)
+        except OSError:  # no pidfds (a kernel before 5.3): nobody else could watch it
+            popen.kill()
+            popen.wait()
             break
         with _prestart_lock:
             _prestarted.append(child)
