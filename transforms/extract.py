@@ -1571,26 +1571,21 @@ class PrestartedChild:
     ``subprocess.Popen`` that ``ProcessExtractor`` uses. The processes forked from the
     command line (the worker pool, and the workers it forks) inherit it and one of them
     claims it (``claim_prestarted``); that process is not its parent, so it watches the
-    child through a pidfd (poll, kill, wait) and the command line reaps it
-    (``release_prestarted``)."""
+    child through a pidfd (poll, kill, wait: they work in any process, the parent too) and
+    the command line reaps it (``release_prestarted``)."""
 
     def __init__(self, popen: subprocess.Popen, max_memory_mb: int) -> None:
-        self.popen, self.max_memory_mb = popen, max_memory_mb
+        self.max_memory_mb = max_memory_mb
         self.pid, self.stdin, self.stdout = popen.pid, popen.stdin, popen.stdout
         self._pidfd: int | None = os.pidfd_open(popen.pid)
-        self._parent = os.getpid()
 
     def _ended(self, timeout: float | None) -> bool:
         return self._pidfd is None or bool(select.select([self._pidfd], [], [], timeout)[0])
 
     def poll(self) -> int | None:
-        if os.getpid() == self._parent:
-            return self.popen.poll()
         return -1 if self._ended(0) else None
 
     def wait(self, timeout: float | None = None) -> int:
-        if os.getpid() == self._parent:
-            return self.popen.wait(timeout)
         if not self._ended(timeout):
             raise subprocess.TimeoutExpired(f"extraction child {self.pid}", timeout)
         return -1
